@@ -1,0 +1,26 @@
+//! biz: the domain of qrupload — upload sessions, images and the usecase that ties them together.
+//!
+//! Rules of this layer:
+//! - It owns the traits it needs from the outside world ([`SessionRepo`], [`BlobStore`],
+//!   [`EventBus`]); `data` implements them, `app` injects them as `Arc<dyn Trait>`.
+//! - It imports no transport or database crate (no axum, tonic, sea-orm). Errors leave it as
+//!   [`BizError`], which each edge maps once to an HTTP or gRPC status.
+//! - Every change of a session goes through the usecase, which bumps the session's version in
+//!   the same write and then rings the bus once. The bus is only a doorbell: the database is
+//!   the truth, and watchers re-read it.
+
+mod error;
+pub mod imaging;
+mod model;
+mod ports;
+mod secret;
+mod usecase;
+
+pub use error::{BizError, Result};
+pub use model::{
+    Image, NewImage, NewSession, SessionChange, SessionStatus, UploadSession, is_safe_event_name,
+    is_well_formed_id,
+};
+pub use ports::{AddImagesOutcome, BlobStore, BusMessage, BusSubscription, EventBus, SessionRepo};
+pub use secret::{UploadTokenKey, hash_token, new_id, new_token_key};
+pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};

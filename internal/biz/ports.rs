@@ -1,0 +1,95 @@
+//! The traits biz needs from the outside world; `data` implements them.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+
+use super::{Image, NewImage, NewSession, Result, SessionChange, UploadSession};
+
+/// What happened to an attempt to add images to a session; decided inside one transaction.
+#[derive(Debug)]
+pub enum AddImagesOutcome {
+    Added {
+        session: UploadSession,
+        images: Vec<Image>,
+    },
+    /// Another request with the same `Idempotency-Key` got there first; these are its images.
+    Duplicate(Vec<Image>),
+    NotFound,
+    Closed,
+    TooManyImages,
+    TooManyBytes,
+}
+
+/// Persistence of sessions and images. Every method that changes a session bumps its version
+/// in the same statement, so the version is the one truth the event stream follows.
+#[async_trait]
+pub trait SessionRepo: Send + Sync {
+    async fn create_session(&self, new: NewSession) -> Result<UploadSession>;
+    async fn get_session(&self, identifier: &str) -> Result<Option<UploadSession>>;
+    /// The session and its images, read consistently (one transaction).
+    async fn snapshot(&self, identifier: &str) -> Result<Option<(UploadSession, Vec<Image>)>>;
+    async fn list_images(&self, identifier: &str) -> Result<Vec<Image>>;
+    async fn get_image(&self, image_id: &str) -> Result<Option<Image>>;
+    async fn images_by_idempotency_key(&self, identifier: &str, key: &str) -> Result<Vec<Image>>;
+    /// `open` → `scanned`; `None` if the session is not open (nothing changes then).
+    async fn mark_scanned(&self, identifier: &str) -> Result<Option<UploadSession>>;
+    /// Closes an open or scanned session; `None` if it was not open (nothing changes then).
+    async fn complete(&self, identifier: &str, now: DateTime<Utc>)
+    -> Result<Option<UploadSession>>;
+    /// Adds rows for images whose blobs are written, if the session is open and the quota
+    /// holds, in one transaction.
+    async fn add_images(
+        &self,
+        identifier: &str,
+        images: Vec<NewImage>,
+        now: DateTime<Utc>,
+    ) -> Result<AddImagesOutcome>;
+    /// Deletes one image of an open session; `Ok(None)` if there is no such image.
+    async fn delete_image(
+        &self,
+        identifier: &str,
+        image_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UploadSession>>;
+    /// Marks open sessions past `expires_at` as expired; returns their changes.
+    async fn expire_due(&self, now: DateTime<Utc>) -> Result<Vec<SessionChange>>;
+    /// Sessions never completed whose expiry is before `before`, to be deleted with their blobs.
+    async fn retention_due(&self, before: DateTime<Utc>, limit: u64) -> Result<Vec<String>>;
+    /// Deletes a session and its image rows; returns the deleted images.
+    async fn delete_session(&self, identifier: &str) -> Result<Vec<Image>>;
+    async fn image_exists(&self, image_id: &str) -> Result<bool>;
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Where image bytes live. Keys come from [`Image::blob_key`], never from a client.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()>;
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Keys last written before `older_than`: candidates for the orphan sweep.
+    async fn list_older_than(&self, older_than: DateTime<Utc>) -> Result<Vec<String>>;
+    async fn ping(&self) -> Result<()>;
+}
+
+/// The doorbell between instances: "session X is now at version V". It carries no data, so a
+/// lost message costs only latency; subscribers re-read the database.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    async fn publish(&self, change: SessionChange) -> Result<()>;
+    fn subscribe(&self) -> BusSubscription;
+    /// Whether the bus is delivering now (for readiness).
+    fn is_connected(&self) -> bool;
+}
+
+/// What a bus subscription yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusMessage {
+    Change(SessionChange),
+    /// Messages may have been missed (reconnect, lag): every watched session must be re-read.
+    Resync,
+}
+
+pub type BusSubscription = BoxStream<'static, BusMessage>;

@@ -1,0 +1,275 @@
+//! Typed configuration and its layered loader.
+//!
+//! Layers, later wins: `{dir}/config.yaml` (development defaults, required), then
+//! `{dir}/{APP_ENV}.yaml` (required when `APP_ENV` is set), then environment variables
+//! `QRUPLOAD__SECTION__KEY`. Every key is snake_case so a variable can reach it. Durations
+//! read as `30m`/`2s`, byte sizes as `15MiB`. A bad value stops start-up with one line that
+//! names the key; nothing here falls back silently.
+
+mod units;
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+
+pub use units::{ByteSize, Secret};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("config: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConf,
+    pub data: DataConf,
+    pub upload: UploadConf,
+    pub sse: SseConf,
+    pub auth: AuthConf,
+    pub log: LogConf,
+    #[serde(default)]
+    pub trace: TraceConf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConf {
+    pub http: Listen,
+    pub grpc: Listen,
+    /// Base of the URLs put in QR codes; unset → the machine's LAN address and HTTP port.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+    #[serde(with = "units::duration")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConf {
+    pub database: DatabaseConf,
+    pub blob: BlobConf,
+    pub bus: BusConf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConf {
+    pub url: Secret,
+    pub run_migrations: bool,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobKind {
+    Fs,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobConf {
+    pub kind: BlobKind,
+    pub root: String,
+    #[serde(default)]
+    pub s3: S3Conf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Conf {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub path_style: bool,
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConf {
+    pub kind: BusKind,
+    #[serde(default)]
+    pub url: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadConf {
+    #[serde(with = "units::duration")]
+    pub session_ttl: Duration,
+    #[serde(with = "units::duration")]
+    pub retention: Duration,
+    pub max_images: u32,
+    pub max_image_bytes: ByteSize,
+    pub max_session_bytes: ByteSize,
+    pub max_pixels: u64,
+    pub thumbnail_size: u32,
+    /// The longest `ttl_seconds` a gRPC caller may ask for.
+    #[serde(with = "units::duration", default = "default_max_session_ttl")]
+    pub max_session_ttl: Duration,
+    /// Decodes running at once; each holds a decoded frame in memory.
+    #[serde(default = "default_max_concurrent_decodes")]
+    pub max_concurrent_decodes: usize,
+}
+
+fn default_max_session_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_max_concurrent_decodes() -> usize {
+    2
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SseConf {
+    #[serde(with = "units::duration")]
+    pub retry: Duration,
+    #[serde(with = "units::duration")]
+    pub heartbeat: Duration,
+    pub event: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    Dev,
+    Jwt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConf {
+    pub mode: AuthMode,
+    /// Key from which upload tokens are derived (any text of 32+ characters). Instances behind
+    /// one URL must share it. Unset: a random key per process, so QR codes of sessions made
+    /// before a restart cannot be shown again (their tokens still work).
+    #[serde(default)]
+    pub upload_token_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConf {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceConf {
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Config {
+    /// Loads `dir/config.yaml`, the `APP_ENV` overlay and `QRUPLOAD__…` variables.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let app_env = std::env::var("APP_ENV").ok().filter(|e| !e.is_empty());
+        Self::load_with(dir, app_env.as_deref(), std::env::vars())
+    }
+
+    /// The loader with its inputs explicit, so tests need not touch the process environment.
+    pub fn load_with(
+        dir: &Path,
+        app_env: Option<&str>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder =
+            config::Config::builder().add_source(config::File::from(dir.join("config.yaml")));
+        if let Some(env) = app_env {
+            builder = builder.add_source(config::File::from(dir.join(format!("{env}.yaml"))));
+        }
+        let vars = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("QRUPLOAD__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("QRUPLOAD")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(vars)),
+        );
+        let config: Config = builder.build()?.try_deserialize()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if !crate::biz::is_safe_event_name(&self.sse.event) {
+            return invalid("sse.event", "must match [A-Za-z0-9_.:-]{1,64}");
+        }
+        if self.upload.max_images == 0 {
+            return invalid("upload.max_images", "must be at least 1");
+        }
+        if self.upload.thumbnail_size < 16 {
+            return invalid("upload.thumbnail_size", "must be at least 16");
+        }
+        if self.upload.max_concurrent_decodes == 0 {
+            return invalid("upload.max_concurrent_decodes", "must be at least 1");
+        }
+        if self.sse.heartbeat.is_zero() {
+            return invalid("sse.heartbeat", "must be above zero");
+        }
+        if self.data.bus.kind == BusKind::Redis && self.data.bus.url.is_none() {
+            return invalid("data.bus.url", "is required when data.bus.kind is redis");
+        }
+        if self.auth.mode == AuthMode::Jwt {
+            return invalid("auth.mode", "jwt is not available in this build yet; use dev");
+        }
+        if let Some(key) = &self.auth.upload_token_key
+            && key.expose().len() < 32
+        {
+            return invalid("auth.upload_token_key", "must be at least 32 characters");
+        }
+        if let Some(url) = &self.server.public_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("server.public_base_url", "must start with http:// or https://");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

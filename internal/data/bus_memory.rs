@@ -1,0 +1,49 @@
+//! [`EventBus`] inside one process: a broadcast channel. The embedded default.
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+
+use crate::biz::{BusMessage, BusSubscription, EventBus, Result, SessionChange};
+
+pub struct MemoryBus {
+    tx: broadcast::Sender<SessionChange>,
+}
+
+impl MemoryBus {
+    pub fn new() -> Self {
+        MemoryBus {
+            tx: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn publish(&self, change: SessionChange) -> Result<()> {
+        // No subscriber is not an error: nobody is watching on this instance.
+        let _ = self.tx.send(change);
+        Ok(())
+    }
+
+    fn subscribe(&self) -> BusSubscription {
+        BroadcastStream::new(self.tx.subscribe())
+            .map(|item| match item {
+                Ok(change) => BusMessage::Change(change),
+                // Fell behind: some doorbells are gone, so re-read everything watched.
+                Err(BroadcastStreamRecvError::Lagged(_)) => BusMessage::Resync,
+            })
+            .boxed()
+    }
+
+    fn is_connected(&self) -> bool {
+        true
+    }
+}

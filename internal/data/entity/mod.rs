@@ -1,0 +1,4 @@
+//! sea-orm entities, one per table of `migrations/`.
+
+pub mod image;
+pub mod upload_session;

@@ -1,0 +1,86 @@
+//! Counters for `/metrics` (Prometheus text format), one set per running app so that tests
+//! running several apps in one process read their own.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    db_queries: AtomicU64,
+    snapshot_reads: AtomicU64,
+    snapshots_built: AtomicU64,
+    changes_received: AtomicU64,
+    events_sent: AtomicU64,
+    watchers: AtomicI64,
+    uploads: AtomicU64,
+    upload_rejections: AtomicU64,
+}
+
+impl Metrics {
+    pub fn db_query(&self) {
+        self.db_queries.fetch_add(1, Relaxed);
+    }
+
+    /// One consistent read of a session and its images (counted as a database read too).
+    pub fn snapshot_read(&self) {
+        self.snapshot_reads.fetch_add(1, Relaxed);
+        self.db_queries.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot_built(&self) {
+        self.snapshots_built.fetch_add(1, Relaxed);
+    }
+
+    pub fn change_received(&self) {
+        self.changes_received.fetch_add(1, Relaxed);
+    }
+
+    pub fn events_sent(&self, n: u64) {
+        self.events_sent.fetch_add(n, Relaxed);
+    }
+
+    pub fn watcher_opened(&self) {
+        self.watchers.fetch_add(1, Relaxed);
+    }
+
+    pub fn watcher_closed(&self) {
+        self.watchers.fetch_sub(1, Relaxed);
+    }
+
+    pub fn upload(&self, ok: bool) {
+        if ok {
+            self.uploads.fetch_add(1, Relaxed);
+        } else {
+            self.upload_rejections.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn snapshot_reads(&self) -> u64 {
+        self.snapshot_reads.load(Relaxed)
+    }
+
+    pub fn watchers(&self) -> i64 {
+        self.watchers.load(Relaxed)
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let rows: [(&str, &str, &str, i64); 8] = [
+            ("qrupload_db_queries_total", "counter", "Database statements issued by the repositories.", self.db_queries.load(Relaxed) as i64),
+            ("qrupload_db_snapshot_reads_total", "counter", "Reads of a session with its images for watchers.", self.snapshot_reads.load(Relaxed) as i64),
+            ("qrupload_snapshots_built_total", "counter", "Snapshots serialized for watchers (once per change per instance).", self.snapshots_built.load(Relaxed) as i64),
+            ("qrupload_bus_changes_received_total", "counter", "Change notifications received from the event bus.", self.changes_received.load(Relaxed) as i64),
+            ("qrupload_stream_events_sent_total", "counter", "Events written to SSE and gRPC watchers.", self.events_sent.load(Relaxed) as i64),
+            ("qrupload_watchers", "gauge", "Open SSE and gRPC watch streams.", self.watchers.load(Relaxed)),
+            ("qrupload_uploads_total", "counter", "Upload requests that stored their images.", self.uploads.load(Relaxed) as i64),
+            ("qrupload_upload_rejections_total", "counter", "Upload requests refused.", self.upload_rejections.load(Relaxed) as i64),
+        ];
+        let mut out = String::with_capacity(1024);
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+        out
+    }
+}

@@ -1,0 +1,13 @@
+//! server: the listeners. Builds the axum router and the tonic server around the service
+//! layer, adds the cross-cutting middleware (tracing with W3C `traceparent`, panics → 500,
+//! JSON errors for unknown routes) and serves until told to stop.
+//!
+//! Rules of this layer: servers take an already-bound listener (port 0 in tests) and a
+//! shutdown future; they hold no business logic.
+
+mod grpc;
+mod http;
+pub mod trace;
+
+pub use grpc::serve_grpc;
+pub use http::{router, serve_http};

@@ -1,0 +1,112 @@
+//! The HTTP edge's one error type: SPEC.md's kratos-shaped JSON with a matching status.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::biz::BizError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+    pub field: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: u16,
+    reason: &'a str,
+    message: &'a str,
+    metadata: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            reason,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field),
+            ..Self::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "an Authorization: Bearer upload token is required",
+        )
+    }
+}
+
+impl From<BizError> for ApiError {
+    fn from(e: BizError) -> Self {
+        let message = e.to_string();
+        let (status, reason) = match &e {
+            BizError::InvalidArgument { field, .. } => {
+                return ApiError::invalid(field, message);
+            }
+            BizError::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            BizError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            BizError::SessionClosed => (StatusCode::CONFLICT, "SESSION_CLOSED"),
+            BizError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            BizError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+            }
+            BizError::UnprocessableImage(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_IMAGE")
+            }
+            BizError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "QUOTA_EXCEEDED"),
+            BizError::Unavailable(cause) => {
+                tracing::warn!(cause = ?cause, "unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+            }
+            BizError::Internal(cause) => {
+                tracing::error!(cause = ?cause, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
+            }
+        };
+        ApiError::new(status, reason, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut metadata = Map::new();
+        if let Some(field) = self.field {
+            metadata.insert("field".into(), Value::String(field.into()));
+        }
+        let body = Body {
+            code: self.status.as_u16(),
+            reason: self.reason,
+            message: &self.message,
+            metadata,
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

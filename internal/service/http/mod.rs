@@ -1,0 +1,128 @@
+//! The HTTP API of SPEC.md: REST routes, the upload handler, the SSE stream and the pages.
+//! Middleware, limits and listeners are the server layer's; this module only maps requests
+//! to usecase calls.
+
+mod images;
+mod pages;
+mod sessions;
+mod sse;
+mod upload;
+
+use axum::{
+    Router,
+    http::{HeaderMap, header},
+    routing::{delete, get, post},
+};
+
+use super::{Services, error::ApiError};
+
+/// Every route of the HTTP API, with `Services` as state.
+pub fn routes(services: Services) -> Router {
+    Router::new()
+        .route("/v1/api/sse/events", get(sse::events))
+        .route("/v1/api/upload-sessions", post(sessions::create))
+        .route("/v1/api/upload-sessions/{identifier}", get(sessions::get))
+        .route("/v1/api/upload-sessions/{identifier}/qr.svg", get(sessions::qr_svg))
+        .route(
+            "/v1/api/upload-sessions/{identifier}/complete",
+            post(sessions::complete),
+        )
+        .route(
+            "/v1/api/upload-sessions/{identifier}/upload-info",
+            get(sessions::upload_info),
+        )
+        .route(
+            "/v1/api/upload-sessions/{identifier}/images",
+            post(upload::upload),
+        )
+        .route(
+            "/v1/api/upload-sessions/{identifier}/images/{image_id}",
+            delete(upload::delete_image),
+        )
+        .route("/v1/api/images/{image_id}", get(images::original))
+        .route("/v1/api/images/{image_id}/thumbnail", get(images::thumbnail))
+        .merge(pages::routes())
+        .with_state(services)
+}
+
+/// A query string as ordered pairs, so each handler can name the field that is wrong.
+pub(crate) struct QueryArgs(Vec<(String, String)>);
+
+impl QueryArgs {
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map(QueryArgs)
+            .map_err(|_| ApiError::invalid("query", "the query string is malformed"))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A present, non-empty value, or the seed's "X is required".
+    pub fn required(&self, name: &'static str) -> Result<&str, ApiError> {
+        match self.get(name) {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(ApiError::invalid(name, format!("{name} is required"))),
+        }
+    }
+
+    /// `member_id`: an unsigned 32-bit integer; 0 is valid, as in the seed.
+    pub fn member_id(&self) -> Result<u32, ApiError> {
+        parse_member_id(self.required("member_id")?)
+    }
+}
+
+pub(crate) fn parse_member_id(text: &str) -> Result<u32, ApiError> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid(
+            "member_id",
+            "member_id must be an unsigned 32-bit integer",
+        ));
+    }
+    text.parse().map_err(|_| {
+        ApiError::invalid("member_id", "member_id must be an unsigned 32-bit integer")
+    })
+}
+
+/// The phone's upload token from `Authorization: Bearer …`; a missing one is 401.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ApiError::unauthenticated)?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(ApiError::unauthenticated)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::unauthenticated());
+    }
+    Ok(token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_ids() {
+        assert_eq!(parse_member_id("0").ok(), Some(0));
+        assert_eq!(parse_member_id("4294967295").ok(), Some(u32::MAX));
+        for bad in ["", "-1", "+1", "4294967296", "1.0", "abc", "١"] {
+            let e = parse_member_id(bad).expect_err(bad);
+            assert_eq!(e.field, Some("member_id"));
+        }
+    }
+
+    #[test]
+    fn bearer() {
+        let mut h = HeaderMap::new();
+        assert!(bearer_token(&h).is_err());
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().expect("header"));
+        assert_eq!(bearer_token(&h).ok().as_deref(), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().expect("header"));
+        assert!(bearer_token(&h).is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! Upload sessions: create, read, QR code, complete, and the phone's upload-info.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use super::{QueryArgs, bearer_token, parse_member_id};
+use crate::{
+    biz::{Caller, UploadSession},
+    service::{
+        Services,
+        dto::{ImageJson, SessionJson, images_json, rfc3339},
+        error::{ApiError, ApiResult},
+    },
+};
+
+pub(super) fn session_json<'a>(services: &Services, s: &'a UploadSession) -> SessionJson<'a> {
+    SessionJson {
+        identifier: &s.identifier,
+        member_id: s.member_id,
+        status: s.status.as_str(),
+        image_count: s.image_count,
+        max_images: s.max_images,
+        total_bytes: s.total_bytes,
+        max_session_bytes: s.max_bytes,
+        expires_at: rfc3339(s.expires_at),
+        created_at: rfc3339(s.created_at),
+        version: s.version,
+        upload_url: services
+            .usecase
+            .upload_token(s)
+            .map(|token| services.upload_url(&s.identifier, &token)),
+        qr_svg_url: format!(
+            "/v1/api/upload-sessions/{}/qr.svg?member_id={}",
+            s.identifier, s.member_id
+        ),
+        events_url: format!(
+            "/v1/api/sse/events?event={}&member_id={}&identifier={}",
+            services.hub.sse_format().default_event,
+            s.member_id,
+            s.identifier
+        ),
+    }
+}
+
+/// `POST /v1/api/upload-sessions` with `{"member_id": N}` (dev auth).
+pub async fn create(State(services): State<Services>, body: Bytes) -> ApiResult<Response> {
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::invalid("body", "the body must be a JSON object"))?;
+    let member_id = match value.get("member_id") {
+        None | Some(serde_json::Value::Null) => {
+            return Err(ApiError::invalid("member_id", "member_id is required"));
+        }
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::invalid("member_id", "member_id must be an unsigned 32-bit integer")
+            })?,
+        // The seed's clients sometimes send numbers as strings.
+        Some(serde_json::Value::String(s)) => parse_member_id(s)?,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "member_id",
+                "member_id must be an unsigned 32-bit integer",
+            ));
+        }
+    };
+    let (session, _token) = services.usecase.create_session(member_id, None, None).await?;
+    Ok((StatusCode::CREATED, Json(session_json(&services, &session))).into_response())
+}
+
+/// `GET /v1/api/upload-sessions/{identifier}?member_id=`
+pub async fn get(
+    State(services): State<Services>,
+    Path(identifier): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let member_id = QueryArgs::parse(query.as_deref())?.member_id()?;
+    let session = services
+        .usecase
+        .get_session(&Caller::Member(member_id), &identifier)
+        .await?;
+    Ok(Json(session_json(&services, &session)).into_response())
+}
+
+/// `GET /v1/api/upload-sessions/{identifier}/qr.svg?member_id=`: the QR code of `upload_url`.
+pub async fn qr_svg(
+    State(services): State<Services>,
+    Path(identifier): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let member_id = QueryArgs::parse(query.as_deref())?.member_id()?;
+    let session = services
+        .usecase
+        .get_session(&Caller::Member(member_id), &identifier)
+        .await?;
+    let token = services.usecase.upload_token(&session).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "SESSION_CLOSED",
+            "this session's QR code can no longer be shown; create a new session",
+        )
+    })?;
+    let url = services.upload_url(&session.identifier, &token);
+    let code = qrcode::QrCode::with_error_correction_level(url.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|e| ApiError::from(crate::biz::BizError::internal(e)))?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            // The image carries the upload token: keep it out of shared caches.
+            (header::CACHE_CONTROL, "private, no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        svg,
+    )
+        .into_response())
+}
+
+/// `POST /v1/api/upload-sessions/{identifier}/complete?member_id=`
+pub async fn complete(
+    State(services): State<Services>,
+    Path(identifier): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let member_id = QueryArgs::parse(query.as_deref())?.member_id()?;
+    let session = services.usecase.complete(member_id, &identifier).await?;
+    Ok(Json(session_json(&services, &session)).into_response())
+}
+
+#[derive(Serialize)]
+struct UploadInfo<'a> {
+    identifier: &'a str,
+    status: &'static str,
+    max_images: u32,
+    image_count: u32,
+    remaining_images: u32,
+    max_image_bytes: u64,
+    remaining_bytes: u64,
+    max_session_bytes: u64,
+    expires_at: String,
+    accepted_types: [&'static str; 4],
+    images: Vec<ImageJson<'a>>,
+}
+
+/// `GET /v1/api/upload-sessions/{identifier}/upload-info` with the upload token. The first
+/// call marks the session `scanned`, which the desktop shows as "phone connected".
+pub async fn upload_info(
+    State(services): State<Services>,
+    Path(identifier): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let token = bearer_token(&headers)?;
+    let (session, images) = services.usecase.open_for_upload(&token, &identifier).await?;
+    let limits = services.usecase.limits();
+    let info = UploadInfo {
+        identifier: &session.identifier,
+        status: session.status.as_str(),
+        max_images: session.max_images,
+        image_count: session.image_count,
+        remaining_images: session.max_images.saturating_sub(session.image_count),
+        max_image_bytes: limits.max_image_bytes,
+        remaining_bytes: session.max_bytes.saturating_sub(session.total_bytes),
+        max_session_bytes: session.max_bytes,
+        expires_at: rfc3339(session.expires_at),
+        accepted_types: ["image/jpeg", "image/png", "image/webp", "image/gif"],
+        images: images_json(&images),
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
+}

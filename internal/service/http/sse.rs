@@ -1,0 +1,156 @@
+//! `GET /v1/api/sse/events`: the seed's route, kept compatible, now pushed instead of polled.
+//!
+//! Frames are the hub's pre-encoded bytes: for the default event name a change costs each
+//! watcher one reference-count increment. The stream ends after the final `session` event of
+//! a completed or expired session; a reconnect to a finished session gets `204 No Content`,
+//! which tells `EventSource` to stop retrying.
+
+use std::{convert::Infallible, sync::Arc};
+
+use axum::{
+    body::Body,
+    extract::{RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, Version, header},
+    response::{IntoResponse, Response},
+};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::QueryArgs;
+use crate::{
+    biz::{Caller, is_safe_event_name},
+    service::{
+        Services,
+        error::{ApiError, ApiResult},
+        hub::{SessionHub, Snapshot, Watch, WatchEvent},
+    },
+};
+
+const PING: &[u8] = b": ping\n\n";
+
+pub async fn events(
+    State(services): State<Services>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    version: Version,
+) -> ApiResult<Response> {
+    // Validation as in the seed, in the seed's order.
+    let args = QueryArgs::parse(query.as_deref())?;
+    let member_id = args.member_id()?;
+    let identifier = args.required("identifier")?.to_owned();
+    let event = args.required("event")?;
+    if !is_safe_event_name(event) {
+        return Err(ApiError::invalid(
+            "event",
+            "event must match [A-Za-z0-9_.:-]{1,64}",
+        ));
+    }
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| args.get("last_event_id"))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+
+    let (watch, current) = services.hub.watch(&identifier).await?;
+    services
+        .usecase
+        .authorize(&Caller::Member(member_id), &current.session)?;
+    if current.session.status.is_finished() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+
+    let event = EventName::new(&services.hub, event);
+    // Resume: a client that already has the current version gets nothing until the next change.
+    let first = (last_event_id != Some(current.version())).then(|| event.frames(&current));
+    let stream = WatcherStream {
+        watch,
+        event,
+        last_version: current.version(),
+        pending: first,
+        finished: false,
+    };
+    let mut response = Response::new(Body::from_stream(futures::stream::unfold(
+        stream,
+        WatcherStream::next,
+    )));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if version == Version::HTTP_11 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    Ok(response)
+}
+
+/// The snapshot event's name for this watcher; the default one uses the hub's shared frames.
+struct EventName {
+    name: Option<Box<str>>,
+    hub: SessionHub,
+}
+
+impl EventName {
+    fn new(hub: &SessionHub, name: &str) -> Self {
+        let custom = name != hub.sse_format().default_event;
+        EventName {
+            name: custom.then(|| name.into()),
+            hub: hub.clone(),
+        }
+    }
+
+    /// The `session` event and then the snapshot event, both with `id:` = version.
+    fn frames(&self, snapshot: &Snapshot) -> Bytes {
+        let Some(name) = &self.name else {
+            return snapshot.sse_frames.clone();
+        };
+        let header = self.hub.sse_format().header(snapshot.version(), name);
+        let mut out = BytesMut::with_capacity(
+            snapshot.sse_session_frame.len() + header.len() + snapshot.images_json.len() + 2,
+        );
+        out.put_slice(&snapshot.sse_session_frame);
+        out.put_slice(&header);
+        out.put_slice(&snapshot.images_json);
+        out.put_slice(b"\n\n");
+        out.freeze()
+    }
+}
+
+struct WatcherStream {
+    watch: Watch,
+    event: EventName,
+    last_version: u64,
+    pending: Option<Bytes>,
+    finished: bool,
+}
+
+impl WatcherStream {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+        if let Some(frame) = self.pending.take() {
+            self.watch.metrics().events_sent(1);
+            return Some((Ok(frame), self));
+        }
+        if self.finished {
+            return None;
+        }
+        loop {
+            match self.watch.next().await {
+                WatchEvent::Changed(snapshot) => {
+                    if let Some(frame) = self.on_change(&snapshot) {
+                        self.watch.metrics().events_sent(1);
+                        return Some((Ok(frame), self));
+                    }
+                }
+                WatchEvent::Heartbeat => return Some((Ok(Bytes::from_static(PING)), self)),
+                WatchEvent::Closing => return None,
+            }
+        }
+    }
+
+    fn on_change(&mut self, snapshot: &Arc<Snapshot>) -> Option<Bytes> {
+        if snapshot.version() <= self.last_version {
+            return None;
+        }
+        self.last_version = snapshot.version();
+        self.finished = snapshot.session.status.is_finished();
+        Some(self.event.frames(snapshot))
+    }
+}

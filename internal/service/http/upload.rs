@@ -1,0 +1,161 @@
+//! The phone's upload (streaming multipart, all or nothing) and image deletion.
+
+use axum::{
+    Json,
+    body::Body,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use bytes::BytesMut;
+use serde::Serialize;
+
+use super::{QueryArgs, bearer_token};
+use crate::{
+    biz::{Caller, ImageUsecase, StoredUpload, UploadFile},
+    service::{
+        Services,
+        dto::{ImageJson, images_json},
+        error::{ApiError, ApiResult},
+    },
+};
+
+/// Parts that are not files (form fields) are skipped, but only this much of each is read.
+const MAX_OTHER_PART_BYTES: u64 = 64 * 1024;
+
+#[derive(Serialize)]
+struct Uploaded<'a> {
+    images: Vec<ImageJson<'a>>,
+}
+
+/// `POST /v1/api/upload-sessions/{identifier}/images` with the upload token: one or more
+/// parts named `file`. The body is read as it arrives and each file is cut off at its limit,
+/// so nothing beyond the per-image limit is ever buffered. If any file is refused, none of the
+/// request's files is kept.
+pub async fn upload(
+    State(services): State<Services>,
+    Path(identifier): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let result = receive(&services, &identifier, &headers, body).await;
+    services.metrics.upload(result.is_ok());
+    let images = result?;
+    Ok((StatusCode::CREATED, Json(Uploaded { images: images_json(&images) })).into_response())
+}
+
+async fn receive(
+    services: &Services,
+    identifier: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Vec<crate::biz::Image>> {
+    let token = bearer_token(headers)?;
+    let usecase = &services.usecase;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::invalid("Idempotency-Key", "Idempotency-Key must be visible ASCII")
+                })?
+                .to_owned(),
+        ),
+    };
+    let caller = Caller::UploadToken(token);
+    // Authorize before reading a byte of the body.
+    let mut upload = usecase.begin_upload(&caller, identifier, key.clone()).await?;
+    if let Some(key) = &key
+        && let Some(images) = usecase.replay(identifier, key).await?
+    {
+        return Ok(images);
+    }
+    let boundary = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok())
+        .ok_or_else(|| {
+            ApiError::invalid("Content-Type", "the body must be multipart/form-data")
+        })?;
+    let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+    let max_parts = usecase.limits().max_images as usize + 8;
+    let mut parts = 0usize;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        parts += 1;
+        if parts > max_parts {
+            return Err(ApiError::invalid(
+                "file",
+                format!("too many parts in one request (at most {max_parts})"),
+            ));
+        }
+        if field.name() != Some("file") {
+            read_bounded(&mut field, MAX_OTHER_PART_BYTES)
+                .await?
+                .ok_or_else(|| ApiError::invalid("body", "a form field is too large"))?;
+            continue;
+        }
+        let file = read_file(usecase, &upload, &mut field).await?;
+        usecase.store_file(&mut upload, file).await?;
+    }
+    commit(usecase, upload).await
+}
+
+async fn commit(usecase: &ImageUsecase, upload: StoredUpload) -> ApiResult<Vec<crate::biz::Image>> {
+    Ok(usecase.commit(upload).await?)
+}
+
+/// Reads one file part, refusing it as soon as it passes the limit that applies to it.
+async fn read_file(
+    usecase: &ImageUsecase,
+    upload: &StoredUpload,
+    field: &mut multer::Field<'_>,
+) -> ApiResult<UploadFile> {
+    let (limit, per_image) = usecase.next_file_limit(upload);
+    match read_bounded(field, limit).await? {
+        Some(bytes) => Ok(UploadFile { bytes }),
+        None => Err(usecase.file_too_large(per_image).into()),
+    }
+}
+
+/// The part's bytes, or `None` once it exceeds `limit` (the rest is not read).
+async fn read_bounded(
+    field: &mut multer::Field<'_>,
+    limit: u64,
+) -> ApiResult<Option<bytes::Bytes>> {
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if (buffer.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Some(buffer.freeze()))
+}
+
+fn multipart_error(e: multer::Error) -> ApiError {
+    ApiError::invalid("body", format!("malformed multipart body: {e}"))
+}
+
+/// `DELETE /v1/api/upload-sessions/{identifier}/images/{image_id}`, by the phone (upload
+/// token) or by the owner (`member_id`).
+pub async fn delete_image(
+    State(services): State<Services>,
+    Path((identifier, image_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let caller = if headers.contains_key(header::AUTHORIZATION) {
+        Caller::UploadToken(bearer_token(&headers)?)
+    } else {
+        let args = QueryArgs::parse(query.as_deref())?;
+        if args.get("member_id").is_none() {
+            return Err(ApiError::unauthenticated());
+        }
+        Caller::Member(args.member_id()?)
+    };
+    services
+        .usecase
+        .delete_image(&caller, &identifier, &image_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,368 @@
+//! `SessionHub`: live fan-out of session changes to SSE and gRPC watchers.
+//!
+//! Push, never poll. The usecase rings the bus once per change; the hub hears it and, only if
+//! this instance has watchers of that session, reads the snapshot once and serializes it once
+//! into the exact bytes every watcher sends. Each watcher holds a `watch` receiver: a one-slot
+//! buffer that always holds the latest snapshot, so a watcher that falls behind skips straight
+//! to it and memory never grows with a stalled client. Heartbeats come from one shared ticker,
+//! not a timer per watcher.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, OnceLock, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use tokio::sync::{OnceCell, watch};
+
+use super::dto::{SessionEventJson, images_json};
+use crate::{
+    biz::{BizError, BusMessage, Image, ImageUsecase, UploadSession},
+    metrics::Metrics,
+};
+
+/// One change of a session, read and encoded once, shared by all its watchers.
+pub struct Snapshot {
+    pub session: UploadSession,
+    pub images: Vec<Image>,
+    /// `[Image…]`, the snapshot event's data.
+    pub images_json: Bytes,
+    /// `id`/`event: session`/`data` then `id`/`event: {default}`/`retry`/`data`: what an SSE
+    /// watcher of the default event name writes for this change, as one buffer.
+    pub sse_frames: Bytes,
+    /// The `session` event alone, for watchers of another event name.
+    pub sse_session_frame: Bytes,
+    /// The gRPC event, built by the first gRPC watcher that needs it.
+    pub grpc: OnceLock<crate::service::grpc::pb::ImagesEvent>,
+}
+
+impl Snapshot {
+    fn encode(session: UploadSession, images: Vec<Image>, sse: &SseFormat) -> Result<Self, BizError> {
+        let images_json = Bytes::from(
+            serde_json::to_vec(&images_json(&images)).map_err(BizError::internal)?,
+        );
+        let session_json =
+            serde_json::to_vec(&SessionEventJson::from(&session)).map_err(BizError::internal)?;
+        let version = session.version;
+        let mut session_frame = BytesMut::with_capacity(session_json.len() + 48);
+        session_frame.put_slice(format!("id: {version}\nevent: session\ndata: ").as_bytes());
+        session_frame.put_slice(&session_json);
+        session_frame.put_slice(b"\n\n");
+        let sse_session_frame = session_frame.freeze();
+        let mut frames = BytesMut::with_capacity(sse_session_frame.len() + images_json.len() + 96);
+        frames.put_slice(&sse_session_frame);
+        frames.put_slice(&sse.header(version, &sse.default_event));
+        frames.put_slice(&images_json);
+        frames.put_slice(b"\n\n");
+        Ok(Snapshot {
+            session,
+            images,
+            images_json,
+            sse_frames: frames.freeze(),
+            sse_session_frame,
+            grpc: OnceLock::new(),
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.session.version
+    }
+}
+
+/// How snapshot events are framed: the configured default event name and `retry:`.
+#[derive(Debug, Clone)]
+pub struct SseFormat {
+    pub default_event: String,
+    pub retry_ms: u64,
+}
+
+impl SseFormat {
+    /// `id: V\nevent: NAME\nretry: MS\ndata: ` — the snapshot event up to its data.
+    pub fn header(&self, version: u64, event: &str) -> Bytes {
+        Bytes::from(format!(
+            "id: {version}\nevent: {event}\nretry: {}\ndata: ",
+            self.retry_ms
+        ))
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    usecase: Arc<ImageUsecase>,
+    metrics: Arc<Metrics>,
+    sse: SseFormat,
+    feeds: Mutex<HashMap<String, Weak<Feed>>>,
+    heartbeat: watch::Sender<()>,
+    closing: watch::Sender<bool>,
+}
+
+/// The watchers of one session on this instance share one feed.
+struct Feed {
+    identifier: String,
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+    loaded: OnceCell<()>,
+    /// The highest version announced by the bus.
+    wanted: AtomicU64,
+    refreshing: AtomicBool,
+    hub: Weak<HubInner>,
+}
+
+/// What a watcher wakes up for.
+pub enum WatchEvent {
+    Changed(Arc<Snapshot>),
+    Heartbeat,
+    /// The server is shutting down.
+    Closing,
+}
+
+/// One watcher's handle on its session's feed.
+pub struct Watch {
+    /// Keeps the session's feed alive while anyone watches it.
+    _feed: Arc<Feed>,
+    rx: watch::Receiver<Option<Arc<Snapshot>>>,
+    heartbeat: watch::Receiver<()>,
+    closing: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+}
+
+impl SessionHub {
+    /// Starts the hub: one task follows the bus, one ticks heartbeats.
+    pub fn start(
+        usecase: Arc<ImageUsecase>,
+        metrics: Arc<Metrics>,
+        sse: SseFormat,
+        heartbeat_every: Duration,
+    ) -> Self {
+        let inner = Arc::new(HubInner {
+            usecase,
+            metrics,
+            sse,
+            feeds: Mutex::new(HashMap::new()),
+            heartbeat: watch::channel(()).0,
+            closing: watch::channel(false).0,
+        });
+        tokio::spawn(follow_bus(Arc::downgrade(&inner)));
+        tokio::spawn(tick(Arc::downgrade(&inner), heartbeat_every));
+        SessionHub { inner }
+    }
+
+    pub fn sse_format(&self) -> &SseFormat {
+        &self.inner.sse
+    }
+
+    /// Watches a session: the current snapshot (read once per instance, not per watcher), then
+    /// every change. `NotFound` if the session does not exist.
+    pub async fn watch(&self, identifier: &str) -> Result<(Watch, Arc<Snapshot>), BizError> {
+        if !crate::biz::is_well_formed_id(identifier) {
+            return Err(BizError::NotFound);
+        }
+        let feed = self.feed(identifier);
+        feed.loaded
+            .get_or_try_init(|| async {
+                let snapshot = read(&self.inner, identifier).await?;
+                feed.offer(snapshot);
+                Ok::<(), BizError>(())
+            })
+            .await?;
+        let mut rx = feed.tx.subscribe();
+        let current = rx.borrow_and_update().clone().ok_or(BizError::NotFound)?;
+        self.inner.metrics.watcher_opened();
+        let watch = Watch {
+            _feed: feed,
+            rx,
+            heartbeat: self.inner.heartbeat.subscribe(),
+            closing: self.inner.closing.subscribe(),
+            metrics: self.inner.metrics.clone(),
+        };
+        Ok((watch, current))
+    }
+
+    /// Ends every open stream (shutdown): clients reconnect, elsewhere or after the restart.
+    pub fn close_all(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    pub fn watched_sessions(&self) -> usize {
+        self.inner.feeds.lock().map(|f| f.len()).unwrap_or(0)
+    }
+
+    fn feed(&self, identifier: &str) -> Arc<Feed> {
+        let mut feeds = self.inner.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(feed) = feeds.get(identifier).and_then(Weak::upgrade) {
+            return feed;
+        }
+        let feed = Arc::new(Feed {
+            identifier: identifier.to_owned(),
+            tx: watch::channel(None).0,
+            loaded: OnceCell::new(),
+            wanted: AtomicU64::new(0),
+            refreshing: AtomicBool::new(false),
+            hub: Arc::downgrade(&self.inner),
+        });
+        feeds.insert(identifier.to_owned(), Arc::downgrade(&feed));
+        feed
+    }
+}
+
+impl Feed {
+    fn version(&self) -> u64 {
+        self.tx.borrow().as_ref().map_or(0, |s| s.version())
+    }
+
+    /// Publishes a snapshot if it is newer than the one watchers have.
+    fn offer(&self, snapshot: Option<Arc<Snapshot>>) {
+        let Some(new) = snapshot else { return };
+        self.tx.send_if_modified(|current| match current {
+            Some(cur) if cur.version() >= new.version() => false,
+            _ => {
+                *current = Some(new);
+                true
+            }
+        });
+    }
+
+    /// The bus says the session reached `version`: make sure watchers get it, with at most
+    /// one read in flight per feed. Announcements that arrive during a read are folded into
+    /// the next read.
+    fn announce(self: &Arc<Self>, version: u64) {
+        self.wanted.fetch_max(version, Ordering::SeqCst);
+        if version <= self.version() || self.refreshing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let feed = self.clone();
+        tokio::spawn(async move { feed.refresh().await });
+    }
+
+    async fn refresh(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            let target = self.wanted.load(Ordering::SeqCst);
+            let Some(hub) = self.hub.upgrade() else { return };
+            match read(&hub, &self.identifier).await {
+                Ok(snapshot) => self.offer(snapshot),
+                Err(e) if failures < 5 => {
+                    failures += 1;
+                    tracing::warn!(identifier = %self.identifier, error = ?e, "snapshot read failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(identifier = %self.identifier, error = ?e, "snapshot read failed; giving up until the next change");
+                }
+            }
+            self.refreshing.store(false, Ordering::SeqCst);
+            // A read that started after an announcement sees at least its version.
+            if self.wanted.load(Ordering::SeqCst) <= target
+                || self.refreshing.swap(true, Ordering::SeqCst)
+            {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let Some(hub) = self.hub.upgrade() else { return };
+        let mut feeds = hub.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        // A new feed for the same session may already have replaced this one.
+        if feeds
+            .get(&self.identifier)
+            .is_some_and(|w| w.strong_count() == 0)
+        {
+            feeds.remove(&self.identifier);
+        }
+    }
+}
+
+impl Watch {
+    /// Waits for the next change, heartbeat or shutdown. Cancel-safe.
+    pub async fn next(&mut self) -> WatchEvent {
+        if *self.closing.borrow() {
+            return WatchEvent::Closing;
+        }
+        tokio::select! {
+            biased;
+            _ = self.closing.changed() => WatchEvent::Closing,
+            changed = self.rx.changed() => match (changed, self.rx.borrow_and_update().clone()) {
+                (Ok(()), Some(snapshot)) => WatchEvent::Changed(snapshot),
+                _ => WatchEvent::Closing,
+            },
+            _ = self.heartbeat.changed() => WatchEvent::Heartbeat,
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.metrics.watcher_closed();
+    }
+}
+
+async fn read(hub: &HubInner, identifier: &str) -> Result<Option<Arc<Snapshot>>, BizError> {
+    let Some((session, images)) = hub.usecase.snapshot(identifier).await? else {
+        return Ok(None);
+    };
+    let snapshot = Snapshot::encode(session, images, &hub.sse)?;
+    hub.metrics.snapshot_built();
+    Ok(Some(Arc::new(snapshot)))
+}
+
+async fn follow_bus(hub: Weak<HubInner>) {
+    let Some(mut messages) = hub.upgrade().map(|h| h.usecase.bus().subscribe()) else {
+        return;
+    };
+    while let Some(message) = messages.next().await {
+        let Some(hub) = hub.upgrade() else { return };
+        let feeds: Vec<(Arc<Feed>, u64)> = {
+            let feeds = hub.feeds.lock().unwrap_or_else(|p| p.into_inner());
+            match &message {
+                BusMessage::Change(change) => {
+                    hub.metrics.change_received();
+                    feeds
+                        .get(&change.identifier)
+                        .and_then(Weak::upgrade)
+                        .map(|f| (f, change.version))
+                        .into_iter()
+                        .collect()
+                }
+                // Something may have been missed: every watched session is re-read once.
+                BusMessage::Resync => feeds
+                    .values()
+                    .filter_map(Weak::upgrade)
+                    .map(|f| {
+                        let next = f.version() + 1;
+                        (f, next)
+                    })
+                    .collect(),
+            }
+        };
+        for (feed, version) in feeds {
+            feed.announce(version);
+        }
+    }
+}
+
+async fn tick(hub: Weak<HubInner>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        hub.heartbeat.send_replace(());
+    }
+}

@@ -1,0 +1,38 @@
+//! service: the transport edges — gRPC (proto ↔ biz) and HTTP (REST, SSE, upload, pages).
+//!
+//! Rules of this layer:
+//! - Handlers parse and validate input, call one usecase method and map the answer; they hold
+//!   no business rule of their own.
+//! - Errors are mapped once per edge: [`error::ApiError`] turns a [`crate::biz::BizError`]
+//!   into SPEC.md's JSON error with its status, and [`grpc::status_from`] into a
+//!   `tonic::Status`. Internal causes are logged there and never sent to a client.
+//! - Live delivery goes through [`hub::SessionHub`]: one read and one serialization per
+//!   change per instance, shared by every watcher.
+
+pub mod dto;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod hub;
+
+use std::sync::Arc;
+
+use crate::{biz::ImageUsecase, metrics::Metrics};
+
+/// What every handler needs; cloned into axum's state and the gRPC service.
+#[derive(Clone)]
+pub struct Services {
+    pub usecase: Arc<ImageUsecase>,
+    pub hub: hub::SessionHub,
+    pub metrics: Arc<Metrics>,
+    /// Base of absolute URLs put in QR codes, e.g. `http://192.168.1.20:8000`.
+    pub public_base_url: Arc<str>,
+}
+
+impl Services {
+    /// `{public_base_url}/m/{identifier}#t={token}`: the token rides in the fragment, so it is
+    /// never sent in a request line, logged or leaked in a `Referer`.
+    pub fn upload_url(&self, identifier: &str, token: &str) -> String {
+        format!("{}/m/{identifier}#t={token}", self.public_base_url)
+    }
+}

@@ -1,0 +1,541 @@
+/*
+ * qrupload — mobile page (served at "/m/{identifier}", opened from the QR code).
+ *
+ * Reads the upload token from the URL fragment (#t=TOKEN), keeps it in memory
+ * and in sessionStorage (keyed by identifier, so a reload works), and removes
+ * the fragment from the address bar. The token is sent only in the
+ * "Authorization: Bearer" header, never in a URL. The page shows the remaining
+ * quota, uploads each chosen file as its own request (at most 2 at a time,
+ * with a progress bar, an Idempotency-Key reused on retry, and a clear error
+ * message), and lists the uploaded photos with a Delete button each.
+ *
+ * Rule: data from the server (and file names) goes into the page only through
+ * textContent and attributes/properties of elements built with createElement.
+ * Never parse any string as HTML (no HTML-string sinks, no writing into the document).
+ */
+'use strict';
+
+(function () {
+  var MAX_PARALLEL = 2;
+  var MIB = 1048576;
+  var STORAGE_PREFIX = 'qrupload.token.';
+
+  function $(id) { return document.getElementById(id); }
+  var els = {
+    notice: $('notice'), noticeText: $('notice-text'), noticeRetry: $('notice-retry'),
+    uploader: $('uploader'), picker: $('picker'), file: $('file'),
+    quota: $('quota'), expires: $('expires'), uploads: $('uploads'),
+    photosSection: $('photos-section'), photos: $('photos'), photosEmpty: $('photos-empty'),
+    photoCount: $('photo-count')
+  };
+
+  var identifier = readIdentifier();
+  var token = identifier ? readToken(identifier) : null;
+  var base = identifier ? '/v1/api/upload-sessions/' + encodeURIComponent(identifier) : '';
+
+  var info = null;          // limits from upload-info
+  var clockOffset = 0;      // server time minus client time
+  var ready = false;        // upload-info loaded and the session is open
+  var closed = false;       // the link is invalid or the session finished
+  var photos = new Map();   // image id -> { el, image, seq }
+  var photoSeq = 0;         // bumped for each photo added here
+  var deleted = new Set();  // ids deleted from this page, never shown again
+  var jobs = [];            // uploads, in the order chosen
+  var active = 0;
+
+  // ---------- token and identifier ----------
+
+  function readIdentifier() {
+    var m = /^\/m\/([^/]+)\/?$/.exec(window.location.pathname);
+    if (!m) return null;
+    try { return decodeURIComponent(m[1]); } catch (e) { return null; }
+  }
+
+  function readToken(id) {
+    var key = STORAGE_PREFIX + id;
+    var fromHash = null;
+    var hash = window.location.hash;
+    if (hash && hash.length > 1) {
+      fromHash = new URLSearchParams(hash.slice(1)).get('t');
+      // Drop the fragment so the token is not shared along with the address.
+      try {
+        history.replaceState(history.state, '', window.location.pathname + window.location.search);
+      } catch (e) { /* ignore */ }
+    }
+    if (fromHash) {
+      try { sessionStorage.setItem(key, fromHash); } catch (e) { /* storage may be off */ }
+      return fromHash;
+    }
+    try { return sessionStorage.getItem(key); } catch (e) { return null; }
+  }
+
+  // ---------- helpers ----------
+
+  function mb(bytes) {
+    var v = bytes / MIB;
+    return String(v >= 10 ? Math.round(v) : Math.round(v * 10) / 10);
+  }
+
+  function fileSize(bytes) {
+    if (bytes < 1024) return bytes + ' B';
+    if (bytes < MIB) return Math.max(1, Math.round(bytes / 1024)) + ' KB';
+    return mb(bytes) + ' MB';
+  }
+
+  function uuid() {
+    if (window.crypto && typeof window.crypto.randomUUID === 'function') return window.crypto.randomUUID();
+    var b = window.crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    var h = Array.prototype.map.call(b, function (x) { return (x < 16 ? '0' : '') + x.toString(16); }).join('');
+    return h.slice(0, 8) + '-' + h.slice(8, 12) + '-' + h.slice(12, 16) + '-' + h.slice(16, 20) + '-' + h.slice(20);
+  }
+
+  function safeUrl(value) {
+    if (typeof value !== 'string' || value === '') return null;
+    try {
+      var u = new URL(value, window.location.origin);
+      return (u.protocol === 'http:' || u.protocol === 'https:') ? u.href : null;
+    } catch (e) { return null; }
+  }
+
+  function parseJson(text) {
+    if (!text) return null;
+    try { return JSON.parse(text); } catch (e) { return null; }
+  }
+
+  function reasonOf(status, data) {
+    if (data && typeof data.reason === 'string' && data.reason) return data.reason;
+    switch (status) {
+      case 401: return 'UNAUTHENTICATED';
+      case 404: return 'NOT_FOUND';
+      case 409: return 'SESSION_CLOSED';
+      case 413: return 'PAYLOAD_TOO_LARGE';
+      case 415: return 'UNSUPPORTED_MEDIA_TYPE';
+      case 422: return 'UNPROCESSABLE_IMAGE';
+      case 429: return 'RATE_LIMITED';
+      default: return status >= 500 ? 'INTERNAL' : 'UNKNOWN';
+    }
+  }
+
+  function showNotice(text, canRetry) {
+    els.noticeText.textContent = text;
+    els.noticeRetry.hidden = !canRetry;
+    els.notice.hidden = false;
+  }
+
+  function hideNotice() { els.notice.hidden = true; }
+
+  // ---------- page states ----------
+
+  function lockPicker() {
+    els.file.disabled = true;
+    els.picker.classList.add('is-disabled');
+  }
+
+  function failQueued(message) {
+    jobs.forEach(function (job) {
+      if (job.state === 'queued') setJob(job, 'error', message, false);
+    });
+  }
+
+  function setInvalid() {
+    closed = true;
+    ready = false;
+    lockPicker();
+    showNotice('This upload link is not valid.', false);
+    failQueued('This upload link is not valid');
+    els.uploader.hidden = true;
+    els.photosSection.hidden = true;
+  }
+
+  function setFinished(hideEverything) {
+    closed = true;
+    ready = false;
+    lockPicker();
+    showNotice('This upload session is finished.', false);
+    failQueued('This upload session is finished');
+    els.quota.textContent = 'Uploads are closed for this link.';
+    els.expires.textContent = '';
+    photos.forEach(function (p) {
+      var btn = p.el.querySelector('.delete');
+      if (btn) btn.hidden = true;
+    });
+    if (hideEverything) {
+      els.uploader.hidden = true;
+      els.photosSection.hidden = true;
+    }
+  }
+
+  // ---------- quota and expiry ----------
+
+  // Session bytes left, from the session limit and the photos known here.
+  function bytesRemaining() {
+    if (!info || !isFinite(info.max_session_bytes)) return Infinity;
+    var used = 0;
+    photos.forEach(function (p) { if (typeof p.image.size === 'number') used += p.image.size; });
+    return info.max_session_bytes - used;
+  }
+
+  function renderQuota() {
+    if (!info || closed) return;
+    var left = Math.max(0, info.max_images - photos.size);
+    var text;
+    if (left === 0) {
+      text = 'Limit reached (' + info.max_images + ' photos). Delete a photo to add another.';
+    } else {
+      text = left + ' of ' + info.max_images + ' photos left · up to ' + mb(info.max_image_bytes) + ' MB each';
+      var bytesLeft = bytesRemaining();
+      if (bytesLeft < info.max_image_bytes) text += ' · ' + mb(Math.max(0, bytesLeft)) + ' MB left in total';
+    }
+    els.quota.textContent = text;
+  }
+
+  function pad(n) { return n < 10 ? '0' + n : String(n); }
+
+  function tick() {
+    if (!info || closed) return;
+    var expiresAt = Date.parse(info.expires_at);
+    if (!isFinite(expiresAt)) { els.expires.textContent = ''; return; }
+    var left = Math.max(0, Math.ceil((expiresAt - (Date.now() + clockOffset)) / 1000));
+    if (left === 0) { setFinished(false); return; }
+    els.expires.textContent = '· link expires in ' + pad(Math.floor(left / 60)) + ':' + pad(left % 60);
+  }
+
+  // ---------- photos ----------
+
+  function buildPhoto(img) {
+    var id = String(img.id);
+    var li = document.createElement('li');
+    li.className = 'photo';
+    li.setAttribute('data-image-id', id);
+    var n = Number(img.position) || (photos.size + 1);
+
+    var thumb = document.createElement('img');
+    var src = safeUrl(img.thumbnail_url) || safeUrl(img.url);
+    if (src) thumb.setAttribute('src', src);
+    thumb.setAttribute('alt', 'Photo ' + n);
+    thumb.setAttribute('decoding', 'async');
+
+    var del = document.createElement('button');
+    del.type = 'button';
+    del.className = 'delete';
+    del.textContent = 'Delete';
+    del.setAttribute('title', 'Delete photo ' + n);
+    del.hidden = closed;
+
+    li.appendChild(thumb);
+    li.appendChild(del);
+    return li;
+  }
+
+  function renderPhotos() {
+    var list = Array.from(photos.values()).sort(function (a, b) {
+      return (Number(a.image.position) || 0) - (Number(b.image.position) || 0);
+    });
+    var prev = null;
+    list.forEach(function (p) {
+      var expected = prev ? prev.nextSibling : els.photos.firstChild;
+      if (p.el !== expected) els.photos.insertBefore(p.el, expected);
+      prev = p.el;
+    });
+    els.photosEmpty.hidden = photos.size > 0;
+    els.photoCount.textContent = photos.size ? '(' + photos.size + ')' : '';
+    renderQuota();
+  }
+
+  function addPhotos(images) {
+    if (!Array.isArray(images)) return;
+    images.forEach(function (img) {
+      if (!img || (typeof img.id !== 'string' && typeof img.id !== 'number')) return;
+      var id = String(img.id);
+      if (photos.has(id) || deleted.has(id)) return;
+      photos.set(id, { el: buildPhoto(img), image: img, seq: ++photoSeq });
+    });
+    renderPhotos();
+  }
+
+  // upload-info lists every photo of the session: drop the ones deleted
+  // elsewhere (e.g. on the desktop page) and add the missing ones.
+  // Photos added after the request started (seq > sinceSeq) are kept.
+  function syncPhotos(images, sinceSeq) {
+    if (!Array.isArray(images)) return;
+    var keep = new Set(images.filter(Boolean).map(function (img) { return String(img.id); }));
+    Array.from(photos.keys()).forEach(function (id) {
+      var p = photos.get(id);
+      if (!keep.has(id) && p.seq <= sinceSeq) { p.el.remove(); photos.delete(id); }
+    });
+    addPhotos(images);
+  }
+
+  function removePhoto(id) {
+    var p = photos.get(id);
+    if (!p) return;
+    p.el.remove();
+    photos.delete(id);
+    renderPhotos();
+  }
+
+  function deletePhoto(li) {
+    var id = li.getAttribute('data-image-id');
+    var btn = li.querySelector('.delete');
+    btn.disabled = true;
+    btn.textContent = 'Deleting…';
+    li.classList.add('is-deleting');
+    fetch(base + '/images/' + encodeURIComponent(id), {
+      method: 'DELETE',
+      headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' },
+      cache: 'no-store'
+    }).then(function (res) {
+      if (res.status === 204 || res.ok || res.status === 404) { deleted.add(id); removePhoto(id); return; }
+      return res.text().then(function (text) {
+        var data = parseJson(text);
+        if (reasonOf(res.status, data) === 'SESSION_CLOSED') { restore(); setFinished(false); return; }
+        restore('Could not delete: ' + ((data && data.message) || 'HTTP ' + res.status));
+      });
+    }, function () {
+      restore('Network error');
+    });
+    function restore(message) {
+      li.classList.remove('is-deleting');
+      btn.textContent = 'Delete';
+      btn.disabled = closed;
+      if (message) showNotice(message, false);
+    }
+  }
+
+  // ---------- uploads ----------
+
+  function buildJobRow(file) {
+    var li = document.createElement('li');
+    li.className = 'upload';
+    var head = document.createElement('div');
+    head.className = 'upload-head';
+    var name = document.createElement('span');
+    name.className = 'upload-name';
+    name.textContent = file.name || 'photo';
+    var size = document.createElement('span');
+    size.className = 'upload-size muted';
+    size.textContent = fileSize(file.size);
+    head.appendChild(name);
+    head.appendChild(size);
+
+    var bar = document.createElement('progress');
+    bar.className = 'upload-bar';
+    bar.max = 1;
+    bar.value = 0;
+    bar.setAttribute('aria-label', 'Upload progress');
+
+    var foot = document.createElement('div');
+    foot.className = 'upload-foot';
+    var state = document.createElement('span');
+    state.className = 'upload-state';
+    var retry = document.createElement('button');
+    retry.type = 'button';
+    retry.className = 'retry btn btn-small';
+    retry.textContent = 'Retry';
+    retry.hidden = true;
+    foot.appendChild(state);
+    foot.appendChild(retry);
+
+    li.appendChild(head);
+    li.appendChild(bar);
+    li.appendChild(foot);
+    return { li: li, bar: bar, state: state, retry: retry };
+  }
+
+  function setJob(job, state, text, retryable) {
+    job.state = state;
+    job.row.li.setAttribute('data-state', state);
+    job.row.state.textContent = text;
+    job.row.retry.hidden = !(state === 'error' && retryable);
+    if (state === 'done') job.row.bar.value = 1;
+  }
+
+  function addFiles(fileList) {
+    Array.prototype.forEach.call(fileList, function (file) {
+      var job = { file: file, key: uuid(), state: 'queued', row: buildJobRow(file) };
+      job.row.retry.addEventListener('click', function () {
+        if (closed || job.state !== 'error') return;
+        job.row.bar.value = 0;
+        setJob(job, 'queued', 'Waiting…', false);
+        pump();
+      });
+      setJob(job, 'queued', 'Waiting…', false);
+      jobs.push(job);
+      els.uploads.appendChild(job.row.li);
+    });
+    pump();
+  }
+
+  function pump() {
+    if (!ready) return;
+    for (var i = 0; i < jobs.length && active < MAX_PARALLEL; i++) {
+      if (jobs[i].state === 'queued') start(jobs[i]);
+    }
+  }
+
+  function messageFor(status, data) {
+    switch (reasonOf(status, data)) {
+      case 'PAYLOAD_TOO_LARGE': return info ? 'Too big (max ' + mb(info.max_image_bytes) + ' MB)' : 'Too big';
+      case 'UNSUPPORTED_MEDIA_TYPE': return 'Not a photo (JPEG, PNG, WebP or GIF only)';
+      case 'QUOTA_EXCEEDED': return 'Limit reached';
+      case 'SESSION_CLOSED': return 'This upload session is finished';
+      case 'UNPROCESSABLE_IMAGE': return 'This image could not be read';
+      case 'RATE_LIMITED': return 'Too many uploads, try again shortly';
+      case 'NOT_FOUND':
+      case 'UNAUTHENTICATED': return 'This upload link is not valid';
+      default:
+        if (status >= 500) return 'Server problem, please try again';
+        return (data && typeof data.message === 'string' && data.message) || 'Upload failed (HTTP ' + status + ')';
+    }
+  }
+
+  function start(job) {
+    // Courtesy check only: the server decides.
+    if (info && job.file.size > info.max_image_bytes) {
+      setJob(job, 'error', 'Too big (max ' + mb(info.max_image_bytes) + ' MB)', false);
+      return;
+    }
+    active++;
+    setJob(job, 'uploading', 'Uploading… 0%', false);
+    var bar = job.row.bar;
+    bar.value = 0;
+
+    var xhr = new XMLHttpRequest();
+    xhr.open('POST', base + '/images');
+    xhr.setRequestHeader('Authorization', 'Bearer ' + token);
+    xhr.setRequestHeader('Idempotency-Key', job.key);
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.upload.addEventListener('progress', function (ev) {
+      if (!ev.lengthComputable || !ev.total) return;
+      var f = ev.loaded / ev.total;
+      bar.value = f;
+      job.row.state.textContent = f >= 1 ? 'Processing…' : 'Uploading… ' + Math.floor(f * 100) + '%';
+    });
+    xhr.upload.addEventListener('load', function () {
+      bar.value = 1;
+      job.row.state.textContent = 'Processing…';
+    });
+    xhr.addEventListener('load', function () {
+      var data = parseJson(xhr.responseText);
+      if (xhr.status >= 200 && xhr.status < 300) {
+        setJob(job, 'done', 'Uploaded', false);
+        addPhotos(data && data.images);
+        return;
+      }
+      var reason = reasonOf(xhr.status, data);
+      var retryable = xhr.status >= 500 || xhr.status === 429;
+      bar.value = 0;
+      setJob(job, 'error', messageFor(xhr.status, data), retryable);
+      if (reason === 'SESSION_CLOSED') setFinished(false);
+      else if (reason === 'NOT_FOUND' || reason === 'UNAUTHENTICATED') setInvalid();
+    });
+    function networkError() {
+      bar.value = 0;
+      setJob(job, 'error', 'Network error', true);
+    }
+    xhr.addEventListener('error', networkError);
+    xhr.addEventListener('timeout', networkError);
+    xhr.addEventListener('abort', networkError);
+    xhr.addEventListener('loadend', function () {
+      active--;
+      pump();
+      if (active === 0 && !closed) loadInfo(true);
+    });
+
+    var form = new FormData();
+    form.append('file', job.file, job.file.name || 'photo');
+    xhr.send(form);
+  }
+
+  // ---------- upload-info ----------
+
+  // First call (refresh false): shows the page. Later calls (refresh true, after
+  // uploads or when the page becomes visible again) only re-sync photos and
+  // quota, and stay quiet on network errors.
+  var infoInFlight = false;
+  function loadInfo(refresh) {
+    refresh = refresh === true;
+    if (closed || (refresh && (!ready || infoInFlight))) return;
+    infoInFlight = true;
+    var sinceSeq = photoSeq;
+    if (!refresh) {
+      hideNotice();
+      els.quota.textContent = 'Checking the upload link…';
+    }
+    fetch(base + '/upload-info', {
+      headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' },
+      cache: 'no-store'
+    }).then(function (res) {
+      var serverDate = Date.parse(res.headers.get('Date') || '');
+      return res.text().then(function (text) {
+        infoInFlight = false;
+        var data = parseJson(text);
+        if (!res.ok) {
+          var reason = reasonOf(res.status, data);
+          if (reason === 'SESSION_CLOSED') { setFinished(!refresh); return; }
+          if (reason === 'NOT_FOUND' || reason === 'UNAUTHENTICATED' || res.status === 400) { setInvalid(); return; }
+          if (refresh) return;
+          els.quota.textContent = '';
+          showNotice(messageFor(res.status, data), true);
+          return;
+        }
+        if (!data || typeof data !== 'object') {
+          if (!refresh) showNotice('The server sent an unexpected answer.', true);
+          return;
+        }
+        if (isFinite(serverDate)) {
+          var off = serverDate - Date.now();
+          clockOffset = Math.abs(off) > 5000 ? off : 0;
+        }
+        info = {
+          max_images: Number(data.max_images) || 0,
+          max_image_bytes: Number(data.max_image_bytes) || Infinity,
+          max_session_bytes: typeof data.max_session_bytes === 'number' ? data.max_session_bytes : Infinity,
+          expires_at: data.expires_at
+        };
+        if (data.status === 'completed' || data.status === 'expired') { setFinished(!refresh); return; }
+        ready = true;
+        syncPhotos(data.images, sinceSeq);
+        renderQuota();
+        tick();
+        pump();
+      });
+    }, function () {
+      infoInFlight = false;
+      if (refresh) return;
+      els.quota.textContent = '';
+      showNotice('Network error. Check your connection.', true);
+    });
+  }
+
+  // ---------- wiring ----------
+
+  els.file.addEventListener('change', function () {
+    var files = els.file.files;
+    if (!files || !files.length) return;
+    if (closed) { els.file.value = ''; return; }
+    addFiles(Array.prototype.slice.call(files));
+    els.file.value = ''; // so the same file can be chosen again
+  });
+
+  els.photos.addEventListener('click', function (ev) {
+    var btn = ev.target.closest('.delete');
+    if (!btn || btn.disabled) return;
+    var li = btn.closest('.photo');
+    if (li) deletePhoto(li);
+  });
+
+  els.noticeRetry.addEventListener('click', function () { loadInfo(false); });
+  document.addEventListener('visibilitychange', function () {
+    if (document.visibilityState === 'visible') loadInfo(true);
+  });
+
+  if (!identifier || !token) {
+    setInvalid();
+  } else {
+    setInterval(tick, 1000);
+    loadInfo(false);
+  }
+})();

@@ -1,0 +1,15 @@
+//! The database schema of qrupload, as sea-orm migrations. The same migrations run on SQLite
+//! (the embedded default) and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_sessions_and_images;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_create_sessions_and_images::Migration)]
+    }
+}
