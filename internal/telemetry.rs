@@ -58,7 +58,7 @@ where
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_span_list(false)
+                    .with_span_list(true)
                     .with_writer(writer),
             )
             .try_init(),

@@ -1,1 +1,9 @@
+//! Black-box tests: each starts the whole app on port 0 (SQLite and blobs in a temp dir) and
+//! talks HTTP, SSE and gRPC to it like a real client.
 
+mod helpers;
+
+mod grpc;
+mod lifecycle;
+mod sse;
+mod upload;
