@@ -52,17 +52,21 @@ impl Application {
         let repo: Arc<dyn SessionRepo> = Arc::new(data::SqlSessionRepo::new(db, metrics.clone()));
 
         let blobs: Arc<dyn BlobStore> = match config.data.blob.kind {
-            BlobKind::Fs => Arc::new(
-                data::FsBlobStore::new(&config.data.blob.root)
-                    .with_context(|| format!("data.blob.root: cannot use {:?}", config.data.blob.root))?,
-            ),
+            BlobKind::Fs => Arc::new(data::FsBlobStore::new(&config.data.blob.root).with_context(
+                || format!("data.blob.root: cannot use {:?}", config.data.blob.root),
+            )?),
             BlobKind::S3 => bail!("data.blob.kind: s3 is not available in this build yet; use fs"),
         };
 
         let bus: Arc<dyn EventBus> = match config.data.bus.kind {
             BusKind::Memory => Arc::new(data::MemoryBus::new()),
             BusKind::Redis => {
-                let url = config.data.bus.url.as_ref().context("data.bus.url is required")?;
+                let url = config
+                    .data
+                    .bus
+                    .url
+                    .as_ref()
+                    .context("data.bus.url is required")?;
                 Arc::new(data::RedisBus::start(url.expose()).map_err(|e| {
                     anyhow::anyhow!("data.bus.url: {}", e.cause().unwrap_or("invalid"))
                 })?)
@@ -104,10 +108,20 @@ impl Application {
 
         let http = TcpListener::bind(config.server.http.addr)
             .await
-            .with_context(|| format!("server.http.addr: cannot listen on {}", config.server.http.addr))?;
+            .with_context(|| {
+                format!(
+                    "server.http.addr: cannot listen on {}",
+                    config.server.http.addr
+                )
+            })?;
         let grpc = TcpListener::bind(config.server.grpc.addr)
             .await
-            .with_context(|| format!("server.grpc.addr: cannot listen on {}", config.server.grpc.addr))?;
+            .with_context(|| {
+                format!(
+                    "server.grpc.addr: cannot listen on {}",
+                    config.server.grpc.addr
+                )
+            })?;
         let public_base_url = match &config.server.public_base_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => lan_base_url(http.local_addr()?.port()),
@@ -127,11 +141,15 @@ impl Application {
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.grpc
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The wired services, for tests and tools that call the usecase directly.
@@ -162,7 +180,11 @@ impl Application {
             }
         };
         let janitor = tokio::spawn(janitor(services.usecase.clone()));
-        let mut http_task = tokio::spawn(server::serve_http(http, server::router(services.clone()), stopped()));
+        let mut http_task = tokio::spawn(server::serve_http(
+            http,
+            server::router(services.clone()),
+            stopped(),
+        ));
         let mut grpc_task = tokio::spawn(server::serve_grpc(grpc, services.clone(), stopped()));
 
         tokio::select! {
@@ -220,7 +242,6 @@ async fn janitor(usecase: Arc<ImageUsecase>) {
 
 /// `http://{LAN address}:{port}`, so a phone on the same network can open the QR's URL.
 fn lan_base_url(port: u16) -> String {
-    let ip = local_ip_address::local_ip()
-        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let ip = local_ip_address::local_ip().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     format!("http://{}", SocketAddr::new(ip, port))
 }

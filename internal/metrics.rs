@@ -68,18 +68,61 @@ impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &str, i64); 8] = [
-            ("qrupload_db_queries_total", "counter", "Database statements issued by the repositories.", self.db_queries.load(Relaxed) as i64),
-            ("qrupload_db_snapshot_reads_total", "counter", "Reads of a session with its images for watchers.", self.snapshot_reads.load(Relaxed) as i64),
-            ("qrupload_snapshots_built_total", "counter", "Snapshots serialized for watchers (once per change per instance).", self.snapshots_built.load(Relaxed) as i64),
-            ("qrupload_bus_changes_received_total", "counter", "Change notifications received from the event bus.", self.changes_received.load(Relaxed) as i64),
-            ("qrupload_stream_events_sent_total", "counter", "Events written to SSE and gRPC watchers.", self.events_sent.load(Relaxed) as i64),
-            ("qrupload_watchers", "gauge", "Open SSE and gRPC watch streams.", self.watchers.load(Relaxed)),
-            ("qrupload_uploads_total", "counter", "Upload requests that stored their images.", self.uploads.load(Relaxed) as i64),
-            ("qrupload_upload_rejections_total", "counter", "Upload requests refused.", self.upload_rejections.load(Relaxed) as i64),
+            (
+                "qrupload_db_queries_total",
+                "counter",
+                "Database statements issued by the repositories.",
+                self.db_queries.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_db_snapshot_reads_total",
+                "counter",
+                "Reads of a session with its images for watchers.",
+                self.snapshot_reads.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_snapshots_built_total",
+                "counter",
+                "Snapshots serialized for watchers (once per change per instance).",
+                self.snapshots_built.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_bus_changes_received_total",
+                "counter",
+                "Change notifications received from the event bus.",
+                self.changes_received.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_stream_events_sent_total",
+                "counter",
+                "Events written to SSE and gRPC watchers.",
+                self.events_sent.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_watchers",
+                "gauge",
+                "Open SSE and gRPC watch streams.",
+                self.watchers.load(Relaxed),
+            ),
+            (
+                "qrupload_uploads_total",
+                "counter",
+                "Upload requests that stored their images.",
+                self.uploads.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_upload_rejections_total",
+                "counter",
+                "Upload requests refused.",
+                self.upload_rejections.load(Relaxed) as i64,
+            ),
         ];
         let mut out = String::with_capacity(1024);
         for (name, kind, help, value) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
         out
     }

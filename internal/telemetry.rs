@@ -6,7 +6,9 @@ use anyhow::Context;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, fmt::MakeWriter, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 use crate::conf::{LogConf, LogFormat, TraceConf};
 
@@ -27,7 +29,11 @@ pub fn init(log: &LogConf, trace: &TraceConf) -> anyhow::Result<TelemetryGuard> 
 }
 
 /// Installs the global subscriber writing to `writer` (tests capture the lines this way).
-pub fn init_with_writer<W>(log: &LogConf, trace: &TraceConf, writer: W) -> anyhow::Result<TelemetryGuard>
+pub fn init_with_writer<W>(
+    log: &LogConf,
+    trace: &TraceConf,
+    writer: W,
+) -> anyhow::Result<TelemetryGuard>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {

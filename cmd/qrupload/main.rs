@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use qrupload::{Application, conf::Config, data, telemetry};
 
 #[derive(Parser)]
-#[command(name = "qrupload", version, about = "Photos from a phone to a desktop page by QR code")]
+#[command(
+    name = "qrupload",
+    version,
+    about = "Photos from a phone to a desktop page by QR code"
+)]
 struct Cli {
     /// Folder holding config.yaml and the {APP_ENV}.yaml overlays.
     #[arg(long, default_value = "configs", global = true)]

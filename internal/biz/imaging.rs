@@ -211,13 +211,21 @@ fn process_jpeg(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingErro
         let eighth = header.width.div_ceil(8) >= tw && header.height.div_ceil(8) >= th;
         match eighth.then(|| decode_jpeg_dc(bytes, &header)).flatten() {
             Some(img) => Ok(img),
-            None => { eprintln!("FALLBACK"); decode_jpeg_scaled(&cleaned, tw, th, header.width, header.height) }
+            None => {
+                eprintln!("FALLBACK");
+                decode_jpeg_scaled(&cleaned, tw, th, header.width, header.height)
+            }
         }
     })?;
     let t2 = t0.elapsed();
     let (thumbnail, thumbnail_width, thumbnail_height) =
         make_thumbnail(decoded, tw, th, header.orientation)?;
-    eprintln!("clean {:?} decode {:?} thumb {:?}", t1, t2 - t1, t0.elapsed() - t2);
+    eprintln!(
+        "clean {:?} decode {:?} thumb {:?}",
+        t1,
+        t2 - t1,
+        t0.elapsed() - t2
+    );
     let (width, height) = if header.orientation >= 5 {
         (header.height, header.width)
     } else {
@@ -282,7 +290,11 @@ fn le32(b: &[u8], at: usize) -> Option<u32> {
 
 fn le24(b: &[u8], at: usize) -> Option<u32> {
     let s = slice_at(b, at, 3)?;
-    Some(s.iter().rev().fold(0u32, |acc, &x| (acc << 8) | u32::from(x)))
+    Some(
+        s.iter()
+            .rev()
+            .fold(0u32, |acc, &x| (acc << 8) | u32::from(x)),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -457,7 +469,9 @@ fn jpeg_marker(b: &[u8], pos: usize) -> Result<(u8, usize), ImagingError> {
     }
     let mut i = pos;
     loop {
-        i = i.checked_add(1).ok_or_else(|| corrupt("truncated marker"))?;
+        i = i
+            .checked_add(1)
+            .ok_or_else(|| corrupt("truncated marker"))?;
         match b.get(i) {
             Some(0xFF) => {}
             Some(&m) => return Ok((m, i + 1)),
@@ -560,7 +574,11 @@ fn write_jpeg_segment(out: &mut Vec<u8>, marker: u8, payload: &[u8]) -> Result<(
     Ok(())
 }
 
-fn write_kept_jpeg_segment(out: &mut Vec<u8>, marker: u8, payload: &[u8]) -> Result<(), ImagingError> {
+fn write_kept_jpeg_segment(
+    out: &mut Vec<u8>,
+    marker: u8,
+    payload: &[u8],
+) -> Result<(), ImagingError> {
     // A JFIF header may embed a thumbnail that still shows what was cropped.
     const JFIF_FIXED: usize = 12;
     if marker == APP0 && payload.len() > JFIF_FIXED + 2 {
@@ -650,7 +668,9 @@ fn decode_jpeg_scaled(
     let max_output = u64::from(width) * u64::from(height) * 4;
     decoder.set_max_decoding_buffer_size(usize::try_from(max_output).unwrap_or(usize::MAX));
     let request = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
-    let (w, h) = decoder.scale(request(tw), request(th)).map_err(jpeg_error)?;
+    let (w, h) = decoder
+        .scale(request(tw), request(th))
+        .map_err(jpeg_error)?;
     let info = decoder
         .info()
         .ok_or_else(|| corrupt("missing frame header"))?;
@@ -806,7 +826,11 @@ impl<'a> BitReader<'a> {
                 if has_ff == 0 {
                     let take = (64 - bits) / 8;
                     let keep = u64::MAX << ((64 - take * 8) & 63);
-                    return (acc | (word & keep) >> bits, bits + take * 8, pos + take as usize);
+                    return (
+                        acc | (word & keep) >> bits,
+                        bits + take * 8,
+                        pos + take as usize,
+                    );
                 }
             }
         }
@@ -901,7 +925,11 @@ impl<'a> BitReader<'a> {
                 fill!();
                 let v = i32::try_from(peek_bits(acc, size)).ok()?;
                 consume!(size);
-                if v < 1 << (size - 1) { v - (1 << size) + 1 } else { v }
+                if v < 1 << (size - 1) {
+                    v - (1 << size) + 1
+                } else {
+                    v
+                }
             }
             _ => return None,
         };
@@ -1024,8 +1052,8 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
     if slice_at(scan, 1 + 2 * count, 3)? != [0, 63, 0] {
         return None;
     }
-    let is_rgb = count == 3
-        && (adobe_transform == Some(0) || components.iter().map(|c| c.id).eq(*b"RGB"));
+    let is_rgb =
+        count == 3 && (adobe_transform == Some(0) || components.iter().map(|c| c.id).eq(*b"RGB"));
     if is_rgb {
         return None;
     }
@@ -1261,7 +1289,10 @@ fn gif_clean(b: &[u8], max_pixels: u64) -> Result<Vec<u8>, ImagingError> {
     let packed = *b.get(10).ok_or_else(|| corrupt("truncated GIF header"))?;
     let mut pos = HEADER + color_table_len(packed);
     let mut out = Vec::with_capacity(b.len().min(64 << 20));
-    out.extend_from_slice(b.get(..pos).ok_or_else(|| corrupt("truncated colour table"))?);
+    out.extend_from_slice(
+        b.get(..pos)
+            .ok_or_else(|| corrupt("truncated colour table"))?,
+    );
     let mut frames = 0usize;
     loop {
         match b.get(pos) {
@@ -1581,7 +1612,14 @@ pub mod testdata {
         push16(&mut v, 42, be);
         push32(&mut v, 8, be);
         push16(&mut v, count, be);
-        entry(&mut v, be, 0x010F, 2, make.len() as u32, long_value(make_at as u32, be));
+        entry(
+            &mut v,
+            be,
+            0x010F,
+            2,
+            make.len() as u32,
+            long_value(make_at as u32, be),
+        );
         if orientation != 0 {
             entry(&mut v, be, 0x0112, 3, 1, short_value(orientation, be));
         }
@@ -1654,7 +1692,11 @@ pub mod testdata {
         for &byte in data {
             crc ^= u32::from(byte);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
@@ -1688,7 +1730,10 @@ pub mod testdata {
         let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
         v.extend(png_chunk(b"IHDR", &ihdr));
         // An empty zlib stream.
-        v.extend(png_chunk(b"IDAT", &[0x78, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+        v.extend(png_chunk(
+            b"IDAT",
+            &[0x78, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ));
         v.extend(png_chunk(b"IEND", &[]));
         v
     }
@@ -1698,7 +1743,11 @@ pub mod testdata {
         RgbaImage::from_fn(width.max(1), height.max(1), |x, y| {
             let Rgb([r, g, b]) = *base.get_pixel(x, y);
             // A transparent corner exercises alpha flattening.
-            let a = if x < width / 4 && y < height / 4 { 0 } else { 255 };
+            let a = if x < width / 4 && y < height / 4 {
+                0
+            } else {
+                255
+            };
             Rgba([r, g, b, a])
         })
     }
@@ -1734,9 +1783,8 @@ pub mod testdata {
         let mut gif = Vec::new();
         {
             let mut encoder = GifEncoder::new(&mut gif);
-            let frames = [first, second].map(|img| {
-                Frame::from_parts(img, 0, 0, Delay::from_numer_denom_ms(100, 1))
-            });
+            let frames = [first, second]
+                .map(|img| Frame::from_parts(img, 0, 0, Delay::from_numer_denom_ms(100, 1)));
             if encoder.set_repeat(Repeat::Infinite).is_err()
                 || encoder.encode_frames(frames).is_err()
             {
@@ -1746,7 +1794,11 @@ pub mod testdata {
         let Some(&packed) = gif.get(10) else {
             return Vec::new();
         };
-        let table = if packed & 0x80 == 0 { 0 } else { 3 << ((packed & 7) + 1) };
+        let table = if packed & 0x80 == 0 {
+            0
+        } else {
+            3 << ((packed & 7) + 1)
+        };
         let at = (13 + table).min(gif.len());
         let mut extra = vec![0x21, 0xFE, SECRET.len() as u8];
         extra.extend_from_slice(SECRET.as_bytes());
@@ -1858,7 +1910,10 @@ mod tests {
 
     #[test]
     fn detects_formats_from_magic_bytes() {
-        assert_eq!(detect(&jpeg_with_exif(8, 8, 1, false)), Some(ImageFormat::Jpeg));
+        assert_eq!(
+            detect(&jpeg_with_exif(8, 8, 1, false)),
+            Some(ImageFormat::Jpeg)
+        );
         assert_eq!(detect(&small_png(4, 4)), Some(ImageFormat::Png));
         assert_eq!(detect(&small_gif(4, 4)), Some(ImageFormat::Gif));
         assert_eq!(detect(&small_webp(4, 4)), Some(ImageFormat::Webp));
@@ -2123,7 +2178,9 @@ mod tests {
         bad(b"\xFF\xD8\xFF\xDA\x00\x08\x01\x01\x00\x00\x3f\x00");
         bad(b"\xFF\xD8\xFF\x12\x34\x56garbage after soi");
         bad(b"\xFF\xD8\xFFgarbage after soi, no marker at all");
-        bad(b"\xFF\xD8\xFF\xC0\x00\x11\x08\x00\x00\x00\x10\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00");
+        bad(
+            b"\xFF\xD8\xFF\xC0\x00\x11\x08\x00\x00\x00\x10\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00",
+        );
         bad(b"\xFF\xD8\xFF\xC0\x00\x0b\x01\x00\x10\x00\x10\x01\x01\x11\x00");
         let mut overflow = src[..2].to_vec();
         overflow.extend_from_slice(b"\xFF\xE1\xFF\xF0Exif\0\0");
@@ -2148,11 +2205,20 @@ mod tests {
         }
         // A frame header claiming 65535x65535 with no data behind it.
         let mut huge = b"\xFF\xD8".to_vec();
-        write_jpeg_segment(&mut huge, 0xC0, b"\x08\xff\xff\xff\xff\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00").unwrap();
+        write_jpeg_segment(
+            &mut huge,
+            0xC0,
+            b"\x08\xff\xff\xff\xff\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00",
+        )
+        .unwrap();
         write_jpeg_segment(&mut huge, SOS, b"\x01\x01\x00\x00\x3f\x00").unwrap();
         assert!(matches!(
             process(&huge, &limits()),
-            Err(ImagingError::TooManyPixels { width: 65535, height: 65535, .. })
+            Err(ImagingError::TooManyPixels {
+                width: 65535,
+                height: 65535,
+                ..
+            })
         ));
     }
 
@@ -2223,14 +2289,20 @@ mod tests {
         }
         let mut huge_len = src.clone();
         huge_len[33..37].copy_from_slice(&0xFFFF_FFF0u32.to_be_bytes());
-        assert!(matches!(process(&huge_len, &limits()), Err(ImagingError::Corrupt(_))));
+        assert!(matches!(
+            process(&huge_len, &limits()),
+            Err(ImagingError::Corrupt(_))
+        ));
         let unknown_critical = png_insert_after_ihdr(&src, &png_chunk(b"ABCD", b""));
         assert!(matches!(
             process(&unknown_critical, &limits()),
             Err(ImagingError::Corrupt(_))
         ));
         let zero = png_header_claiming(0, 10);
-        assert!(matches!(process(&zero, &limits()), Err(ImagingError::Corrupt(_))));
+        assert!(matches!(
+            process(&zero, &limits()),
+            Err(ImagingError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -2311,7 +2383,10 @@ mod tests {
         }
         let mut bad_size = src.clone();
         bad_size[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(process(&bad_size, &limits()), Err(ImagingError::Corrupt(_))));
+        assert!(matches!(
+            process(&bad_size, &limits()),
+            Err(ImagingError::Corrupt(_))
+        ));
         let mut huge_canvas = src.clone();
         huge_canvas[24..30].copy_from_slice(&[0xff; 6]);
         assert!(matches!(
@@ -2343,7 +2418,12 @@ mod tests {
     fn difference(a: &DynamicImage, b: &DynamicImage) -> (f64, u8) {
         let (a, b) = (a.to_rgb8(), b.to_rgb8());
         assert_eq!(a.dimensions(), b.dimensions());
-        let diffs: Vec<u8> = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).collect();
+        let diffs: Vec<u8> = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| x.abs_diff(*y))
+            .collect();
         let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
         (mean, diffs.into_iter().max().unwrap_or(0))
     }

@@ -53,8 +53,7 @@ pub fn hash_token(token: &str) -> String {
 /// Compares two hashes without an early exit, so timing reveals nothing of the stored one.
 pub(crate) fn same_hash(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0

@@ -99,7 +99,10 @@ impl ImageUsecase {
         if max_images == 0 || max_images > self.limits.max_images {
             return Err(BizError::invalid(
                 "max_images",
-                format!("max_images must be between 1 and {}", self.limits.max_images),
+                format!(
+                    "max_images must be between 1 and {}",
+                    self.limits.max_images
+                ),
             ));
         }
         let identifier = new_id();
@@ -174,7 +177,9 @@ impl ImageUsecase {
     /// Closes the session for uploads. Completing twice answers the session again.
     #[tracing::instrument(skip_all, fields(identifier))]
     pub async fn complete(&self, member_id: u32, identifier: &str) -> Result<UploadSession> {
-        let session = self.get_session(&Caller::Member(member_id), identifier).await?;
+        let session = self
+            .get_session(&Caller::Member(member_id), identifier)
+            .await?;
         if session.status.is_finished() {
             return Ok(session);
         }
@@ -283,7 +288,9 @@ impl ImageUsecase {
         self.blobs.put(&key, stored).await?;
         upload.written.push(key);
         let thumb_key = Image::thumbnail_key(&identifier, &id);
-        self.blobs.put(&thumb_key, Bytes::from(clean.thumbnail)).await?;
+        self.blobs
+            .put(&thumb_key, Bytes::from(clean.thumbnail))
+            .await?;
         upload.written.push(thumb_key);
 
         let index = upload.images.len() as u32;
@@ -324,7 +331,10 @@ impl ImageUsecase {
         }
         let identifier = upload.session.identifier.clone();
         let images = std::mem::take(&mut upload.images);
-        let outcome = self.repo.add_images(&identifier, images, Utc::now()).await?;
+        let outcome = self
+            .repo
+            .add_images(&identifier, images, Utc::now())
+            .await?;
         match outcome {
             AddImagesOutcome::Added { session, images } => {
                 upload.written.clear();
@@ -346,12 +356,21 @@ impl ImageUsecase {
     /// Deletes one image. The phone may delete images of its own open session; the member may
     /// delete images of its sessions.
     #[tracing::instrument(skip_all, fields(identifier, image_id))]
-    pub async fn delete_image(&self, caller: &Caller, identifier: &str, image_id: &str) -> Result<()> {
+    pub async fn delete_image(
+        &self,
+        caller: &Caller,
+        identifier: &str,
+        image_id: &str,
+    ) -> Result<()> {
         let session = self.get_session(caller, identifier).await?;
         if matches!(caller, Caller::UploadToken(_)) && !session.accepts_uploads(Utc::now()) {
             return Err(BizError::SessionClosed);
         }
-        let Some(changed) = self.repo.delete_image(identifier, image_id, Utc::now()).await? else {
+        let Some(changed) = self
+            .repo
+            .delete_image(identifier, image_id, Utc::now())
+            .await?
+        else {
             return Err(BizError::NotFound);
         };
         self.publish(&changed).await;
@@ -362,7 +381,11 @@ impl ImageUsecase {
 
     /// Deletes an image by id alone, for internal services that name the member.
     pub async fn delete_image_by_id(&self, member_id: u32, image_id: &str) -> Result<()> {
-        let image = self.repo.get_image(image_id).await?.ok_or(BizError::NotFound)?;
+        let image = self
+            .repo
+            .get_image(image_id)
+            .await?
+            .ok_or(BizError::NotFound)?;
         self.delete_image(&Caller::Member(member_id), &image.identifier, image_id)
             .await
     }
@@ -372,7 +395,11 @@ impl ImageUsecase {
         if !super::is_well_formed_id(image_id) {
             return Err(BizError::NotFound);
         }
-        let image = self.repo.get_image(image_id).await?.ok_or(BizError::NotFound)?;
+        let image = self
+            .repo
+            .get_image(image_id)
+            .await?
+            .ok_or(BizError::NotFound)?;
         let key = if thumbnail {
             Image::thumbnail_key(&image.identifier, &image.id)
         } else {
@@ -394,7 +421,8 @@ impl ImageUsecase {
     /// Deletes sessions never completed once `retention` has passed since they expired, with
     /// their blobs.
     pub async fn sweep_retention(&self) -> Result<usize> {
-        let retention = chrono::Duration::from_std(self.limits.retention).map_err(BizError::internal)?;
+        let retention =
+            chrono::Duration::from_std(self.limits.retention).map_err(BizError::internal)?;
         let due = self.repo.retention_due(Utc::now() - retention, 100).await?;
         for identifier in &due {
             for image in self.repo.delete_session(identifier).await? {
@@ -549,7 +577,11 @@ fn authorize(caller: &Caller, session: &UploadSession) -> Result<()> {
         Caller::Member(member_id) => *member_id == session.member_id,
         Caller::UploadToken(token) => same_hash(&hash_token(token), &session.token_hash),
     };
-    if allowed { Ok(()) } else { Err(BizError::NotFound) }
+    if allowed {
+        Ok(())
+    } else {
+        Err(BizError::NotFound)
+    }
 }
 
 fn quota_images(session: &UploadSession) -> BizError {

@@ -255,7 +255,10 @@ impl Config {
             return invalid("data.bus.url", "is required when data.bus.kind is redis");
         }
         if self.auth.mode == AuthMode::Jwt {
-            return invalid("auth.mode", "jwt is not available in this build yet; use dev");
+            return invalid(
+                "auth.mode",
+                "jwt is not available in this build yet; use dev",
+            );
         }
         if let Some(key) = &self.auth.upload_token_key
             && key.expose().len() < 32
@@ -265,7 +268,10 @@ impl Config {
         if let Some(url) = &self.server.public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return invalid("server.public_base_url", "must start with http:// or https://");
+            return invalid(
+                "server.public_base_url",
+                "must start with http:// or https://",
+            );
         }
         Ok(())
     }

@@ -7,7 +7,10 @@ fn configs() -> PathBuf {
 }
 
 fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 #[test]
@@ -16,9 +19,15 @@ fn defaults_match_the_spec() {
     assert_eq!(c.server.http.addr.to_string(), "0.0.0.0:8000");
     assert_eq!(c.server.grpc.addr.to_string(), "0.0.0.0:9000");
     assert_eq!(c.server.shutdown_grace, Duration::from_secs(10));
-    assert_eq!(c.data.database.url.expose(), "sqlite://data/qrupload.db?mode=rwc");
+    assert_eq!(
+        c.data.database.url.expose(),
+        "sqlite://data/qrupload.db?mode=rwc"
+    );
     assert!(c.data.database.run_migrations);
-    assert_eq!((c.data.blob.kind, c.data.blob.root.as_str()), (BlobKind::Fs, "data/blobs"));
+    assert_eq!(
+        (c.data.blob.kind, c.data.blob.root.as_str()),
+        (BlobKind::Fs, "data/blobs")
+    );
     assert_eq!(c.data.bus.kind, BusKind::Memory);
     assert_eq!(c.upload.session_ttl, Duration::from_secs(30 * 60));
     assert_eq!(c.upload.retention, Duration::from_secs(24 * 3600));
@@ -27,10 +36,16 @@ fn defaults_match_the_spec() {
     assert_eq!(c.upload.max_session_bytes, ByteSize(300 << 20));
     assert_eq!(c.upload.max_pixels, 50_000_000);
     assert_eq!(c.upload.thumbnail_size, 320);
-    assert_eq!((c.sse.retry, c.sse.heartbeat), (Duration::from_secs(2), Duration::from_secs(15)));
+    assert_eq!(
+        (c.sse.retry, c.sse.heartbeat),
+        (Duration::from_secs(2), Duration::from_secs(15))
+    );
     assert_eq!(c.sse.event, "upload_by_qr");
     assert_eq!(c.auth.mode, AuthMode::Dev);
-    assert_eq!((c.log.format, c.log.level.as_str()), (LogFormat::Text, "info"));
+    assert_eq!(
+        (c.log.format, c.log.level.as_str()),
+        (LogFormat::Text, "info")
+    );
     assert!(c.trace.otlp_endpoint.is_none());
 }
 
@@ -42,7 +57,10 @@ fn environment_overlays_and_variables_win_in_order() {
         vars(&[
             ("QRUPLOAD__DATA__DATABASE__URL", "postgres://u:p@db/q"),
             ("QRUPLOAD__UPLOAD__MAX_IMAGES", "7"),
-            ("QRUPLOAD__SERVER__PUBLIC_BASE_URL", "https://photos.example.com"),
+            (
+                "QRUPLOAD__SERVER__PUBLIC_BASE_URL",
+                "https://photos.example.com",
+            ),
             ("QRUPLOAD__SSE__HEARTBEAT", "500ms"),
             ("OTHER__IGNORED", "x"),
         ]),
@@ -50,11 +68,21 @@ fn environment_overlays_and_variables_win_in_order() {
     .expect("loads");
     assert_eq!(c.log.format, LogFormat::Json, "from production.yaml");
     assert_eq!(c.data.bus.kind, BusKind::Redis, "from production.yaml");
-    assert_eq!(c.data.database.url.expose(), "postgres://u:p@db/q", "variable beats overlay");
+    assert_eq!(
+        c.data.database.url.expose(),
+        "postgres://u:p@db/q",
+        "variable beats overlay"
+    );
     assert_eq!(c.upload.max_images, 7);
-    assert_eq!(c.server.public_base_url.as_deref(), Some("https://photos.example.com"));
+    assert_eq!(
+        c.server.public_base_url.as_deref(),
+        Some("https://photos.example.com")
+    );
     assert_eq!(c.sse.heartbeat, Duration::from_millis(500));
-    assert!(!format!("{c:?}").contains("u:p@"), "secrets stay out of Debug output");
+    assert!(
+        !format!("{c:?}").contains("u:p@"),
+        "secrets stay out of Debug output"
+    );
 }
 
 #[test]
@@ -62,7 +90,11 @@ fn bad_values_name_their_key() {
     let cases = [
         ("QRUPLOAD__SERVER__SHUTDOWN_GRACE", "soon", "shutdown_grace"),
         ("QRUPLOAD__UPLOAD__MAX_IMAGES", "many", "max_images"),
-        ("QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES", "15 parsecs", "max_image_bytes"),
+        (
+            "QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES",
+            "15 parsecs",
+            "max_image_bytes",
+        ),
         ("QRUPLOAD__SERVER__HTTP__ADDR", "not-an-address", "addr"),
         ("QRUPLOAD__DATA__BUS__KIND", "carrier-pigeon", "kind"),
         ("QRUPLOAD__SSE__EVENT", "bad\nname", "sse.event"),
@@ -75,7 +107,8 @@ fn bad_values_name_their_key() {
         assert!(err.contains(expected), "{key}={value:?} → {err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
     }
-    let missing = Config::load_with(&configs(), Some("nosuchenv"), vars(&[])).expect_err("missing overlay");
+    let missing =
+        Config::load_with(&configs(), Some("nosuchenv"), vars(&[])).expect_err("missing overlay");
     assert!(missing.to_string().contains("nosuchenv"), "{missing}");
 }
 

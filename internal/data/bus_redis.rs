@@ -41,8 +41,8 @@ impl RedisBus {
     /// Starts the subscription task. Does not wait for Redis: an instance starts (and serves
     /// uploads) while Redis is down, and reports not-ready until the bus connects.
     pub fn start(url: &str) -> Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| BizError::internal(format!("redis url: {e}")))?;
+        let client =
+            redis::Client::open(url).map_err(|e| BizError::internal(format!("redis url: {e}")))?;
         let shared = Arc::new(Shared {
             tx: broadcast::channel(4096).0,
             connected: AtomicBool::new(false),

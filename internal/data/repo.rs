@@ -9,8 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -50,7 +51,11 @@ impl SqlSessionRepo {
         model.map(to_session).transpose()
     }
 
-    async fn images_in<C: ConnectionTrait>(&self, conn: &C, identifier: &str) -> Result<Vec<Image>> {
+    async fn images_in<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        identifier: &str,
+    ) -> Result<Vec<Image>> {
         let rows = image::Entity::find()
             .filter(image::Column::Identifier.eq(identifier))
             .order_by_asc(image::Column::Position)
@@ -241,7 +246,10 @@ impl SessionRepo for SqlSessionRepo {
             .map_err(db_err)?
             .unwrap_or(count + 1);
         let first_position = next_position - count;
-        let key = images.first().and_then(|i| i.idempotency.clone()).map(|(k, _)| k);
+        let key = images
+            .first()
+            .and_then(|i| i.idempotency.clone())
+            .map(|(k, _)| k);
         let rows: Vec<image::ActiveModel> = images
             .iter()
             .enumerate()

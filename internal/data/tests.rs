@@ -45,7 +45,10 @@ async fn fresh_postgres() -> Option<(DatabaseConnection, String, String)> {
         }
         Err(e) => panic!("QRUPLOAD_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"),
     };
-    let name = format!("qrupload_t_{}", crate::biz::new_id().to_lowercase().replace('-', "_"));
+    let name = format!(
+        "qrupload_t_{}",
+        crate::biz::new_id().to_lowercase().replace('-', "_")
+    );
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await
@@ -111,19 +114,54 @@ async fn sessions_change_with_their_version() {
             .create_session(new_session(3, 1000, Duration::minutes(5)))
             .await
             .expect("create");
-        assert_eq!((s.version, s.status, s.member_id), (1, SessionStatus::Open, 42), "{}", t.name);
-        let got = repo.get_session(&s.identifier).await.expect("get").expect("exists");
+        assert_eq!(
+            (s.version, s.status, s.member_id),
+            (1, SessionStatus::Open, 42),
+            "{}",
+            t.name
+        );
+        let got = repo
+            .get_session(&s.identifier)
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(got, s, "{}", t.name);
         assert!(repo.get_session("nope").await.expect("get").is_none());
 
-        let scanned = repo.mark_scanned(&s.identifier).await.expect("scan").expect("was open");
-        assert_eq!((scanned.version, scanned.status), (2, SessionStatus::Scanned));
-        assert!(repo.mark_scanned(&s.identifier).await.expect("scan").is_none(), "only once");
+        let scanned = repo
+            .mark_scanned(&s.identifier)
+            .await
+            .expect("scan")
+            .expect("was open");
+        assert_eq!(
+            (scanned.version, scanned.status),
+            (2, SessionStatus::Scanned)
+        );
+        assert!(
+            repo.mark_scanned(&s.identifier)
+                .await
+                .expect("scan")
+                .is_none(),
+            "only once"
+        );
 
-        let done = repo.complete(&s.identifier, Utc::now()).await.expect("complete").expect("open");
+        let done = repo
+            .complete(&s.identifier, Utc::now())
+            .await
+            .expect("complete")
+            .expect("open");
         assert_eq!((done.version, done.status), (3, SessionStatus::Completed));
-        assert!(repo.complete(&s.identifier, Utc::now()).await.expect("again").is_none());
-        let (snap, images) = repo.snapshot(&s.identifier).await.expect("snapshot").expect("exists");
+        assert!(
+            repo.complete(&s.identifier, Utc::now())
+                .await
+                .expect("again")
+                .is_none()
+        );
+        let (snap, images) = repo
+            .snapshot(&s.identifier)
+            .await
+            .expect("snapshot")
+            .expect("exists");
         assert_eq!(snap.version, 3);
         assert!(images.is_empty());
         t.cleanup().await;
@@ -142,39 +180,87 @@ async fn images_respect_quota_positions_and_idempotency() {
         let now = Utc::now();
 
         let AddImagesOutcome::Added { session, images } = repo
-            .add_images(id, vec![new_image(100, Some(("k1", 0))), new_image(200, Some(("k1", 1)))], now)
+            .add_images(
+                id,
+                vec![
+                    new_image(100, Some(("k1", 0))),
+                    new_image(200, Some(("k1", 1))),
+                ],
+                now,
+            )
             .await
             .expect("add")
         else {
             panic!("{}: two images fit", t.name);
         };
-        assert_eq!((session.image_count, session.total_bytes, session.version), (2, 300, 2));
-        assert_eq!(images.iter().map(|i| i.position).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            (session.image_count, session.total_bytes, session.version),
+            (2, 300, 2)
+        );
+        assert_eq!(
+            images.iter().map(|i| i.position).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
 
         // The same key again: the first request's images, nothing added.
         let dup = repo
             .add_images(id, vec![new_image(100, Some(("k1", 0)))], now)
             .await
             .expect("dup");
-        assert!(matches!(dup, AddImagesOutcome::Duplicate(ref i) if i.len() == 2), "{}: {dup:?}", t.name);
-        assert_eq!(repo.images_by_idempotency_key(id, "k1").await.expect("by key").len(), 2);
+        assert!(
+            matches!(dup, AddImagesOutcome::Duplicate(ref i) if i.len() == 2),
+            "{}: {dup:?}",
+            t.name
+        );
+        assert_eq!(
+            repo.images_by_idempotency_key(id, "k1")
+                .await
+                .expect("by key")
+                .len(),
+            2
+        );
 
         // Quota: count and bytes, checked by the same statement that takes them.
         let many = repo
             .add_images(id, vec![new_image(1, None), new_image(1, None)], now)
             .await
             .expect("too many");
-        assert!(matches!(many, AddImagesOutcome::TooManyImages), "{}: {many:?}", t.name);
-        let heavy = repo.add_images(id, vec![new_image(701, None)], now).await.expect("too big");
-        assert!(matches!(heavy, AddImagesOutcome::TooManyBytes), "{}: {heavy:?}", t.name);
+        assert!(
+            matches!(many, AddImagesOutcome::TooManyImages),
+            "{}: {many:?}",
+            t.name
+        );
+        let heavy = repo
+            .add_images(id, vec![new_image(701, None)], now)
+            .await
+            .expect("too big");
+        assert!(
+            matches!(heavy, AddImagesOutcome::TooManyBytes),
+            "{}: {heavy:?}",
+            t.name
+        );
 
         // Delete frees its quota and bumps the version; positions keep counting up.
         let first = images[0].id.clone();
-        let after = repo.delete_image(id, &first, now).await.expect("delete").expect("existed");
-        assert_eq!((after.image_count, after.total_bytes, after.version), (1, 200, 3));
-        assert!(repo.delete_image(id, &first, now).await.expect("again").is_none());
-        let AddImagesOutcome::Added { images, .. } =
-            repo.add_images(id, vec![new_image(10, None)], now).await.expect("add")
+        let after = repo
+            .delete_image(id, &first, now)
+            .await
+            .expect("delete")
+            .expect("existed");
+        assert_eq!(
+            (after.image_count, after.total_bytes, after.version),
+            (1, 200, 3)
+        );
+        assert!(
+            repo.delete_image(id, &first, now)
+                .await
+                .expect("again")
+                .is_none()
+        );
+        let AddImagesOutcome::Added { images, .. } = repo
+            .add_images(id, vec![new_image(10, None)], now)
+            .await
+            .expect("add")
         else {
             panic!("fits again");
         };
@@ -182,9 +268,15 @@ async fn images_respect_quota_positions_and_idempotency() {
 
         // Closed sessions take nothing.
         repo.complete(id, now).await.expect("complete");
-        let closed = repo.add_images(id, vec![new_image(1, None)], now).await.expect("closed");
+        let closed = repo
+            .add_images(id, vec![new_image(1, None)], now)
+            .await
+            .expect("closed");
         assert!(matches!(closed, AddImagesOutcome::Closed));
-        let missing = repo.add_images("nope", vec![new_image(1, None)], now).await.expect("missing");
+        let missing = repo
+            .add_images("nope", vec![new_image(1, None)], now)
+            .await
+            .expect("missing");
         assert!(matches!(missing, AddImagesOutcome::NotFound));
         t.cleanup().await;
     }
@@ -202,7 +294,10 @@ async fn concurrent_uploads_cannot_overrun_the_quota() {
             .map(|_| {
                 let repo = repo.clone();
                 let id = s.identifier.clone();
-                tokio::spawn(async move { repo.add_images(&id, vec![new_image(10, None)], Utc::now()).await })
+                tokio::spawn(async move {
+                    repo.add_images(&id, vec![new_image(10, None)], Utc::now())
+                        .await
+                })
             })
             .collect();
         let mut added = 0;
@@ -212,8 +307,17 @@ async fn concurrent_uploads_cannot_overrun_the_quota() {
             }
         }
         assert_eq!(added, 5, "{}", t.name);
-        let (session, images) = repo.snapshot(&s.identifier).await.expect("snap").expect("exists");
-        assert_eq!((session.image_count, images.len(), session.version), (5, 5, 6), "{}", t.name);
+        let (session, images) = repo
+            .snapshot(&s.identifier)
+            .await
+            .expect("snap")
+            .expect("exists");
+        assert_eq!(
+            (session.image_count, images.len(), session.version),
+            (5, 5, 6),
+            "{}",
+            t.name
+        );
         let mut positions: Vec<u32> = images.iter().map(|i| i.position).collect();
         positions.dedup();
         assert_eq!(positions, vec![1, 2, 3, 4, 5], "{}", t.name);
@@ -233,17 +337,40 @@ async fn expiry_and_retention() {
             .create_session(new_session(3, 1000, Duration::minutes(5)))
             .await
             .expect("create");
-        repo.add_images(&live.identifier, vec![new_image(1, None)], Utc::now()).await.expect("add");
+        repo.add_images(&live.identifier, vec![new_image(1, None)], Utc::now())
+            .await
+            .expect("add");
         let changes = repo.expire_due(Utc::now()).await.expect("expire");
-        assert!(changes.iter().any(|c| c.identifier == due.identifier && c.version == 2), "{}", t.name);
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.identifier == due.identifier && c.version == 2),
+            "{}",
+            t.name
+        );
         assert!(!changes.iter().any(|c| c.identifier == live.identifier));
-        assert!(repo.expire_due(Utc::now()).await.expect("again").iter().all(|c| c.identifier != due.identifier));
+        assert!(
+            repo.expire_due(Utc::now())
+                .await
+                .expect("again")
+                .iter()
+                .all(|c| c.identifier != due.identifier)
+        );
 
         let old = repo.retention_due(Utc::now(), 10).await.expect("retention");
-        assert!(old.contains(&due.identifier) && !old.contains(&live.identifier), "{}", t.name);
+        assert!(
+            old.contains(&due.identifier) && !old.contains(&live.identifier),
+            "{}",
+            t.name
+        );
         let images = repo.delete_session(&live.identifier).await.expect("delete");
         assert_eq!(images.len(), 1);
-        assert!(repo.get_session(&live.identifier).await.expect("get").is_none());
+        assert!(
+            repo.get_session(&live.identifier)
+                .await
+                .expect("get")
+                .is_none()
+        );
         assert!(!repo.image_exists(&images[0].id).await.expect("exists"));
         t.cleanup().await;
     }
@@ -252,9 +379,21 @@ async fn expiry_and_retention() {
 #[tokio::test]
 async fn migrations_go_down_and_up_again() {
     for t in databases().await {
-        assert!(migration_status(&t.db).await.expect("status").iter().all(|(_, applied)| *applied));
+        assert!(
+            migration_status(&t.db)
+                .await
+                .expect("status")
+                .iter()
+                .all(|(_, applied)| *applied)
+        );
         migrate_down(&t.db, None).await.expect("down");
-        assert!(migration_status(&t.db).await.expect("status").iter().all(|(_, applied)| !applied));
+        assert!(
+            migration_status(&t.db)
+                .await
+                .expect("status")
+                .iter()
+                .all(|(_, applied)| !applied)
+        );
         migrate_up(&t.db).await.expect("up");
         repo(&t.db)
             .create_session(new_session(1, 1, Duration::minutes(1)))
@@ -285,7 +424,13 @@ async fn instances_starting_together_do_not_race_the_migrations() {
         run.await.expect("task").expect("every instance comes up");
     }
     let db = connect(&url, 2).await.expect("connect");
-    assert!(migration_status(&db).await.expect("status").iter().all(|(_, a)| *a));
+    assert!(
+        migration_status(&db)
+            .await
+            .expect("status")
+            .iter()
+            .all(|(_, a)| *a)
+    );
     let _ = db.close().await;
     let _ = admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -294,9 +439,15 @@ async fn instances_starting_together_do_not_race_the_migrations() {
 
 #[tokio::test]
 async fn lost_connections_map_to_unavailable() {
-    let e = db_err(sea_orm::DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout));
+    let e = db_err(sea_orm::DbErr::ConnectionAcquire(
+        sea_orm::error::ConnAcquireErr::Timeout,
+    ));
     assert!(matches!(e, crate::biz::BizError::Unavailable(_)));
     let e = db_err(sea_orm::DbErr::Custom("boom".into()));
     assert!(matches!(e, crate::biz::BizError::Internal(_)));
-    assert_eq!(e.to_string(), "internal error", "no cause in the client's message");
+    assert_eq!(
+        e.to_string(),
+        "internal error",
+        "no cause in the client's message"
+    );
 }

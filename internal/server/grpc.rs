@@ -25,7 +25,14 @@ pub async fn serve_grpc(
         .build_v1()
         .ok();
     let router = tonic::transport::Server::builder()
-        .trace_fn(|req| super::trace::request_span("grpc", req.method().as_str(), req.uri().path(), req.headers()))
+        .trace_fn(|req| {
+            super::trace::request_span(
+                "grpc",
+                req.method().as_str(),
+                req.uri().path(),
+                req.headers(),
+            )
+        })
         .add_service(health)
         .add_service(ImageGrpc::new(services).into_server())
         .add_optional_service(reflection);

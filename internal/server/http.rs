@@ -36,10 +36,19 @@ pub fn router(services: Services) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
                     // The path only: query strings may carry member ids and are not needed here.
-                    super::trace::request_span("http", req.method().as_str(), req.uri().path(), req.headers())
+                    super::trace::request_span(
+                        "http",
+                        req.method().as_str(),
+                        req.uri().path(),
+                        req.headers(),
+                    )
                 })
                 .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "response");
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_millis() as u64,
+                        "response"
+                    );
                 }),
         )
 }

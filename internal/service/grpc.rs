@@ -40,7 +40,10 @@ impl ImageGrpc {
     }
 
     fn session(&self, s: &UploadSession, token: Option<String>) -> pb::UploadSession {
-        session_message(s, token.map(|t| (self.services.upload_url(&s.identifier, &t), t)))
+        session_message(
+            s,
+            token.map(|t| (self.services.upload_url(&s.identifier, &t), t)),
+        )
     }
 }
 
@@ -233,11 +236,18 @@ impl pb::image_service_server::ImageService for ImageGrpc {
         required_identifier(&meta.identifier)?;
         let key = (!meta.idempotency_key.is_empty()).then(|| meta.idempotency_key.clone());
         let mut upload = usecase
-            .begin_upload(&Caller::Member(meta.member_id), &meta.identifier, key.clone())
+            .begin_upload(
+                &Caller::Member(meta.member_id),
+                &meta.identifier,
+                key.clone(),
+            )
             .await
             .map_err(status_from)?;
         if let Some(key) = &key
-            && let Some(images) = usecase.replay(&meta.identifier, key).await.map_err(status_from)?
+            && let Some(images) = usecase
+                .replay(&meta.identifier, key)
+                .await
+                .map_err(status_from)?
             && let Some(first) = images.first()
         {
             return Ok(Response::new(image_message(first)));
@@ -314,7 +324,10 @@ async fn next_message(
 /// finishes or the server closes. Heartbeats are an SSE matter; HTTP/2 keeps gRPC alive.
 async fn next_event(
     (mut watch, mut last, mut pending, mut done): (Watch, u64, Option<pb::ImagesEvent>, bool),
-) -> Option<(Result<pb::ImagesEvent, Status>, (Watch, u64, Option<pb::ImagesEvent>, bool))> {
+) -> Option<(
+    Result<pb::ImagesEvent, Status>,
+    (Watch, u64, Option<pb::ImagesEvent>, bool),
+)> {
     if let Some(event) = pending.take() {
         watch.metrics().events_sent(1);
         return Some((Ok(event), (watch, last, None, done)));

@@ -42,10 +42,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn encode(session: UploadSession, images: Vec<Image>, sse: &SseFormat) -> Result<Self, BizError> {
-        let images_json = Bytes::from(
-            serde_json::to_vec(&images_json(&images)).map_err(BizError::internal)?,
-        );
+    fn encode(
+        session: UploadSession,
+        images: Vec<Image>,
+        sse: &SseFormat,
+    ) -> Result<Self, BizError> {
+        let images_json =
+            Bytes::from(serde_json::to_vec(&images_json(&images)).map_err(BizError::internal)?);
         let session_json =
             serde_json::to_vec(&SessionEventJson::from(&session)).map_err(BizError::internal)?;
         let version = session.version;
@@ -246,7 +249,9 @@ impl Feed {
         let mut failures = 0u32;
         loop {
             let target = self.wanted.load(Ordering::SeqCst);
-            let Some(hub) = self.hub.upgrade() else { return };
+            let Some(hub) = self.hub.upgrade() else {
+                return;
+            };
             match read(&hub, &self.identifier).await {
                 Ok(snapshot) => self.offer(snapshot),
                 Err(e) if failures < 5 => {
@@ -272,7 +277,9 @@ impl Feed {
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        let Some(hub) = self.hub.upgrade() else { return };
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
         let mut feeds = hub.feeds.lock().unwrap_or_else(|p| p.into_inner());
         // A new feed for the same session may already have replaced this one.
         if feeds

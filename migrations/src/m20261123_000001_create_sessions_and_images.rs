@@ -98,7 +98,12 @@ impl MigrationTrait for Migration {
             .drop_table(Table::drop().table(Images::Table).if_exists().to_owned())
             .await?;
         manager
-            .drop_table(Table::drop().table(UploadSessions::Table).if_exists().to_owned())
+            .drop_table(
+                Table::drop()
+                    .table(UploadSessions::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
             .await
     }
 }

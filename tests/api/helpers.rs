@@ -86,7 +86,9 @@ impl TestApp {
         }
     }
 
-    pub async fn grpc_client(&self) -> pb::image_service_client::ImageServiceClient<tonic::transport::Channel> {
+    pub async fn grpc_client(
+        &self,
+    ) -> pb::image_service_client::ImageServiceClient<tonic::transport::Channel> {
         pb::image_service_client::ImageServiceClient::connect(format!("http://{}", self.grpc))
             .await
             .expect("gRPC connects")
@@ -208,7 +210,9 @@ pub struct SseClient {
 
 impl SseClient {
     pub async fn connect(app: &TestApp, query: &str, last_event_id: Option<&str>) -> SseClient {
-        let mut req = app.client.get(app.url(&format!("/v1/api/sse/events?{query}")));
+        let mut req = app
+            .client
+            .get(app.url(&format!("/v1/api/sse/events?{query}")));
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
@@ -287,7 +291,10 @@ impl SseClient {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let event = self.next_within(left).await.expect("a matching snapshot arrives");
+            let event = self
+                .next_within(left)
+                .await
+                .expect("a matching snapshot arrives");
             if event.event == "upload_by_qr" {
                 let data = event.json();
                 if pred(&data) {
@@ -318,11 +325,19 @@ pub fn exif_ifd0(jpeg: &[u8]) -> Option<Vec<(u16, u32)>> {
             let le = tiff.starts_with(b"II");
             let u16_at = |o: usize| {
                 let b = [tiff[o], tiff[o + 1]];
-                if le { u16::from_le_bytes(b) } else { u16::from_be_bytes(b) }
+                if le {
+                    u16::from_le_bytes(b)
+                } else {
+                    u16::from_be_bytes(b)
+                }
             };
             let u32_at = |o: usize| {
                 let b = [tiff[o], tiff[o + 1], tiff[o + 2], tiff[o + 3]];
-                if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
+                if le {
+                    u32::from_le_bytes(b)
+                } else {
+                    u32::from_be_bytes(b)
+                }
             };
             let ifd = u32_at(4) as usize;
             let count = usize::from(u16_at(ifd));
@@ -331,7 +346,11 @@ pub fn exif_ifd0(jpeg: &[u8]) -> Option<Vec<(u16, u32)>> {
                     .map(|n| {
                         let entry = ifd + 2 + n * 12;
                         let kind = u16_at(entry + 2);
-                        let value = if kind == 3 { u32::from(u16_at(entry + 8)) } else { u32_at(entry + 8) };
+                        let value = if kind == 3 {
+                            u32::from(u16_at(entry + 8))
+                        } else {
+                            u32_at(entry + 8)
+                        };
                         (u16_at(entry), value)
                     })
                     .collect(),

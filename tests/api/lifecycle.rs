@@ -39,8 +39,10 @@ pub fn capture_logs() {
             format: qrupload::conf::LogFormat::Json,
             level: "info,sea_orm_migration=warn".into(),
         };
-        let guard = qrupload::telemetry::init_with_writer(&log, &Default::default(), move || writer.clone())
-            .expect("telemetry installs");
+        let guard = qrupload::telemetry::init_with_writer(&log, &Default::default(), move || {
+            writer.clone()
+        })
+        .expect("telemetry installs");
         std::mem::forget(guard);
         buffer
     });
@@ -48,37 +50,86 @@ pub fn capture_logs() {
 
 fn logs() -> String {
     LOGS.get()
-        .and_then(|l| l.lock().ok().map(|l| String::from_utf8_lossy(&l).into_owned()))
+        .and_then(|l| {
+            l.lock()
+                .ok()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+        })
         .unwrap_or_default()
 }
 
 #[tokio::test]
 async fn health_metrics_pages_and_json_errors() {
     let app = TestApp::spawn().await;
-    assert_eq!(app.client.get(app.url("/healthz")).send().await.expect("healthz").status(), 200);
-    assert_eq!(app.client.get(app.url("/readyz")).send().await.expect("readyz").status(), 200);
-    let metrics = app.client.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .status(),
+        200
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(metrics.contains("# TYPE qrupload_db_snapshot_reads_total counter"));
 
-    let res = app.client.get(app.url("/no/such/route")).send().await.expect("404");
+    let res = app
+        .client
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .expect("404");
     assert_eq!(res.status(), 404);
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["reason"], "NOT_FOUND");
-    let res = app.client.delete(app.url("/v1/api/upload-sessions")).send().await.expect("405");
+    let res = app
+        .client
+        .delete(app.url("/v1/api/upload-sessions"))
+        .send()
+        .await
+        .expect("405");
     assert_eq!(res.status(), 405);
     assert!(res.json::<Value>().await.is_ok());
 
     for path in ["/", "/m/AAAAAAAAAAAAAAAAAAAAAA"] {
         let res = app.client.get(app.url(path)).send().await.expect("page");
         assert_eq!(res.status(), 200);
-        let csp = res.headers()["content-security-policy"].to_str().expect("csp").to_owned();
-        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .to_owned();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
         assert_eq!(res.headers()["referrer-policy"], "no-referrer");
         let html = res.text().await.expect("html");
         assert!(html.contains("/assets/"));
     }
     for asset in ["desktop.js", "mobile.js", "style.css"] {
-        let res = app.client.get(app.url(&format!("/assets/{asset}"))).send().await.expect("asset");
+        let res = app
+            .client
+            .get(app.url(&format!("/assets/{asset}")))
+            .send()
+            .await
+            .expect("asset");
         assert_eq!(res.status(), 200);
     }
 }
@@ -98,10 +149,16 @@ async fn traceparent_becomes_the_server_span_trace_id() {
 
     let grpc_trace = "0af7651916cd43dd8448eb211c80319c";
     let mut client = app.grpc_client().await;
-    let mut request = tonic::Request::new(pb::CreateUploadSessionRequest { member_id: 1, ttl_seconds: None, max_images: None });
+    let mut request = tonic::Request::new(pb::CreateUploadSessionRequest {
+        member_id: 1,
+        ttl_seconds: None,
+        max_images: None,
+    });
     request.metadata_mut().insert(
         "traceparent",
-        format!("00-{grpc_trace}-b7ad6b7169203331-01").parse().expect("metadata"),
+        format!("00-{grpc_trace}-b7ad6b7169203331-01")
+            .parse()
+            .expect("metadata"),
     );
     client.create_upload_session(request).await.expect("create");
 
@@ -113,9 +170,14 @@ async fn traceparent_becomes_the_server_span_trace_id() {
         .unwrap_or_else(|| panic!("a log line with the HTTP trace id"));
     let line: Value = serde_json::from_str(http_line).expect("JSON log line");
     assert_eq!(line["span"]["trace_id"], trace_id);
-    assert!(line["span"]["span_id"].as_str().is_some_and(|s| s.len() == 16 && s != "00f067aa0ba902b7"));
     assert!(
-        logs.lines().any(|l| l.contains(grpc_trace) && l.contains("upload session created")),
+        line["span"]["span_id"]
+            .as_str()
+            .is_some_and(|s| s.len() == 16 && s != "00f067aa0ba902b7")
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(grpc_trace) && l.contains("upload session created")),
         "the usecase's log line inside the gRPC request carries the caller's trace id"
     );
 }
@@ -125,7 +187,11 @@ async fn sessions_expire_on_time_and_watchers_get_the_final_event() {
     let app = TestApp::spawn().await;
     let mut client = app.grpc_client().await;
     let created = client
-        .create_upload_session(pb::CreateUploadSessionRequest { member_id: 5, ttl_seconds: Some(1), max_images: None })
+        .create_upload_session(pb::CreateUploadSessionRequest {
+            member_id: 5,
+            ttl_seconds: Some(1),
+            max_images: None,
+        })
         .await
         .expect("create")
         .into_inner();
@@ -133,17 +199,26 @@ async fn sessions_expire_on_time_and_watchers_get_the_final_event() {
     let first = sse.next().await.expect("session");
     assert_eq!(first.json()["status"], "open");
     let last = loop {
-        let e = sse.next_within(Duration::from_secs(10)).await.expect("final event arrives");
+        let e = sse
+            .next_within(Duration::from_secs(10))
+            .await
+            .expect("final event arrives");
         if e.event == "session" {
             break e;
         }
     };
     assert_eq!(last.json()["status"], "expired");
     let _final_snapshot = sse.next().await;
-    assert!(sse.next_within(Duration::from_secs(5)).await.is_none(), "stream closed");
+    assert!(
+        sse.next_within(Duration::from_secs(5)).await.is_none(),
+        "stream closed"
+    );
     let res = app
         .client
-        .get(app.url(&format!("/v1/api/sse/events?event=upload_by_qr&member_id=5&identifier={}", created.identifier)))
+        .get(app.url(&format!(
+            "/v1/api/sse/events?event=upload_by_qr&member_id=5&identifier={}",
+            created.identifier
+        )))
         .send()
         .await
         .expect("reconnect");
@@ -159,7 +234,11 @@ async fn stops_within_the_drain_time_while_streams_are_open() {
     sse.next().await.expect("session event");
     let mut client = app.grpc_client().await;
     let mut watch = client
-        .watch_images(pb::WatchImagesRequest { member_id: 1, identifier: id.clone(), last_version: 0 })
+        .watch_images(pb::WatchImagesRequest {
+            member_id: 1,
+            identifier: id.clone(),
+            last_version: 0,
+        })
         .await
         .expect("watch")
         .into_inner();

@@ -1,8 +1,10 @@
 //! Black-box tests: each starts the whole app on port 0 (SQLite and blobs in a temp dir) and
 //! talks HTTP, SSE and gRPC to it like a real client.
 
+mod cdp;
 mod helpers;
 
+mod browser;
 mod grpc;
 mod lifecycle;
 mod sse;

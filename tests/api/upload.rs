@@ -41,7 +41,12 @@ async fn tokens_guard_the_upload_routes() {
     let id_b = b["identifier"].as_str().expect("id");
 
     // No token: 401.
-    let res = app.client.get(app.url(&format!("/v1/api/upload-sessions/{id_a}/upload-info"))).send().await.expect("req");
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/api/upload-sessions/{id_a}/upload-info")))
+        .send()
+        .await
+        .expect("req");
     assert_error(res, 401, "UNAUTHENTICATED").await;
     let res = app
         .client
@@ -52,8 +57,14 @@ async fn tokens_guard_the_upload_routes() {
         .expect("req");
     assert_error(res, 401, "UNAUTHENTICATED").await;
     // Wrong token, another session's token, unknown identifier: the same 404.
-    for (id, token) in [(id_a, "wrong"), (id_b, token_a.as_str()), ("AAAAAAAAAAAAAAAAAAAAAA", token_a.as_str())] {
-        let res = app.upload(id, token, vec![("a.jpg", jpeg(8, 8))], None).await;
+    for (id, token) in [
+        (id_a, "wrong"),
+        (id_b, token_a.as_str()),
+        ("AAAAAAAAAAAAAAAAAAAAAA", token_a.as_str()),
+    ] {
+        let res = app
+            .upload(id, token, vec![("a.jpg", jpeg(8, 8))], None)
+            .await;
         assert_error(res, 404, "NOT_FOUND").await;
     }
     // The phone's token cannot watch or complete: those take the member.
@@ -75,23 +86,51 @@ async fn bad_files_are_refused_and_leave_nothing() {
     let id = session["identifier"].as_str().expect("id");
 
     // Not an image, whatever the name says.
-    let res = app.upload(id, &token, vec![("photo.jpg", b"<html><script>alert(1)</script>".to_vec())], None).await;
+    let res = app
+        .upload(
+            id,
+            &token,
+            vec![("photo.jpg", b"<html><script>alert(1)</script>".to_vec())],
+            None,
+        )
+        .await;
     assert_error(res, 415, "UNSUPPORTED_MEDIA_TYPE").await;
-    let res = app.upload(id, &token, vec![("x.jpg", b"%PDF-1.7\n".to_vec())], None).await;
+    let res = app
+        .upload(id, &token, vec![("x.jpg", b"%PDF-1.7\n".to_vec())], None)
+        .await;
     assert_error(res, 415, "UNSUPPORTED_MEDIA_TYPE").await;
-    let res = app.upload(id, &token, vec![("empty.jpg", Vec::new())], None).await;
+    let res = app
+        .upload(id, &token, vec![("empty.jpg", Vec::new())], None)
+        .await;
     assert_error(res, 415, "UNSUPPORTED_MEDIA_TYPE").await;
     // A header that claims 30000×30000: refused before decoding.
-    let res = app.upload(id, &token, vec![("huge.png", testdata::png_header_claiming(30_000, 30_000))], None).await;
+    let res = app
+        .upload(
+            id,
+            &token,
+            vec![("huge.png", testdata::png_header_claiming(30_000, 30_000))],
+            None,
+        )
+        .await;
     assert_error(res, 413, "PAYLOAD_TOO_LARGE").await;
     // A truncated JPEG.
     let mut truncated = jpeg(64, 64);
     truncated.truncate(truncated.len() / 2);
-    let res = app.upload(id, &token, vec![("cut.jpg", truncated)], None).await;
+    let res = app
+        .upload(id, &token, vec![("cut.jpg", truncated)], None)
+        .await;
     assert_error(res, 422, "UNPROCESSABLE_IMAGE").await;
     // All or nothing: a good file next to a bad one keeps neither.
     let res = app
-        .upload(id, &token, vec![("good.jpg", jpeg(32, 32)), ("bad.jpg", b"MZ\x90\x00".to_vec())], None)
+        .upload(
+            id,
+            &token,
+            vec![
+                ("good.jpg", jpeg(32, 32)),
+                ("bad.jpg", b"MZ\x90\x00".to_vec()),
+            ],
+            None,
+        )
         .await;
     assert_error(res, 415, "UNSUPPORTED_MEDIA_TYPE").await;
     // Not multipart at all.
@@ -137,7 +176,10 @@ async fn an_oversized_file_is_cut_off_not_read_to_the_end() {
         .client
         .post(app.url(&format!("/v1/api/upload-sessions/{id}/images")))
         .bearer_auth(&token)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(reqwest::Body::wrap_stream(body))
         .send()
         .await;
@@ -146,7 +188,10 @@ async fn an_oversized_file_is_cut_off_not_read_to_the_end() {
         assert_error(res, 413, "PAYLOAD_TOO_LARGE").await;
     }
     let pulled = sent.load(Ordering::SeqCst);
-    assert!(pulled < 16 * 1024 * 1024, "the server stopped reading early ({pulled} bytes pulled of 64 MiB)");
+    assert!(
+        pulled < 16 * 1024 * 1024,
+        "the server stopped reading early ({pulled} bytes pulled of 64 MiB)"
+    );
     assert_eq!(image_count(&app, id).await, 0);
 }
 
@@ -155,7 +200,11 @@ async fn quota_completion_idempotency_and_deletes() {
     let app = TestApp::spawn().await;
     let mut grpc = app.grpc_client().await;
     let created = grpc
-        .create_upload_session(pb::CreateUploadSessionRequest { member_id: 1, ttl_seconds: None, max_images: Some(2) })
+        .create_upload_session(pb::CreateUploadSessionRequest {
+            member_id: 1,
+            ttl_seconds: None,
+            max_images: Some(2),
+        })
         .await
         .expect("create")
         .into_inner();
@@ -163,23 +212,38 @@ async fn quota_completion_idempotency_and_deletes() {
     let token = created.upload_token.as_str();
 
     // A retried upload with the same Idempotency-Key: one image, the same answer.
-    let first = app.upload(id, token, vec![("a.jpg", jpeg(20, 20))], Some("retry-1")).await;
+    let first = app
+        .upload(id, token, vec![("a.jpg", jpeg(20, 20))], Some("retry-1"))
+        .await;
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.expect("json");
-    let again = app.upload(id, token, vec![("a.jpg", jpeg(20, 20))], Some("retry-1")).await;
+    let again = app
+        .upload(id, token, vec![("a.jpg", jpeg(20, 20))], Some("retry-1"))
+        .await;
     assert_eq!(again.status(), 201);
     let again: Value = again.json().await.expect("json");
     assert_eq!(first["images"][0]["id"], again["images"][0]["id"]);
     assert_eq!(image_count(&app, id).await, 1);
 
     // Quota: two images at most; a request of two when one is left keeps neither.
-    let res = app.upload(id, token, vec![("b.jpg", jpeg(8, 8)), ("c.jpg", jpeg(8, 8))], None).await;
+    let res = app
+        .upload(
+            id,
+            token,
+            vec![("b.jpg", jpeg(8, 8)), ("c.jpg", jpeg(8, 8))],
+            None,
+        )
+        .await;
     assert_error(res, 429, "QUOTA_EXCEEDED").await;
-    let res = app.upload(id, token, vec![("b.jpg", jpeg(8, 8))], None).await;
+    let res = app
+        .upload(id, token, vec![("b.jpg", jpeg(8, 8))], None)
+        .await;
     assert_eq!(res.status(), 201);
     let second: Value = res.json().await.expect("json");
     assert_eq!(second["images"][0]["position"], 2);
-    let res = app.upload(id, token, vec![("c.jpg", jpeg(8, 8))], None).await;
+    let res = app
+        .upload(id, token, vec![("c.jpg", jpeg(8, 8))], None)
+        .await;
     assert_error(res, 429, "QUOTA_EXCEEDED").await;
 
     // The phone deletes one; the owner deletes the other; unknown ids are 404.
@@ -195,26 +259,37 @@ async fn quota_completion_idempotency_and_deletes() {
     assert_eq!(res.status(), 204);
     let res = app
         .client
-        .delete(app.url(&format!("/v1/api/upload-sessions/{id}/images/{image_b}?member_id=2")))
+        .delete(app.url(&format!(
+            "/v1/api/upload-sessions/{id}/images/{image_b}?member_id=2"
+        )))
         .send()
         .await
         .expect("delete");
     assert_error(res, 404, "NOT_FOUND").await;
     let res = app
         .client
-        .delete(app.url(&format!("/v1/api/upload-sessions/{id}/images/{image_b}?member_id=1")))
+        .delete(app.url(&format!(
+            "/v1/api/upload-sessions/{id}/images/{image_b}?member_id=1"
+        )))
         .send()
         .await
         .expect("delete");
     assert_eq!(res.status(), 204);
     let res = app
         .client
-        .delete(app.url(&format!("/v1/api/upload-sessions/{id}/images/{image_b}?member_id=1")))
+        .delete(app.url(&format!(
+            "/v1/api/upload-sessions/{id}/images/{image_b}?member_id=1"
+        )))
         .send()
         .await
         .expect("delete");
     assert_error(res, 404, "NOT_FOUND").await;
-    let gone = app.client.get(app.url(&format!("/v1/api/images/{image_a}"))).send().await.expect("get");
+    let gone = app
+        .client
+        .get(app.url(&format!("/v1/api/images/{image_a}")))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(gone.status(), 404);
     assert_eq!(image_count(&app, id).await, 0);
     assert_eq!(app.blob_count(), 0);
@@ -222,12 +297,16 @@ async fn quota_completion_idempotency_and_deletes() {
     // After completion: 409 for the phone.
     let res = app
         .client
-        .post(app.url(&format!("/v1/api/upload-sessions/{id}/complete?member_id=1")))
+        .post(app.url(&format!(
+            "/v1/api/upload-sessions/{id}/complete?member_id=1"
+        )))
         .send()
         .await
         .expect("complete");
     assert_eq!(res.status(), 200);
-    let res = app.upload(id, token, vec![("d.jpg", jpeg(8, 8))], None).await;
+    let res = app
+        .upload(id, token, vec![("d.jpg", jpeg(8, 8))], None)
+        .await;
     assert_error(res, 409, "SESSION_CLOSED").await;
     let res = app
         .client
@@ -261,11 +340,23 @@ async fn create_session_validates_member_id() {
         serde_json::json!({ "member_id": "x" }),
         serde_json::json!({ "member_id": 1.5 }),
     ] {
-        let res = app.client.post(app.url("/v1/api/upload-sessions")).json(&body).send().await.expect("req");
+        let res = app
+            .client
+            .post(app.url("/v1/api/upload-sessions"))
+            .json(&body)
+            .send()
+            .await
+            .expect("req");
         assert_eq!(res.status(), 400, "{body}");
         let err: Value = res.json().await.expect("json");
         assert_eq!(err["metadata"]["field"], "member_id");
     }
-    let res = app.client.post(app.url("/v1/api/upload-sessions")).body("{not json").send().await.expect("req");
+    let res = app
+        .client
+        .post(app.url("/v1/api/upload-sessions"))
+        .body("{not json")
+        .send()
+        .await
+        .expect("req");
     assert_error(res, 400, "INVALID_ARGUMENT").await;
 }

@@ -22,7 +22,10 @@ pub fn routes(services: Services) -> Router {
         .route("/v1/api/sse/events", get(sse::events))
         .route("/v1/api/upload-sessions", post(sessions::create))
         .route("/v1/api/upload-sessions/{identifier}", get(sessions::get))
-        .route("/v1/api/upload-sessions/{identifier}/qr.svg", get(sessions::qr_svg))
+        .route(
+            "/v1/api/upload-sessions/{identifier}/qr.svg",
+            get(sessions::qr_svg),
+        )
         .route(
             "/v1/api/upload-sessions/{identifier}/complete",
             post(sessions::complete),
@@ -40,7 +43,10 @@ pub fn routes(services: Services) -> Router {
             delete(upload::delete_image),
         )
         .route("/v1/api/images/{image_id}", get(images::original))
-        .route("/v1/api/images/{image_id}/thumbnail", get(images::thumbnail))
+        .route(
+            "/v1/api/images/{image_id}/thumbnail",
+            get(images::thumbnail),
+        )
         .merge(pages::routes())
         .with_state(services)
 }
@@ -83,9 +89,8 @@ pub(crate) fn parse_member_id(text: &str) -> Result<u32, ApiError> {
             "member_id must be an unsigned 32-bit integer",
         ));
     }
-    text.parse().map_err(|_| {
-        ApiError::invalid("member_id", "member_id must be an unsigned 32-bit integer")
-    })
+    text.parse()
+        .map_err(|_| ApiError::invalid("member_id", "member_id must be an unsigned 32-bit integer"))
 }
 
 /// The phone's upload token from `Authorization: Bearer …`; a missing one is 401.
@@ -94,7 +99,9 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(ApiError::unauthenticated)?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(ApiError::unauthenticated)?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(ApiError::unauthenticated)?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(ApiError::unauthenticated());

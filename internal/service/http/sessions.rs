@@ -71,7 +71,10 @@ pub async fn create(State(services): State<Services>, body: Bytes) -> ApiResult<
             ));
         }
     };
-    let (session, _token) = services.usecase.create_session(member_id, None, None).await?;
+    let (session, _token) = services
+        .usecase
+        .create_session(member_id, None, None)
+        .await?;
     Ok((StatusCode::CREATED, Json(session_json(&services, &session))).into_response())
 }
 
@@ -161,7 +164,10 @@ pub async fn upload_info(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let token = bearer_token(&headers)?;
-    let (session, images) = services.usecase.open_for_upload(&token, &identifier).await?;
+    let (session, images) = services
+        .usecase
+        .open_for_upload(&token, &identifier)
+        .await?;
     let limits = services.usecase.limits();
     let info = UploadInfo {
         identifier: &session.identifier,

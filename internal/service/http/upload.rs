@@ -41,7 +41,13 @@ pub async fn upload(
     let result = receive(&services, &identifier, &headers, body).await;
     services.metrics.upload(result.is_ok());
     let images = result?;
-    Ok((StatusCode::CREATED, Json(Uploaded { images: images_json(&images) })).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(Uploaded {
+            images: images_json(&images),
+        }),
+    )
+        .into_response())
 }
 
 async fn receive(
@@ -64,7 +70,9 @@ async fn receive(
     };
     let caller = Caller::UploadToken(token);
     // Authorize before reading a byte of the body.
-    let mut upload = usecase.begin_upload(&caller, identifier, key.clone()).await?;
+    let mut upload = usecase
+        .begin_upload(&caller, identifier, key.clone())
+        .await?;
     if let Some(key) = &key
         && let Some(images) = usecase.replay(identifier, key).await?
     {
@@ -74,9 +82,7 @@ async fn receive(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|ct| multer::parse_boundary(ct).ok())
-        .ok_or_else(|| {
-            ApiError::invalid("Content-Type", "the body must be multipart/form-data")
-        })?;
+        .ok_or_else(|| ApiError::invalid("Content-Type", "the body must be multipart/form-data"))?;
     let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
     let max_parts = usecase.limits().max_images as usize + 8;
     let mut parts = 0usize;
