@@ -7,5 +7,6 @@ mod helpers;
 mod browser;
 mod grpc;
 mod lifecycle;
+mod scale;
 mod sse;
 mod upload;
