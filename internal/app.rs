@@ -3,7 +3,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::{net::TcpListener, sync::watch};
 
@@ -55,7 +55,10 @@ impl Application {
             BlobKind::Fs => Arc::new(data::FsBlobStore::new(&config.data.blob.root).with_context(
                 || format!("data.blob.root: cannot use {:?}", config.data.blob.root),
             )?),
-            BlobKind::S3 => bail!("data.blob.kind: s3 is not available in this build yet; use fs"),
+            BlobKind::S3 => Arc::new(
+                data::S3BlobStore::new(&config.data.blob.s3)
+                    .map_err(|e| anyhow::anyhow!("{}", e.cause().unwrap_or("data.blob.s3 is invalid")))?,
+            ),
         };
 
         let bus: Arc<dyn EventBus> = match config.data.bus.kind {

@@ -8,6 +8,7 @@
 //!   engines (PostgreSQL, Redis) sit behind the same traits; `app` picks one from config.
 
 mod blob_fs;
+mod blob_s3;
 mod bus_memory;
 mod bus_redis;
 pub mod entity;
@@ -22,6 +23,7 @@ use sea_orm::{
 };
 
 pub use blob_fs::FsBlobStore;
+pub use blob_s3::S3BlobStore;
 pub use bus_memory::MemoryBus;
 pub use bus_redis::RedisBus;
 pub use repo::SqlSessionRepo;
@@ -125,3 +127,5 @@ pub fn db_err(e: DbErr) -> BizError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod blob_tests;
