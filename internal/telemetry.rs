@@ -25,7 +25,8 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber writing to stdout.
 pub fn init(log: &LogConf, trace: &TraceConf) -> anyhow::Result<TelemetryGuard> {
-    init_with_writer(log, trace, std::io::stdout)
+    use std::io::IsTerminal;
+    install(log, trace, std::io::stdout, std::io::stdout().is_terminal())
 }
 
 /// Installs the global subscriber writing to `writer` (tests capture the lines this way).
@@ -33,6 +34,18 @@ pub fn init_with_writer<W>(
     log: &LogConf,
     trace: &TraceConf,
     writer: W,
+) -> anyhow::Result<TelemetryGuard>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    install(log, trace, writer, false)
+}
+
+fn install<W>(
+    log: &LogConf,
+    trace: &TraceConf,
+    writer: W,
+    ansi: bool,
 ) -> anyhow::Result<TelemetryGuard>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -57,7 +70,7 @@ where
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match log.format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer))
             .try_init(),
         LogFormat::Json => registry
             .with(

@@ -41,6 +41,17 @@
 //! carry EXIF; theirs is dropped with the rest, so they are stored, reported
 //! and thumbnailed as their pixels lie.
 //!
+//! # Thumbnails
+//!
+//! The thumbnail comes from the first frame, upright, as a JPEG. A JPEG is
+//! never decoded at full size for it: when 1/8 of the image is still at
+//! least the thumbnail size (any phone photo), each 8x8 block's DC
+//! coefficient is the pixel, and a small decoder here reads just those,
+//! skipping the rest of the entropy-coded data (baseline files, and the
+//! first scan of progressive ones). Otherwise `jpeg-decoder` decodes at 1/2,
+//! 1/4 or 1/8 scale through its DCT scaling. PNG, WebP and GIF have no such
+//! shortcut and are decoded at full size, within the limits.
+//!
 //! # Containment
 //!
 //! The container walkers use checked arithmetic and bounds-checked access
@@ -53,7 +64,6 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use image::codecs::jpeg::JpegEncoder;
-use image::imageops::FilterType;
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, ImageReader, RgbImage};
 
@@ -200,32 +210,20 @@ fn check_pixels(width: u32, height: u32, max: u64) -> Result<(), ImagingError> {
 }
 
 fn process_jpeg(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingError> {
-    let t0 = std::time::Instant::now();
     let header = jpeg_header(bytes)?;
     check_pixels(header.width, header.height, limits.max_pixels)?;
     let cleaned = jpeg_clean(bytes, &header)?;
-    let t1 = t0.elapsed();
     let (tw, th) = thumbnail_dimensions(header.width, header.height, limits.thumbnail_size);
     let decoded = guarded(|| {
         // At 1/8 scale only the DC coefficients matter, which is much faster.
         let eighth = header.width.div_ceil(8) >= tw && header.height.div_ceil(8) >= th;
         match eighth.then(|| decode_jpeg_dc(bytes, &header)).flatten() {
             Some(img) => Ok(img),
-            None => {
-                eprintln!("FALLBACK");
-                decode_jpeg_scaled(&cleaned, tw, th, header.width, header.height)
-            }
+            None => decode_jpeg_scaled(&cleaned, tw, th, header.width, header.height),
         }
     })?;
-    let t2 = t0.elapsed();
     let (thumbnail, thumbnail_width, thumbnail_height) =
         make_thumbnail(decoded, tw, th, header.orientation)?;
-    eprintln!(
-        "clean {:?} decode {:?} thumb {:?}",
-        t1,
-        t2 - t1,
-        t0.elapsed() - t2
-    );
     let (width, height) = if header.orientation >= 5 {
         (header.height, header.width)
     } else {
@@ -589,13 +587,28 @@ fn write_kept_jpeg_segment(
     write_jpeg_segment(out, marker, payload)
 }
 
+/// Index of the first 0xFF at or after `from`, eight bytes at a time.
+fn find_ff(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(word) = slice_at(b, i, 8).and_then(|w| w.try_into().ok()) {
+        let inverted = !u64::from_le_bytes(word);
+        let found =
+            inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080;
+        if found != 0 {
+            // The lowest flag is exact; only bytes after it can be false hits.
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&x| x == 0xFF).map(|p| i + p)
+}
+
 /// Index of the next marker after entropy-coded data starting at `from`.
 fn jpeg_next_marker(b: &[u8], from: usize) -> Result<usize, ImagingError> {
     let missing = || corrupt("missing end-of-image marker");
     let mut i = from;
     loop {
-        let rest = b.get(i..).ok_or_else(missing)?;
-        let at = i + rest.iter().position(|&x| x == 0xFF).ok_or_else(missing)?;
+        let at = find_ff(b, i).ok_or_else(missing)?;
         match b.get(at + 1) {
             None => return Err(missing()),
             // Stuffed zero or restart marker: still inside the scan.
@@ -613,10 +626,10 @@ fn jpeg_clean(b: &[u8], header: &JpegHeader) -> Result<Vec<u8>, ImagingError> {
     // EXIF belongs right after SOI, or after JFIF where both are present.
     let mut exif = (header.orientation != 1).then(|| orientation_exif(header.orientation));
     for seg in &header.kept {
-        if seg.marker != APP0 {
-            if let Some(exif) = exif.take() {
-                write_jpeg_segment(&mut out, APP1, &exif)?;
-            }
+        if seg.marker != APP0
+            && let Some(exif) = exif.take()
+        {
+            write_jpeg_segment(&mut out, APP1, &exif)?;
         }
         write_kept_jpeg_segment(&mut out, seg.marker, seg.bytes(b))?;
     }
@@ -698,16 +711,19 @@ fn decode_jpeg_scaled(
 // JPEG at 1/8 scale from the DC coefficients
 
 /// Bits looked up at once; covers nearly every code in camera tables.
-const LOOKUP_BITS: u32 = 10;
+const LOOKUP_BITS: u32 = 11;
 const LOOKUP_SIZE: usize = 1 << LOOKUP_BITS;
 
 /// A Huffman table with a direct lookup for short codes.
 struct Huffman {
     /// By the next `LOOKUP_BITS` bits: code length | symbol << 4; 0 for longer codes.
     fast: Box<[u16; LOOKUP_SIZE]>,
-    /// The same for AC tables, pre-digested for skipping: bits to consume
-    /// (code and value) | zigzag positions to advance << 5.
-    skip: Box<[u16; LOOKUP_SIZE]>,
+    /// For AC tables, pre-digested for skipping. Low 13 bits: bits to
+    /// consume for one code and its value (low 6) and the zigzag positions
+    /// it advances (<< 6, 64 for end of block). High bits: the same for two
+    /// consecutive codes when both lie within the lookup bits (consume << 13,
+    /// advance << 19), or 0.
+    skip: Box<[u32; LOOKUP_SIZE]>,
     /// Largest code of each length (index 1..=16), -1 when none.
     max_code: [i32; 17],
     /// Symbol index minus code, per length.
@@ -737,12 +753,12 @@ impl Huffman {
                 if len <= LOOKUP_BITS {
                     let (run, size) = (u16::from(symbol >> 4), u16::from(symbol & 15));
                     let advance = match (run, size) {
-                        (0, 0) => 64,
-                        (_, 0) => 16,
+                        (15, 0) => 16,
+                        (_, 0) => 64,
                         _ => run + 1,
                     };
                     let fast = u16::try_from(len).ok()? | u16::from(symbol) << 4;
-                    let skip = (u16::try_from(len).ok()? + size) | advance << 5;
+                    let skip = (len + u32::from(size)) | u32::from(advance) << 6;
                     let shift = LOOKUP_BITS - len;
                     let first = usize::try_from(code << shift).ok()?;
                     let last = usize::try_from((code + 1) << shift).ok()?;
@@ -754,6 +770,20 @@ impl Huffman {
                 index += 1;
             }
             code <<= 1;
+        }
+        // Pairs: a second code that lies wholly in the bits the first leaves.
+        let single = table.skip.clone();
+        for (index, entry) in table.skip.iter_mut().enumerate() {
+            let (consume, advance) = (*entry & 63, (*entry >> 6) & 127);
+            if *entry == 0 || advance == 64 || consume >= LOOKUP_BITS {
+                continue;
+            }
+            let rest = (index << consume) & (LOOKUP_SIZE - 1);
+            let second = single[rest];
+            let (consume2, advance2) = (second & 63, (second >> 6) & 127);
+            if second != 0 && consume + consume2 <= LOOKUP_BITS {
+                *entry |= (consume + consume2) << 13 | (advance + advance2) << 19;
+            }
         }
         Some(table)
     }
@@ -816,22 +846,21 @@ impl<'a> BitReader<'a> {
     /// 0xFF (which is nearly always).
     #[inline(always)]
     fn fill(&mut self, acc: u64, bits: u32, pos: usize) -> (u64, u32, usize) {
-        if !self.at_marker {
-            if let Some(word) = slice_at(self.data, pos, 8).and_then(|w| w.try_into().ok()) {
-                let word = u64::from_be_bytes(word);
-                let inverted = !word;
-                let has_ff = inverted.wrapping_sub(0x0101_0101_0101_0101)
-                    & !inverted
-                    & 0x8080_8080_8080_8080;
-                if has_ff == 0 {
-                    let take = (64 - bits) / 8;
-                    let keep = u64::MAX << ((64 - take * 8) & 63);
-                    return (
-                        acc | (word & keep) >> bits,
-                        bits + take * 8,
-                        pos + take as usize,
-                    );
-                }
+        if !self.at_marker
+            && let Some(word) = slice_at(self.data, pos, 8).and_then(|w| w.try_into().ok())
+        {
+            let word = u64::from_be_bytes(word);
+            let inverted = !word;
+            let has_ff =
+                inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080;
+            if has_ff == 0 {
+                let take = (64 - bits) / 8;
+                let keep = u64::MAX << ((64 - take * 8) & 63);
+                return (
+                    acc | (word & keep) >> bits,
+                    bits + take * 8,
+                    pos + take as usize,
+                );
             }
         }
         self.fill_bytewise(acc, bits, pos)
@@ -845,14 +874,13 @@ impl<'a> BitReader<'a> {
                 0
             } else {
                 match self.data.get(pos) {
+                    Some(&0xFF) if self.data.get(pos + 1) == Some(&0) => {
+                        pos += 2;
+                        0xFF
+                    }
                     Some(&0xFF) => {
-                        if self.data.get(pos + 1) == Some(&0) {
-                            pos += 2;
-                            0xFF
-                        } else {
-                            self.at_marker = true;
-                            0
-                        }
+                        self.at_marker = true;
+                        0
                     }
                     Some(&b) => {
                         pos += 1;
@@ -873,6 +901,7 @@ impl<'a> BitReader<'a> {
     /// Moves past the restart marker `RSTn`, dropping the padding bits.
     fn restart(&mut self, n: u8) -> Option<()> {
         self.at_marker = false;
+        self.padding = 0;
         let mut pos = self.pos;
         loop {
             let at = pos + self.data.get(pos..)?.iter().position(|&b| b == 0xFF)?;
@@ -891,7 +920,7 @@ impl<'a> BitReader<'a> {
 
     /// Decodes one block and returns its DC difference; AC values are skipped.
     #[inline(always)]
-    fn dc_of_block(&mut self, dc: &Huffman, ac: &Huffman) -> Option<i32> {
+    fn dc_of_block(&mut self, dc: &Huffman, ac: Option<&Huffman>) -> Option<i32> {
         let (mut acc, mut bits, mut pos) = (self.acc, self.bits, self.pos);
         // Every step below takes at most 31 bits (a code and its value).
         macro_rules! fill {
@@ -933,13 +962,26 @@ impl<'a> BitReader<'a> {
             }
             _ => return None,
         };
+        let Some(ac) = ac else {
+            (self.acc, self.bits, self.pos) = (acc, bits, pos);
+            return Some(diff);
+        };
         let mut k = 1u32;
         while k < 64 {
             fill!();
             let entry = ac.skip[lookup_index(acc)];
             if entry != 0 {
-                consume!(u32::from(entry & 31));
-                k += u32::from(entry >> 5);
+                // A pair is only valid if its first code leaves the block open.
+                let single_advance = (entry >> 6) & 127;
+                let pair = entry >> 13 != 0 && k + single_advance < 64;
+                let (n, advance) = if pair {
+                    ((entry >> 13) & 63, entry >> 19)
+                } else {
+                    (entry & 63, single_advance)
+                };
+                acc <<= n & 63;
+                bits = bits.wrapping_sub(n);
+                k += advance;
                 continue;
             }
             let (symbol, len) = slow_symbol(ac, acc)?;
@@ -968,15 +1010,17 @@ struct DcComponent {
     ac_table: usize,
 }
 
-/// Decodes a baseline JPEG at 1/8 scale from its DC coefficients alone.
+/// Decodes a JPEG at 1/8 scale from its DC coefficients alone.
 ///
 /// At 1/8 scale an 8x8 block becomes one pixel, its DC value, so there is no
 /// inverse DCT and the AC coefficients only have to be skipped: what is left
-/// is Huffman decoding, done here with one table lookup per coefficient. The
-/// result matches what a DCT-scaling decoder gives at 1/8. Returns `None` for
-/// anything not covered (progressive, 12-bit, CMYK or RGB coding,
-/// non-interleaved scans, damaged data); the caller then uses the general
-/// decoder, which also decides whether the file is corrupt.
+/// is Huffman decoding, done here with one table lookup per coefficient (or
+/// two). The result matches what a DCT-scaling decoder gives at 1/8. For a
+/// progressive JPEG only its first scan is read, when that scan carries the
+/// DC of all components, as encoders usually arrange. Returns `None` for
+/// anything not covered (12-bit, CMYK or RGB coding, non-interleaved scans,
+/// damaged data); the caller then uses the general decoder, which also
+/// decides whether the file is corrupt.
 fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
     let mut quant = [None::<i32>; 4];
     let mut dc_tables: [Option<Huffman>; 4] = [None, None, None, None];
@@ -984,6 +1028,7 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
     let mut components = Vec::new();
     let mut restart_interval = 0usize;
     let mut adobe_transform = None;
+    let mut progressive = false;
     let mut scan = None;
 
     for seg in &header.kept {
@@ -1017,10 +1062,11 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
                     i += 17 + total;
                 }
             }
-            0xC0 | 0xC1 => {
+            0xC0..=0xC2 => {
                 if p.first() != Some(&8) {
                     return None;
                 }
+                progressive = seg.marker == 0xC2;
                 for c in p.get(6..)?.chunks_exact(3) {
                     let (h, v) = (usize::from(c[1] >> 4), usize::from(c[1] & 15));
                     if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
@@ -1049,9 +1095,13 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
     if count != components.len() || !matches!(count, 1 | 3) {
         return None;
     }
-    if slice_at(scan, 1 + 2 * count, 3)? != [0, 63, 0] {
-        return None;
-    }
+    // Spectral selection and successive approximation.
+    let (spectral_end, approximation) = match slice_at(scan, 1 + 2 * count, 3)? {
+        [0, 63, 0] if !progressive => (63, 0),
+        &[0, 0, a] if progressive && a >> 4 == 0 && a <= 13 => (0, a),
+        _ => return None,
+    };
+    let dc_shift = u32::from(approximation);
     let is_rgb =
         count == 3 && (adobe_transform == Some(0) || components.iter().map(|c| c.id).eq(*b"RGB"));
     if is_rgb {
@@ -1084,7 +1134,8 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
 
     struct Plane<'t> {
         dc: &'t Huffman,
-        ac: &'t Huffman,
+        /// None when the scan holds no AC coefficients.
+        ac: Option<&'t Huffman>,
         quant: i32,
         h: usize,
         v: usize,
@@ -1097,7 +1148,11 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
         let stride = mcus_x * c.h;
         planes.push(Plane {
             dc: dc_tables.get(c.dc_table)?.as_ref()?,
-            ac: ac_tables.get(c.ac_table)?.as_ref()?,
+            ac: if spectral_end == 0 {
+                None
+            } else {
+                Some(ac_tables.get(c.ac_table)?.as_ref()?)
+            },
             quant: (*quant.get(c.quant)?)?,
             h: c.h,
             v: c.v,
@@ -1112,7 +1167,7 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
     let mut next_restart = 0u8;
     for mcu_y in 0..mcus_y {
         for mcu_x in 0..mcus_x {
-            if restart_interval > 0 && mcu > 0 && mcu % restart_interval == 0 {
+            if restart_interval > 0 && mcu > 0 && mcu.is_multiple_of(restart_interval) {
                 reader.restart(next_restart)?;
                 next_restart = (next_restart + 1) & 7;
                 for plane in &mut planes {
@@ -1125,7 +1180,8 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
                     for bx in 0..plane.h {
                         let diff = reader.dc_of_block(plane.dc, plane.ac)?;
                         plane.predictor = plane.predictor.wrapping_add(diff);
-                        let value = (plane.predictor.wrapping_mul(plane.quant) + 1024) >> 3;
+                        let dc = plane.predictor.wrapping_shl(dc_shift);
+                        let value = (dc.wrapping_mul(plane.quant).wrapping_add(1024)) >> 3;
                         let at = (mcu_y * plane.v + by) * plane.stride + mcu_x * plane.h + bx;
                         *plane.samples.get_mut(at)? = value.clamp(0, 255) as u8;
                     }
@@ -1141,15 +1197,22 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
 
     let out_w = width.div_ceil(8);
     let out_h = height.div_ceil(8);
-    let sample = |plane: &Plane, x: usize, y: usize| -> u8 {
-        let at = (y * plane.v / v_max) * plane.stride + x * plane.h / h_max;
-        plane.samples.get(at).copied().unwrap_or(0)
-    };
     let (w32, h32) = (u32::try_from(out_w).ok()?, u32::try_from(out_h).ok()?);
+    // Subsampled planes are repeated over h_max/h columns and v_max/v rows.
+    let row = |plane: &Plane<'_>, y: usize| -> Vec<u8> {
+        let start = (y * plane.v / v_max) * plane.stride;
+        let line = plane
+            .samples
+            .get(start..start + plane.stride)
+            .unwrap_or_default();
+        (0..out_w)
+            .map(|x| line.get(x * plane.h / h_max).copied().unwrap_or(0))
+            .collect()
+    };
     if let [luma] = planes.as_slice() {
         let mut gray = Vec::with_capacity(out_w * out_h);
         for y in 0..out_h {
-            gray.extend((0..out_w).map(|x| sample(luma, x, y)));
+            gray.extend(row(luma, y));
         }
         return GrayImage::from_raw(w32, h32, gray).map(DynamicImage::ImageLuma8);
     }
@@ -1158,12 +1221,9 @@ fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
     };
     let mut rgb = Vec::with_capacity(out_w * out_h * 3);
     for y in 0..out_h {
-        for x in 0..out_w {
-            rgb.extend(ycbcr_to_rgb(
-                sample(y_plane, x, y),
-                sample(cb_plane, x, y),
-                sample(cr_plane, x, y),
-            ));
+        let (luma, cb, cr) = (row(y_plane, y), row(cb_plane, y), row(cr_plane, y));
+        for ((&l, &b), &r) in luma.iter().zip(&cb).zip(&cr) {
+            rgb.extend(ycbcr_to_rgb(l, b, r));
         }
     }
     RgbImage::from_raw(w32, h32, rgb).map(DynamicImage::ImageRgb8)
@@ -1404,10 +1464,10 @@ fn webp_clean(b: &[u8]) -> Result<Vec<u8>, ImagingError> {
         if keep {
             let start = out.len();
             out.extend_from_slice(b.get(pos..data_end).unwrap_or_default());
-            if kind == b"VP8X" {
-                if let Some(flags) = out.get_mut(start + 8) {
-                    *flags &= !(VP8X_FLAG_EXIF | VP8X_FLAG_XMP);
-                }
+            if kind == b"VP8X"
+                && let Some(flags) = out.get_mut(start + 8)
+            {
+                *flags &= !(VP8X_FLAG_EXIF | VP8X_FLAG_XMP);
             }
             if size % 2 == 1 {
                 out.push(0);
@@ -1490,6 +1550,77 @@ fn flatten(img: DynamicImage) -> DynamicImage {
     }
 }
 
+/// Source pixels and 16.16 fixed-point weights for each output pixel of an
+/// area-averaging (box) resample from `src` to `dst` samples.
+fn area_taps(src: usize, dst: usize) -> Vec<Vec<(usize, u32)>> {
+    let scale = src as f64 / dst as f64;
+    (0..dst)
+        .map(|i| {
+            let (lo, hi) = (i as f64 * scale, (i + 1) as f64 * scale);
+            let first = lo.floor() as usize;
+            let last = (hi.ceil() as usize).clamp(first + 1, src.max(first + 1));
+            let mut taps: Vec<(usize, u32)> = (first..last)
+                .map(|j| {
+                    let overlap = hi.min(j as f64 + 1.0) - lo.max(j as f64);
+                    (
+                        j.min(src - 1),
+                        (overlap.max(0.0) / scale * 65536.0).round() as u32,
+                    )
+                })
+                .collect();
+            // Rounding may leave the sum a little off 1.0; the largest tap absorbs it.
+            let sum: u32 = taps.iter().map(|t| t.1).sum();
+            if let Some(max) = taps.iter_mut().max_by_key(|t| t.1) {
+                max.1 = (max.1 + 65536).saturating_sub(sum);
+            }
+            taps
+        })
+        .collect()
+}
+
+/// Area-averaging resize of 8-bit interleaved samples. Thumbnails shrink by
+/// modest factors after DCT scaling, where a box filter is sharp enough and
+/// several times faster than the generic filters.
+fn resize_area(src: &[u8], sw: usize, sh: usize, channels: usize, dw: usize, dh: usize) -> Vec<u8> {
+    if sw == 0 || sh == 0 || dw == 0 || dh == 0 || channels == 0 {
+        return vec![0; dw * dh * channels];
+    }
+    let (x_taps, y_taps) = (area_taps(sw, dw), area_taps(sh, dh));
+    let mut rows = vec![0u32; dw * sh * channels];
+    for (src_row, out_row) in src
+        .chunks_exact(sw * channels)
+        .zip(rows.chunks_exact_mut(dw * channels))
+    {
+        for (taps, out) in x_taps.iter().zip(out_row.chunks_exact_mut(channels)) {
+            for &(j, w) in taps {
+                let px = src_row
+                    .get(j * channels..(j + 1) * channels)
+                    .unwrap_or_default();
+                for (o, &v) in out.iter_mut().zip(px) {
+                    *o += u32::from(v) * w;
+                }
+            }
+        }
+    }
+    let mut out = vec![0u8; dw * dh * channels];
+    let mut acc = vec![0u64; dw * channels];
+    for (taps, out_row) in y_taps.iter().zip(out.chunks_exact_mut(dw * channels)) {
+        acc.fill(0);
+        for &(j, w) in taps {
+            let row = rows
+                .get(j * dw * channels..(j + 1) * dw * channels)
+                .unwrap_or_default();
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += u64::from(v) * u64::from(w);
+            }
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = ((a + (1 << 31)) >> 32).min(255) as u8;
+        }
+    }
+    out
+}
+
 /// Resizes to `tw`x`th` (stored orientation), rotates upright, encodes JPEG.
 fn make_thumbnail(
     img: DynamicImage,
@@ -1497,24 +1628,24 @@ fn make_thumbnail(
     th: u32,
     orientation: u16,
 ) -> Result<(Vec<u8>, u32, u32), ImagingError> {
-    let t = std::time::Instant::now();
-    let img = flatten(img);
-    let mut img = if img.width() == tw && img.height() == th {
-        img
-    } else if img.width() >= tw.saturating_mul(2) {
-        // Area averaging: fast for large ratios and free of aliasing.
-        img.thumbnail_exact(tw, th)
-    } else {
-        img.resize_exact(tw, th, FilterType::Triangle)
+    let (w, h) = (img.width(), img.height());
+    let size = |v: u32| usize::try_from(v).map_err(|_| corrupt("image too large"));
+    let (sw, sh, dw, dh) = (size(w)?, size(h)?, size(tw)?, size(th)?);
+    let resized = |raw: &[u8], channels| resize_area(raw, sw, sh, channels, dw, dh);
+    let mut img = match flatten(img) {
+        img if (w, h) == (tw, th) => img,
+        DynamicImage::ImageLuma8(gray) => GrayImage::from_raw(tw, th, resized(gray.as_raw(), 1))
+            .map(DynamicImage::ImageLuma8)
+            .ok_or_else(|| corrupt("resize failed"))?,
+        other => RgbImage::from_raw(tw, th, resized(other.to_rgb8().as_raw(), 3))
+            .map(DynamicImage::ImageRgb8)
+            .ok_or_else(|| corrupt("resize failed"))?,
     };
-    eprintln!("resize {:?}", t.elapsed());
     let orientation = u8::try_from(orientation)
         .ok()
         .and_then(Orientation::from_exif)
         .unwrap_or(Orientation::NoTransforms);
-    let t = std::time::Instant::now();
     img.apply_orientation(orientation);
-    eprintln!("rotate {:?}", t.elapsed());
     let mut out = Vec::new();
     JpegEncoder::new_with_quality(&mut out, THUMBNAIL_QUALITY)
         .encode_image(&img)
@@ -1527,7 +1658,7 @@ fn make_thumbnail(
 
 /// Images for tests and benchmarks, built in memory.
 ///
-/// Each carries the kinds of metadata that [`process`](super::process) must
+/// Each carries the kinds of metadata that `process` must
 /// remove, so that tests can check the stored copy against them.
 #[doc(hidden)]
 pub mod testdata {
@@ -2441,6 +2572,270 @@ mod tests {
         }
     }
 
+    /// A JPEG whose blocks hold only a DC value (`dc(component, block_x,
+    /// block_y)`, as pixel value - 128), optionally with restart markers;
+    /// small enough to know every output pixel exactly. With `progressive`
+    /// set to `Some(al)` it is a progressive JPEG with only its first scan,
+    /// the DC of all components shifted right by `al`.
+    fn dc_only_jpeg(
+        width: u16,
+        height: u16,
+        sampling: &[(usize, usize)],
+        restart: u16,
+        progressive: Option<u8>,
+        dc: impl Fn(usize, usize, usize) -> i32,
+    ) -> Vec<u8> {
+        let mut out = vec![0xFF, SOI];
+        let mut dqt = vec![0u8];
+        dqt.extend([8u8; 64]);
+        write_jpeg_segment(&mut out, 0xDB, &dqt).unwrap();
+        let mut sof = vec![8];
+        sof.extend(height.to_be_bytes());
+        sof.extend(width.to_be_bytes());
+        sof.push(sampling.len() as u8);
+        for (i, &(h, v)) in sampling.iter().enumerate() {
+            sof.extend([i as u8 + 1, (h << 4 | v) as u8, 0]);
+        }
+        let sof_marker = if progressive.is_some() { 0xC2 } else { 0xC0 };
+        write_jpeg_segment(&mut out, sof_marker, &sof).unwrap();
+        // DC: categories 0..=11, all 4-bit codes. AC: end-of-block only, code "0".
+        let mut dht = vec![0x00, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        dht.extend(0u8..12);
+        dht.extend([0x10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00]);
+        write_jpeg_segment(&mut out, 0xC4, &dht).unwrap();
+        if restart > 0 {
+            write_jpeg_segment(&mut out, 0xDD, &restart.to_be_bytes()).unwrap();
+        }
+        let mut sos = vec![sampling.len() as u8];
+        for i in 0..sampling.len() {
+            sos.extend([i as u8 + 1, 0x00]);
+        }
+        match progressive {
+            Some(al) => sos.extend([0, 0, al]),
+            None => sos.extend([0, 63, 0]),
+        }
+        write_jpeg_segment(&mut out, SOS, &sos).unwrap();
+
+        let (h_max, v_max) = (
+            sampling.iter().map(|s| s.0).max().unwrap(),
+            sampling.iter().map(|s| s.1).max().unwrap(),
+        );
+        let mcus_x = usize::from(width).div_ceil(8 * h_max);
+        let mcus_y = usize::from(height).div_ceil(8 * v_max);
+        let mut bits: Vec<bool> = Vec::new();
+        let flush = |bits: &mut Vec<bool>, out: &mut Vec<u8>| {
+            while !bits.len().is_multiple_of(8) {
+                bits.push(true);
+            }
+            for byte in bits.chunks(8) {
+                let b = byte.iter().fold(0u8, |a, &bit| a << 1 | u8::from(bit));
+                out.push(b);
+                if b == 0xFF {
+                    out.push(0);
+                }
+            }
+            bits.clear();
+        };
+        let mut predictors = vec![0i32; sampling.len()];
+        let mut mcu = 0usize;
+        for my in 0..mcus_y {
+            for mx in 0..mcus_x {
+                if restart > 0 && mcu > 0 && mcu.is_multiple_of(usize::from(restart)) {
+                    flush(&mut bits, &mut out);
+                    out.extend([0xFF, 0xD0 + ((mcu / usize::from(restart) - 1) % 8) as u8]);
+                    predictors.fill(0);
+                }
+                for (c, &(h, v)) in sampling.iter().enumerate() {
+                    for by in 0..v {
+                        for bx in 0..h {
+                            let value = dc(c, mx * h + bx, my * v + by) >> progressive.unwrap_or(0);
+                            let diff = value - predictors[c];
+                            predictors[c] = value;
+                            let size = 32 - diff.unsigned_abs().leading_zeros();
+                            bits.extend((0..4).rev().map(|i| size >> i & 1 == 1));
+                            let coded = if diff < 0 {
+                                diff + (1 << size) - 1
+                            } else {
+                                diff
+                            };
+                            bits.extend((0..size).rev().map(|i| coded >> i & 1 == 1));
+                            if progressive.is_none() {
+                                bits.push(false);
+                            }
+                        }
+                    }
+                }
+                mcu += 1;
+            }
+        }
+        flush(&mut bits, &mut out);
+        out.extend([0xFF, EOI]);
+        out
+    }
+
+    #[test]
+    fn dc_decoder_is_exact_with_restart_markers() {
+        let gray = |_: usize, x: usize, y: usize| ((x * 37 + y * 11) % 250) as i32 - 125;
+        for restart in [0, 1, 3, 7] {
+            let src = dc_only_jpeg(80, 56, &[(1, 1)], restart, None, gray);
+            let header = jpeg_header(&src).unwrap();
+            let fast = decode_jpeg_dc(&src, &header).expect("covered").to_luma8();
+            let reference = decode_jpeg_scaled(&src, 1, 1, 80, 56).unwrap().to_luma8();
+            assert_eq!(fast.dimensions(), (10, 7));
+            for (x, y, p) in fast.enumerate_pixels() {
+                let expected = gray(0, x as usize, y as usize) + 128;
+                assert_eq!(i32::from(p.0[0]), expected, "restart {restart} at {x},{y}");
+            }
+            assert_eq!(fast, reference, "restart {restart}");
+        }
+        // Colour with 4:2:0 subsampling: chroma is repeated over 2x2 pixels.
+        let colour = |c: usize, x: usize, y: usize| match c {
+            0 => ((x * 13 + y * 29) % 200) as i32 - 100,
+            1 => x as i32 * 9 - 20,
+            _ => 30 - y as i32 * 11,
+        };
+        let src = dc_only_jpeg(64, 48, &[(2, 2), (1, 1), (1, 1)], 2, None, colour);
+        let header = jpeg_header(&src).unwrap();
+        let fast = decode_jpeg_dc(&src, &header).expect("covered").to_rgb8();
+        assert_eq!(fast.dimensions(), (8, 6));
+        for (x, y, p) in fast.enumerate_pixels() {
+            let (x, y) = (x as usize, y as usize);
+            let sample = |c, x, y| (colour(c, x, y) + 128) as u8;
+            let expected = ycbcr_to_rgb(
+                sample(0, x, y),
+                sample(1, x / 2, y / 2),
+                sample(2, x / 2, y / 2),
+            );
+            assert_eq!(p.0, expected, "at {x},{y}");
+        }
+        // The general decoder interpolates chroma instead; close on smooth chroma.
+        let reference = decode_jpeg_scaled(&src, 1, 1, 64, 48).unwrap();
+        let (mean, _) = difference(&DynamicImage::ImageRgb8(fast), &reference);
+        assert!(mean < 6.0, "mean {mean}");
+
+        // A wrong restart number is left to the general decoder.
+        let mut wrong = dc_only_jpeg(80, 56, &[(1, 1)], 1, None, gray);
+        let at = wrong.windows(2).position(|w| w == [0xFF, 0xD0]).unwrap();
+        wrong[at + 1] = 0xD5;
+        let header = jpeg_header(&wrong).unwrap();
+        assert!(decode_jpeg_dc(&wrong, &header).is_none());
+        let _ = process(
+            &wrong,
+            &Limits {
+                max_pixels: 1 << 20,
+                thumbnail_size: 4,
+            },
+        );
+    }
+
+    #[test]
+    fn dc_decoder_reads_first_progressive_scan() {
+        let colour = |c: usize, x: usize, y: usize| match c {
+            0 => ((x * 13 + y * 29) % 200) as i32 - 100,
+            1 => x as i32 * 9 - 20,
+            _ => 30 - y as i32 * 11,
+        };
+        for al in [0, 1, 2] {
+            let src = dc_only_jpeg(64, 48, &[(2, 1), (1, 1), (1, 1)], 3, Some(al), colour);
+            let header = jpeg_header(&src).unwrap();
+            let fast = decode_jpeg_dc(&src, &header).expect("covered").to_rgb8();
+            for (x, y, p) in fast.enumerate_pixels() {
+                let (x, y) = (x as usize, y as usize);
+                let sample = |c, x, y| ((colour(c, x, y) >> al << al) + 128) as u8;
+                let expected =
+                    ycbcr_to_rgb(sample(0, x, y), sample(1, x / 2, y), sample(2, x / 2, y));
+                assert_eq!(p.0, expected, "al {al} at {x},{y}");
+            }
+            let reference = decode_jpeg_scaled(&src, 1, 1, 64, 48).unwrap();
+            let (mean, _) = difference(&DynamicImage::ImageRgb8(fast), &reference);
+            assert!(mean < 6.0, "al {al}: mean {mean}");
+        }
+        // Gray, and through process with a thumbnail small enough for 1/8.
+        let gray = |_: usize, x: usize, y: usize| (x * 3 + y * 5) as i32 - 90;
+        let src = dc_only_jpeg(160, 96, &[(1, 1)], 0, Some(1), gray);
+        let clean = process(
+            &src,
+            &Limits {
+                thumbnail_size: 20,
+                ..limits()
+            },
+        )
+        .unwrap();
+        assert_eq!((clean.thumbnail_width, clean.thumbnail_height), (20, 12));
+        assert_eq!(clean.bytes, src);
+    }
+
+    #[test]
+    fn grayscale_and_cmyk_jpegs_are_thumbnailed() {
+        let gray = |_: usize, x: usize, y: usize| (x * 9 + y * 4) as i32 - 100;
+        let src = dc_only_jpeg(80, 56, &[(1, 1)], 0, None, gray);
+        let clean = process(&src, &limits()).unwrap();
+        assert_eq!((clean.thumbnail_width, clean.thumbnail_height), (80, 56));
+        let thumb = decode(&clean.thumbnail).to_rgb8();
+        let [r, g, b] = thumb.get_pixel(40, 28).0;
+        assert!(r.abs_diff(g) <= 2 && g.abs_diff(b) <= 2, "{r} {g} {b}");
+        assert!(
+            r.abs_diff((gray(0, 40 / 8, 28 / 8) + 128) as u8) <= 6,
+            "{r}"
+        );
+
+        // Four components: neither fast path covers CMYK, the image crate does.
+        let cmyk = |c: usize, x: usize, y: usize| (x * 5 + y * 3 + c * 20) as i32 - 80;
+        let src = dc_only_jpeg(48, 32, &[(1, 1); 4], 0, None, cmyk);
+        let header = jpeg_header(&src).unwrap();
+        assert!(decode_jpeg_dc(&src, &header).is_none());
+        let clean = process(&src, &limits()).unwrap();
+        assert_eq!((clean.thumbnail_width, clean.thumbnail_height), (48, 32));
+        let small = process(
+            &src,
+            &Limits {
+                thumbnail_size: 6,
+                ..limits()
+            },
+        )
+        .unwrap();
+        assert_eq!((small.thumbnail_width, small.thumbnail_height), (6, 4));
+    }
+
+    #[test]
+    fn dc_path_thumbnail_is_upright() {
+        let src = jpeg_with_exif(400, 300, 6, true);
+        let small = Limits {
+            thumbnail_size: 40,
+            ..limits()
+        };
+        let header = jpeg_header(&src).unwrap();
+        assert!(decode_jpeg_dc(&src, &header).is_some());
+        let clean = process(&src, &small).unwrap();
+        assert_eq!((clean.width, clean.height), (300, 400));
+        assert_eq!((clean.thumbnail_width, clean.thumbnail_height), (30, 40));
+        let thumb = decode(&clean.thumbnail).to_rgb8();
+        let (right, left) = (thumb.get_pixel(27, 20), thumb.get_pixel(2, 20));
+        assert!(right.0[0] > right.0[2] + 60, "right {right:?}");
+        assert!(left.0[2] > left.0[0] + 60, "left {left:?}");
+    }
+
+    #[test]
+    fn huffman_tables_are_validated() {
+        // Three 1-bit codes cannot exist.
+        let mut counts = [0u8; 16];
+        counts[0] = 3;
+        assert!(Huffman::new(&counts, &[0, 1, 2]).is_none());
+        counts[0] = 2;
+        assert!(Huffman::new(&counts, &[0]).is_none());
+        assert!(Huffman::new(&counts, &[0, 1]).is_some());
+    }
+
+    #[test]
+    fn resize_area_keeps_flat_colour_and_averages() {
+        let flat = vec![200u8; 7 * 5 * 3];
+        assert!(resize_area(&flat, 7, 5, 3, 3, 2).iter().all(|&v| v == 200));
+        let stripes: Vec<u8> = (0..8).map(|x| if x % 2 == 0 { 0 } else { 255 }).collect();
+        let half = resize_area(&stripes, 8, 1, 1, 4, 1);
+        assert!(half.iter().all(|&v| (127..=128).contains(&v)), "{half:?}");
+        assert_eq!(resize_area(&[], 0, 0, 3, 2, 2), vec![0; 12]);
+    }
+
     #[test]
     fn mutated_inputs_never_panic() {
         let inputs = [
@@ -2459,6 +2854,14 @@ mod tests {
                     m[at] = (seed >> 3) as u8;
                 }
                 let _ = process(&m, &limits());
+                // Tiny thumbnails take the DC-only JPEG path.
+                let _ = process(
+                    &m,
+                    &Limits {
+                        thumbnail_size: 4,
+                        ..limits()
+                    },
+                );
             }
         }
     }
