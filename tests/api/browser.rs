@@ -120,13 +120,14 @@ async fn desktop_and_phone_in_a_real_browser() {
     let photo = dir.path().join("photo.jpg");
     std::fs::write(&photo, testdata::jpeg_with_exif(800, 600, 6, true)).expect("write the photo");
     phone.set_input_files("#file", &[&photo]).await;
-    let picked = "document.querySelectorAll('#uploads .upload').length === 1";
-    if phone.eval(picked).await != true {
-        // Setting the files did not fire `change` in this browser: fire it as a person's pick would.
-        phone
-            .eval("document.querySelector('#file').dispatchEvent(new Event('change', { bubbles: true }))")
-            .await;
-    }
+    // DOM.setFileInputFiles fires `change`, as a person's pick does.
+    phone
+        .wait_for(
+            "document.querySelectorAll('#uploads .upload').length === 1",
+            WAIT,
+            "the phone lists the chosen file",
+        )
+        .await;
     phone
         .wait_for(
             "document.querySelector('#uploads .upload')?.dataset.state === 'done'",
