@@ -55,10 +55,11 @@ impl Application {
             BlobKind::Fs => Arc::new(data::FsBlobStore::new(&config.data.blob.root).with_context(
                 || format!("data.blob.root: cannot use {:?}", config.data.blob.root),
             )?),
-            BlobKind::S3 => Arc::new(
-                data::S3BlobStore::new(&config.data.blob.s3)
-                    .map_err(|e| anyhow::anyhow!("{}", e.cause().unwrap_or("data.blob.s3 is invalid")))?,
-            ),
+            BlobKind::S3 => {
+                Arc::new(data::S3BlobStore::new(&config.data.blob.s3).map_err(|e| {
+                    anyhow::anyhow!("{}", e.cause().unwrap_or("data.blob.s3 is invalid"))
+                })?)
+            }
         };
 
         let bus: Arc<dyn EventBus> = match config.data.bus.kind {

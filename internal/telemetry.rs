@@ -70,7 +70,11 @@ where
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match log.format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(writer),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

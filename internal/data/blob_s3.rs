@@ -92,7 +92,11 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        match self.store.head(&Path::from("qrupload-readiness-probe")).await {
+        match self
+            .store
+            .head(&Path::from("qrupload-readiness-probe"))
+            .await
+        {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_err(e)),
         }

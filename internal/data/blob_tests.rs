@@ -18,23 +18,52 @@ use crate::{
 };
 
 async fn contract(store: &dyn BlobStore, name: &str) {
-    store.ping().await.unwrap_or_else(|e| panic!("{name}: ping: {e:?}"));
+    store
+        .ping()
+        .await
+        .unwrap_or_else(|e| panic!("{name}: ping: {e:?}"));
     let key = format!("{}/{}", crate::biz::new_id(), crate::biz::new_id());
     let thumb = format!("{key}.thumb");
-    assert!(store.get(&key).await.expect("get missing").is_none(), "{name}");
-    store.put(&key, Bytes::from_static(b"photo")).await.expect("put");
-    store.put(&thumb, Bytes::from_static(b"thumb")).await.expect("put thumb");
-    assert_eq!(store.get(&key).await.expect("get").as_deref(), Some(&b"photo"[..]), "{name}");
+    assert!(
+        store.get(&key).await.expect("get missing").is_none(),
+        "{name}"
+    );
+    store
+        .put(&key, Bytes::from_static(b"photo"))
+        .await
+        .expect("put");
+    store
+        .put(&thumb, Bytes::from_static(b"thumb"))
+        .await
+        .expect("put thumb");
+    assert_eq!(
+        store.get(&key).await.expect("get").as_deref(),
+        Some(&b"photo"[..]),
+        "{name}"
+    );
 
     let later = Utc::now() + chrono::Duration::seconds(5);
     let listed = store.list_older_than(later).await.expect("list");
-    assert!(listed.contains(&key) && listed.contains(&thumb), "{name}: {listed:?}");
+    assert!(
+        listed.contains(&key) && listed.contains(&thumb),
+        "{name}: {listed:?}"
+    );
     let earlier = Utc::now() - chrono::Duration::hours(1);
-    assert!(!store.list_older_than(earlier).await.expect("list").contains(&key), "{name}");
+    assert!(
+        !store
+            .list_older_than(earlier)
+            .await
+            .expect("list")
+            .contains(&key),
+        "{name}"
+    );
 
     store.delete(&key).await.expect("delete");
     store.delete(&key).await.expect("deleting twice is fine");
-    assert!(store.get(&key).await.expect("get deleted").is_none(), "{name}");
+    assert!(
+        store.get(&key).await.expect("get deleted").is_none(),
+        "{name}"
+    );
     store.delete(&thumb).await.expect("delete thumb");
 }
 
@@ -44,7 +73,10 @@ async fn fs_store_keeps_the_contract_and_its_root() {
     let store = FsBlobStore::new(dir.path().join("blobs")).expect("store");
     contract(&store, "fs").await;
     for bad in ["../escape", "/abs", "a/../../b", "", "a//b"] {
-        assert!(store.put(bad, Bytes::new()).await.is_err(), "{bad:?} is refused");
+        assert!(
+            store.put(bad, Bytes::new()).await.is_err(),
+            "{bad:?} is refused"
+        );
     }
 }
 
@@ -74,7 +106,9 @@ async fn moto() -> Option<MotoServer> {
     {
         Ok(child) => child,
         Err(e) if !required => {
-            eprintln!("skipping S3: moto_server unavailable ({e}); set QRUPLOAD_TEST_S3=1 to require it");
+            eprintln!(
+                "skipping S3: moto_server unavailable ({e}); set QRUPLOAD_TEST_S3=1 to require it"
+            );
             return None;
         }
         Err(e) => panic!("QRUPLOAD_TEST_S3=1 but moto_server cannot start: {e}"),
@@ -112,6 +146,9 @@ async fn s3_store_keeps_the_contract() {
 
     // A store that cannot be reached is unavailable, not an internal error.
     drop(server);
-    let e = store.put("a/b", Bytes::new()).await.expect_err("server gone");
+    let e = store
+        .put("a/b", Bytes::new())
+        .await
+        .expect_err("server gone");
     assert!(matches!(e, crate::biz::BizError::Unavailable(_)), "{e:?}");
 }

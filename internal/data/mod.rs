@@ -126,6 +126,6 @@ pub fn db_err(e: DbErr) -> BizError {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod blob_tests;
+#[cfg(test)]
+mod tests;

@@ -263,19 +263,39 @@ async fn retention_and_orphan_sweeps_remove_what_nobody_points_at() {
 
     // A session that will expire uncompleted, with one image.
     let short = client
-        .create_upload_session(pb::CreateUploadSessionRequest { member_id: 1, ttl_seconds: Some(1), max_images: None })
+        .create_upload_session(pb::CreateUploadSessionRequest {
+            member_id: 1,
+            ttl_seconds: Some(1),
+            max_images: None,
+        })
         .await
         .expect("create")
         .into_inner();
-    let res = app.upload(&short.identifier, &short.upload_token, vec![("a.jpg", crate::helpers::jpeg(16, 16))], None).await;
+    let res = app
+        .upload(
+            &short.identifier,
+            &short.upload_token,
+            vec![("a.jpg", crate::helpers::jpeg(16, 16))],
+            None,
+        )
+        .await;
     assert_eq!(res.status(), 201);
     // A completed session, which retention keeps.
     let (kept, token) = app.create_session(1).await;
     let kept_id = kept["identifier"].as_str().expect("id");
-    let res = app.upload(kept_id, &token, vec![("b.jpg", crate::helpers::jpeg(16, 16))], None).await;
+    let res = app
+        .upload(
+            kept_id,
+            &token,
+            vec![("b.jpg", crate::helpers::jpeg(16, 16))],
+            None,
+        )
+        .await;
     assert_eq!(res.status(), 201);
     app.client
-        .post(app.url(&format!("/v1/api/upload-sessions/{kept_id}/complete?member_id=1")))
+        .post(app.url(&format!(
+            "/v1/api/upload-sessions/{kept_id}/complete?member_id=1"
+        )))
         .send()
         .await
         .expect("complete");
@@ -283,18 +303,40 @@ async fn retention_and_orphan_sweeps_remove_what_nobody_points_at() {
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(usecase.sweep_retention().await.expect("retention"), 1);
-    assert_eq!(app.blob_count(), 2, "the expired session's image and thumbnail are gone");
+    assert_eq!(
+        app.blob_count(),
+        2,
+        "the expired session's image and thumbnail are gone"
+    );
     let res = client
-        .get_upload_session(pb::GetUploadSessionRequest { member_id: 1, identifier: short.identifier.clone() })
+        .get_upload_session(pb::GetUploadSessionRequest {
+            member_id: 1,
+            identifier: short.identifier.clone(),
+        })
         .await
         .expect_err("deleted");
     assert_eq!(res.code(), tonic::Code::NotFound);
 
     // A blob with no row (a crash between blob and row) is swept; rows keep theirs.
-    let stray = app.dir.path().join("blobs").join(kept_id).join("AAAAAAAAAAAAAAAAAAAAAA");
+    let stray = app
+        .dir
+        .path()
+        .join("blobs")
+        .join(kept_id)
+        .join("AAAAAAAAAAAAAAAAAAAAAA");
     std::fs::write(&stray, b"orphan").expect("write stray blob");
-    assert_eq!(usecase.sweep_orphans(Duration::from_secs(3600)).await.expect("sweep"), 0, "too young to sweep");
-    assert_eq!(usecase.sweep_orphans(Duration::ZERO).await.expect("sweep"), 1);
+    assert_eq!(
+        usecase
+            .sweep_orphans(Duration::from_secs(3600))
+            .await
+            .expect("sweep"),
+        0,
+        "too young to sweep"
+    );
+    assert_eq!(
+        usecase.sweep_orphans(Duration::ZERO).await.expect("sweep"),
+        1
+    );
     assert!(!stray.exists());
     assert_eq!(app.blob_count(), 2);
 }

@@ -18,7 +18,9 @@ const TOKEN_KEY: &str = "a shared key for every instance of this test";
 /// local default and skipped when absent.
 async fn redis_url() -> Option<String> {
     let required = std::env::var("QRUPLOAD_TEST_REDIS_URL").ok();
-    let url = required.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let url = required
+        .clone()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
     let reachable = match redis::Client::open(url.as_str()) {
         Ok(client) => client.get_multiplexed_async_connection().await.is_ok(),
         Err(_) => false,
@@ -29,14 +31,18 @@ async fn redis_url() -> Option<String> {
             eprintln!("skipping: Redis unreachable (set QRUPLOAD_TEST_REDIS_URL to require it)");
             None
         }
-        (false, Some(url)) => panic!("QRUPLOAD_TEST_REDIS_URL={url} is set but Redis is unreachable"),
+        (false, Some(url)) => {
+            panic!("QRUPLOAD_TEST_REDIS_URL={url} is set but Redis is unreachable")
+        }
     }
 }
 
 /// A fresh PostgreSQL database: required when `QRUPLOAD_TEST_POSTGRES_URL` is set.
 async fn postgres_database() -> Option<String> {
     let required = std::env::var("QRUPLOAD_TEST_POSTGRES_URL").ok();
-    let url = required.clone().unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = required
+        .clone()
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
     let admin = match qrupload::data::connect(&url, 1).await {
         Ok(db) => db,
         Err(e) if required.is_none() => {
@@ -45,9 +51,18 @@ async fn postgres_database() -> Option<String> {
         }
         Err(e) => panic!("QRUPLOAD_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"),
     };
-    let name = format!("qrupload_s_{}", qrupload::biz::new_id().to_lowercase().replace('-', "_"));
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b).to_owned();
+    let name = format!(
+        "qrupload_s_{}",
+        qrupload::biz::new_id().to_lowercase().replace('-', "_")
+    );
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    let base = url
+        .rsplit_once('/')
+        .map_or(url.as_str(), |(b, _)| b)
+        .to_owned();
     Some(format!("{base}/{name}"))
 }
 
@@ -70,7 +85,12 @@ async fn instance(database_url: &str, blob_root: &std::path::Path, bus_url: &str
 async fn wait_ready(app: &TestApp, ready: bool) {
     let expected = if ready { 200 } else { 503 };
     for _ in 0..100 {
-        let status = app.client.get(app.url("/readyz")).send().await.map(|r| r.status().as_u16());
+        let status = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
         if status.ok() == Some(expected) {
             return;
         }
@@ -96,29 +116,48 @@ async fn a_watcher_on_one_instance_sees_uploads_through_another() {
     let (session, token) = a.create_session(9).await;
     let id = session["identifier"].as_str().expect("identifier");
     let mut watcher = SseClient::watch(&a, id, 9).await;
-    watcher.snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty())).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+        .await;
 
     // HTTP upload on B.
-    let res = b.upload(id, &token, vec![("a.jpg", jpeg(40, 30))], None).await;
+    let res = b
+        .upload(id, &token, vec![("a.jpg", jpeg(40, 30))], None)
+        .await;
     assert_eq!(res.status(), 201);
-    watcher.snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 1)).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 1))
+        .await;
 
     // gRPC upload on B.
     let mut grpc = b.grpc_client().await;
     let meta = pb::UploadImageRequest {
-        payload: Some(pb::upload_image_request::Payload::Metadata(pb::UploadImageMetadata {
-            member_id: 9,
-            identifier: id.to_owned(),
-            filename: "b.jpg".into(),
-            idempotency_key: String::new(),
-        })),
+        payload: Some(pb::upload_image_request::Payload::Metadata(
+            pb::UploadImageMetadata {
+                member_id: 9,
+                identifier: id.to_owned(),
+                filename: "b.jpg".into(),
+                idempotency_key: String::new(),
+            },
+        )),
     };
-    let chunk = pb::UploadImageRequest { payload: Some(pb::upload_image_request::Payload::Chunk(jpeg(50, 40))) };
-    grpc.upload_image(futures::stream::iter([meta, chunk])).await.expect("gRPC upload on B");
-    let (_, list) = watcher.snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 2)).await;
+    let chunk = pb::UploadImageRequest {
+        payload: Some(pb::upload_image_request::Payload::Chunk(jpeg(50, 40))),
+    };
+    grpc.upload_image(futures::stream::iter([meta, chunk]))
+        .await
+        .expect("gRPC upload on B");
+    let (_, list) = watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 2))
+        .await;
     assert_eq!(list[1]["width"], 50);
     // The image written through B is served by A.
-    let res = a.client.get(a.url(list[1]["url"].as_str().expect("url"))).send().await.expect("get");
+    let res = a
+        .client
+        .get(a.url(list[1]["url"].as_str().expect("url")))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.status(), 200);
 }
 
@@ -131,12 +170,24 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(port: u16) -> Option<OwnRedis> {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        Some(OwnRedis { port, child: Some(child) })
+        Some(OwnRedis {
+            port,
+            child: Some(child),
+        })
     }
 
     fn url(&self) -> String {
@@ -159,9 +210,15 @@ impl Drop for OwnRedis {
 
 #[tokio::test]
 async fn watchers_converge_after_the_bus_comes_back() {
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
     let Some(mut redis) = OwnRedis::start(port) else {
-        assert!(std::env::var("QRUPLOAD_TEST_REDIS_URL").is_err(), "redis-server is required");
+        assert!(
+            std::env::var("QRUPLOAD_TEST_REDIS_URL").is_err(),
+            "redis-server is required"
+        );
         eprintln!("skipping: no redis-server binary");
         return;
     };
@@ -176,20 +233,30 @@ async fn watchers_converge_after_the_bus_comes_back() {
     let (session, token) = a.create_session(1).await;
     let id = session["identifier"].as_str().expect("identifier");
     let mut watcher = SseClient::watch(&a, id, 1).await;
-    watcher.snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty())).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+        .await;
 
     // Redis goes away: uploads still succeed, readiness says the bus is down.
     redis.stop();
     wait_ready(&a, false).await;
     for n in 0..2 {
-        let res = b.upload(id, &token, vec![("x.jpg", jpeg(10 + n, 10))], None).await;
+        let res = b
+            .upload(id, &token, vec![("x.jpg", jpeg(10 + n, 10))], None)
+            .await;
         assert_eq!(res.status(), 201, "uploads do not depend on the bus");
     }
     // Redis is back: A resubscribes, re-reads what its watchers follow, and they converge.
     let mut redis = OwnRedis::start(port).expect("restart redis");
     wait_ready(&a, true).await;
-    let (event, list) = watcher.snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 2)).await;
-    assert_eq!(event.id.as_deref(), Some("3"), "the latest version, nothing lost");
+    let (event, list) = watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 2))
+        .await;
+    assert_eq!(
+        event.id.as_deref(),
+        Some("3"),
+        "the latest version, nothing lost"
+    );
     assert_eq!(list.as_array().map(Vec::len), Some(2));
     redis.stop();
 }

@@ -1,0 +1,315 @@
+//! JPEG: segment walking, lossless cleaning and DCT-scaled decoding.
+
+use std::ops::Range;
+
+use image::{DynamicImage, GrayImage, RgbImage};
+
+use super::bytes::{be16, slice_at};
+use super::exif::{EXIF_HEADER, exif_orientation, orientation_exif};
+use super::{ImageFormat, ImagingError, corrupt, decode_with_image_crate};
+
+pub(super) const SOI: u8 = 0xD8;
+pub(super) const EOI: u8 = 0xD9;
+pub(super) const SOS: u8 = 0xDA;
+pub(super) const APP0: u8 = 0xE0;
+pub(super) const APP1: u8 = 0xE1;
+pub(super) const APP2: u8 = 0xE2;
+pub(super) const APP14: u8 = 0xEE;
+pub(super) const COM: u8 = 0xFE;
+
+/// A marker segment; `payload` excludes the marker and the length field.
+pub(super) struct Segment {
+    pub(super) marker: u8,
+    pub(super) payload: Range<usize>,
+}
+
+impl Segment {
+    pub(super) fn bytes<'a>(&self, b: &'a [u8]) -> &'a [u8] {
+        b.get(self.payload.clone()).unwrap_or_default()
+    }
+}
+
+/// What the header walk learnt, up to and including the first SOS.
+pub(super) struct JpegHeader {
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) orientation: u16,
+    /// Segments to copy, in file order, ending with the first SOS.
+    pub(super) kept: Vec<Segment>,
+    /// First byte of entropy-coded data.
+    pub(super) scan_start: usize,
+}
+
+pub(super) fn is_sof(marker: u8) -> bool {
+    (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+}
+
+fn is_standalone(marker: u8) -> bool {
+    marker == 0x01 || (0xD0..=0xD7).contains(&marker)
+}
+
+/// Segments that carry no personal data and may matter for rendering.
+fn jpeg_keep(marker: u8, payload: &[u8]) -> bool {
+    match marker {
+        APP0 => payload.starts_with(b"JFIF\0"),
+        APP2 => payload.starts_with(b"ICC_PROFILE\0"),
+        APP14 => payload.starts_with(b"Adobe"),
+        0xE0..=0xEF | COM => false,
+        _ => true,
+    }
+}
+
+/// Returns the marker at `pos` (after any fill bytes) and the index after it.
+pub(super) fn jpeg_marker(b: &[u8], pos: usize) -> Result<(u8, usize), ImagingError> {
+    if b.get(pos) != Some(&0xFF) {
+        return Err(corrupt("expected a JPEG marker"));
+    }
+    let mut i = pos;
+    loop {
+        i = i
+            .checked_add(1)
+            .ok_or_else(|| corrupt("truncated marker"))?;
+        match b.get(i) {
+            Some(0xFF) => {}
+            Some(&m) => return Ok((m, i + 1)),
+            None => return Err(corrupt("truncated marker")),
+        }
+    }
+}
+
+pub(super) fn jpeg_segment(
+    b: &[u8],
+    marker: u8,
+    after_marker: usize,
+) -> Result<Segment, ImagingError> {
+    let len = be16(b, after_marker).ok_or_else(|| corrupt("truncated segment length"))?;
+    if len < 2 {
+        return Err(corrupt("segment length below 2"));
+    }
+    let start = after_marker + 2;
+    let end = after_marker
+        .checked_add(usize::from(len))
+        .filter(|&end| end <= b.len())
+        .ok_or_else(|| corrupt("segment runs past the end of the file"))?;
+    Ok(Segment {
+        marker,
+        payload: start..end,
+    })
+}
+
+fn jpeg_frame_size(p: &[u8]) -> Result<(u32, u32), ImagingError> {
+    let bad = || corrupt("malformed frame header");
+    let precision = *p.first().ok_or_else(bad)?;
+    let height = be16(p, 1).ok_or_else(bad)?;
+    let width = be16(p, 3).ok_or_else(bad)?;
+    let components = *p.get(5).ok_or_else(bad)?;
+    if width == 0 || height == 0 {
+        return Err(corrupt("zero dimension in frame header"));
+    }
+    // Decoders disagree outside these ranges; some even panic.
+    if !(2..=16).contains(&precision) || !matches!(components, 1 | 3 | 4) {
+        return Err(corrupt("unsupported sample precision or component count"));
+    }
+    if p.len() != 6 + 3 * usize::from(components) {
+        return Err(bad());
+    }
+    Ok((u32::from(width), u32::from(height)))
+}
+
+/// Walks the segments before the first scan; reads no pixel data.
+pub(super) fn jpeg_header(b: &[u8]) -> Result<JpegHeader, ImagingError> {
+    let mut pos = 2;
+    let mut kept = Vec::new();
+    let mut size = None;
+    let mut orientation = None;
+    loop {
+        let (marker, after) = jpeg_marker(b, pos)?;
+        match marker {
+            SOI => return Err(corrupt("unexpected start-of-image marker")),
+            EOI => return Err(corrupt("no image data before end-of-image")),
+            0x00 => return Err(corrupt("invalid marker")),
+            m if is_standalone(m) => {
+                pos = after;
+                continue;
+            }
+            _ => {}
+        }
+        let seg = jpeg_segment(b, marker, after)?;
+        let payload = seg.bytes(b);
+        if is_sof(marker) {
+            if size.is_some() {
+                return Err(corrupt("more than one frame header"));
+            }
+            size = Some(jpeg_frame_size(payload)?);
+        } else if marker == APP1 && orientation.is_none() && payload.starts_with(EXIF_HEADER) {
+            let tiff = payload.get(EXIF_HEADER.len()..).unwrap_or_default();
+            orientation = Some(exif_orientation(tiff).unwrap_or(1));
+        }
+        pos = seg.payload.end;
+        if marker == SOS {
+            let (width, height) = size.ok_or_else(|| corrupt("scan before frame header"))?;
+            kept.push(seg);
+            return Ok(JpegHeader {
+                width,
+                height,
+                orientation: orientation.unwrap_or(1),
+                kept,
+                scan_start: pos,
+            });
+        }
+        if jpeg_keep(marker, payload) {
+            kept.push(seg);
+        }
+    }
+}
+
+pub(super) fn write_jpeg_segment(
+    out: &mut Vec<u8>,
+    marker: u8,
+    payload: &[u8],
+) -> Result<(), ImagingError> {
+    let len = payload
+        .len()
+        .checked_add(2)
+        .and_then(|l| u16::try_from(l).ok())
+        .ok_or_else(|| corrupt("segment too long"))?;
+    out.extend_from_slice(&[0xFF, marker]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+fn write_kept_jpeg_segment(
+    out: &mut Vec<u8>,
+    marker: u8,
+    payload: &[u8],
+) -> Result<(), ImagingError> {
+    // A JFIF header may embed a thumbnail that still shows what was cropped.
+    const JFIF_FIXED: usize = 12;
+    if marker == APP0 && payload.len() > JFIF_FIXED + 2 {
+        let mut jfif = payload.get(..JFIF_FIXED).unwrap_or_default().to_vec();
+        jfif.extend_from_slice(&[0, 0]);
+        return write_jpeg_segment(out, marker, &jfif);
+    }
+    write_jpeg_segment(out, marker, payload)
+}
+
+/// Index of the first 0xFF at or after `from`, eight bytes at a time.
+fn find_ff(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(word) = slice_at(b, i, 8).and_then(|w| w.try_into().ok()) {
+        let inverted = !u64::from_le_bytes(word);
+        let found =
+            inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080;
+        if found != 0 {
+            // The lowest flag is exact; only bytes after it can be false hits.
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?.iter().position(|&x| x == 0xFF).map(|p| i + p)
+}
+
+/// Index of the next marker after entropy-coded data starting at `from`.
+fn jpeg_next_marker(b: &[u8], from: usize) -> Result<usize, ImagingError> {
+    let missing = || corrupt("missing end-of-image marker");
+    let mut i = from;
+    loop {
+        let at = find_ff(b, i).ok_or_else(missing)?;
+        match b.get(at + 1) {
+            None => return Err(missing()),
+            // Stuffed zero or restart marker: still inside the scan.
+            Some(0x00 | 0xD0..=0xD7) => i = at + 2,
+            Some(0xFF) => i = at + 1,
+            Some(_) => return Ok(at),
+        }
+    }
+}
+
+/// Rebuilds the file from the kept segments and the verbatim scan data.
+pub(super) fn jpeg_clean(b: &[u8], header: &JpegHeader) -> Result<Vec<u8>, ImagingError> {
+    let mut out = Vec::with_capacity(b.len().min(64 << 20));
+    out.extend_from_slice(&[0xFF, SOI]);
+    // EXIF belongs right after SOI, or after JFIF where both are present.
+    let mut exif = (header.orientation != 1).then(|| orientation_exif(header.orientation));
+    for seg in &header.kept {
+        if seg.marker != APP0
+            && let Some(exif) = exif.take()
+        {
+            write_jpeg_segment(&mut out, APP1, &exif)?;
+        }
+        write_kept_jpeg_segment(&mut out, seg.marker, seg.bytes(b))?;
+    }
+
+    let mut pos = header.scan_start;
+    loop {
+        let at = jpeg_next_marker(b, pos)?;
+        out.extend_from_slice(b.get(pos..at).unwrap_or_default());
+        let (marker, after) = jpeg_marker(b, at)?;
+        match marker {
+            // Whatever follows EOI is not part of this image.
+            EOI => {
+                out.extend_from_slice(&[0xFF, EOI]);
+                return Ok(out);
+            }
+            SOI | 0x00 => return Err(corrupt("invalid marker inside image data")),
+            m if is_sof(m) => return Err(corrupt("more than one frame header")),
+            m if is_standalone(m) => {
+                out.extend_from_slice(&[0xFF, m]);
+                pos = after;
+            }
+            _ => {
+                let seg = jpeg_segment(b, marker, after)?;
+                let payload = seg.bytes(b);
+                if jpeg_keep(marker, payload) {
+                    write_kept_jpeg_segment(&mut out, marker, payload)?;
+                }
+                pos = seg.payload.end;
+            }
+        }
+    }
+}
+
+fn jpeg_error(e: jpeg_decoder::Error) -> ImagingError {
+    corrupt(e.to_string())
+}
+
+/// Decodes at the smallest DCT scale (1, 1/2, 1/4, 1/8) still at least
+/// `tw`x`th`, which skips most of the inverse DCT and the memory for a
+/// full-size image.
+pub(super) fn decode_jpeg_scaled(
+    data: &[u8],
+    tw: u32,
+    th: u32,
+    width: u32,
+    height: u32,
+) -> Result<DynamicImage, ImagingError> {
+    let mut decoder = jpeg_decoder::Decoder::new(data);
+    let max_output = u64::from(width) * u64::from(height) * 4;
+    decoder.set_max_decoding_buffer_size(usize::try_from(max_output).unwrap_or(usize::MAX));
+    let request = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+    let (w, h) = decoder
+        .scale(request(tw), request(th))
+        .map_err(jpeg_error)?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| corrupt("missing frame header"))?;
+    let short = || corrupt("decoder returned too few pixels");
+    match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => {
+            let pixels = decoder.decode().map_err(jpeg_error)?;
+            RgbImage::from_raw(u32::from(w), u32::from(h), pixels)
+                .map(DynamicImage::ImageRgb8)
+                .ok_or_else(short)
+        }
+        jpeg_decoder::PixelFormat::L8 => {
+            let pixels = decoder.decode().map_err(jpeg_error)?;
+            GrayImage::from_raw(u32::from(w), u32::from(h), pixels)
+                .map(DynamicImage::ImageLuma8)
+                .ok_or_else(short)
+        }
+        // CMYK and 16-bit are rare in uploads and need colour handling that
+        // the image crate already has; a full-size decode is acceptable then.
+        _ => decode_with_image_crate(data, ImageFormat::Jpeg, width, height),
+    }
+}

@@ -1,0 +1,294 @@
+//! Huffman tables and the bit reader of the DC-only JPEG decoder.
+
+use super::bytes::slice_at;
+
+/// Bits looked up at once; covers nearly every code in camera tables.
+const LOOKUP_BITS: u32 = 11;
+const LOOKUP_SIZE: usize = 1 << LOOKUP_BITS;
+
+/// A Huffman table with a direct lookup for short codes.
+pub(super) struct Huffman {
+    /// By the next `LOOKUP_BITS` bits: code length | symbol << 4; 0 for longer codes.
+    fast: Box<[u16; LOOKUP_SIZE]>,
+    /// For AC tables, pre-digested for skipping. Low 13 bits: bits to
+    /// consume for one code and its value (low 6) and the zigzag positions
+    /// it advances (<< 6, 64 for end of block). High bits: the same for two
+    /// consecutive codes when both lie within the lookup bits (consume << 13,
+    /// advance << 19), or 0.
+    skip: Box<[u32; LOOKUP_SIZE]>,
+    /// Largest code of each length (index 1..=16), -1 when none.
+    max_code: [i32; 17],
+    /// Symbol index minus code, per length.
+    offset: [i32; 17],
+    symbols: Vec<u8>,
+}
+
+impl Huffman {
+    pub(super) fn new(counts: &[u8], symbols: &[u8]) -> Option<Huffman> {
+        let mut table = Huffman {
+            fast: Box::new([0; LOOKUP_SIZE]),
+            skip: Box::new([0; LOOKUP_SIZE]),
+            max_code: [-1; 17],
+            offset: [0; 17],
+            symbols: symbols.to_vec(),
+        };
+        let mut code = 0u32;
+        let mut index = 0usize;
+        for (len, &count) in (1u32..=16).zip(counts) {
+            let len_index = usize::try_from(len).ok()?;
+            table.offset[len_index] = i32::try_from(index).ok()? - i32::try_from(code).ok()?;
+            for _ in 0..count {
+                if code >= 1 << len {
+                    return None;
+                }
+                let symbol = *symbols.get(index)?;
+                if len <= LOOKUP_BITS {
+                    let (run, size) = (u16::from(symbol >> 4), u16::from(symbol & 15));
+                    let advance = match (run, size) {
+                        (15, 0) => 16,
+                        (_, 0) => 64,
+                        _ => run + 1,
+                    };
+                    let fast = u16::try_from(len).ok()? | u16::from(symbol) << 4;
+                    let skip = (len + u32::from(size)) | u32::from(advance) << 6;
+                    let shift = LOOKUP_BITS - len;
+                    let first = usize::try_from(code << shift).ok()?;
+                    let last = usize::try_from((code + 1) << shift).ok()?;
+                    table.fast.get_mut(first..last)?.fill(fast);
+                    table.skip.get_mut(first..last)?.fill(skip);
+                }
+                table.max_code[len_index] = i32::try_from(code).ok()?;
+                code += 1;
+                index += 1;
+            }
+            code <<= 1;
+        }
+        // Pairs: a second code that lies wholly in the bits the first leaves.
+        let single = table.skip.clone();
+        for (index, entry) in table.skip.iter_mut().enumerate() {
+            let (consume, advance) = (*entry & 63, (*entry >> 6) & 127);
+            if *entry == 0 || advance == 64 || consume >= LOOKUP_BITS {
+                continue;
+            }
+            let rest = (index << consume) & (LOOKUP_SIZE - 1);
+            let second = single[rest];
+            let (consume2, advance2) = (second & 63, (second >> 6) & 127);
+            if second != 0 && consume + consume2 <= LOOKUP_BITS {
+                *entry |= (consume + consume2) << 13 | (advance + advance2) << 19;
+            }
+        }
+        Some(table)
+    }
+}
+
+/// The next `n` bits (1 <= n <= 32) of an MSB-aligned bit buffer.
+#[inline(always)]
+fn peek_bits(acc: u64, n: u32) -> u32 {
+    (acc >> ((64 - n) & 63)) as u32
+}
+
+#[inline(always)]
+fn lookup_index(acc: u64) -> usize {
+    (acc >> (64 - LOOKUP_BITS)) as usize & (LOOKUP_SIZE - 1)
+}
+
+/// Symbol and code length for codes longer than the lookup table.
+#[cold]
+fn slow_symbol(table: &Huffman, acc: u64) -> Option<(u8, u32)> {
+    for len in LOOKUP_BITS + 1..=16 {
+        let code = i32::try_from(peek_bits(acc, len)).ok()?;
+        let len_index = usize::try_from(len).ok()?;
+        if code <= *table.max_code.get(len_index)? {
+            let index = code + *table.offset.get(len_index)?;
+            let symbol = *table.symbols.get(usize::try_from(index).ok()?)?;
+            return Some((symbol, len));
+        }
+    }
+    None
+}
+
+/// MSB-first bit reader over entropy-coded data, undoing byte stuffing.
+/// At a marker it feeds zeros and counts them, as libjpeg does.
+///
+/// `acc` holds `bits` valid bits at the top and zeros below. The decoding
+/// loop copies `acc`, `bits` and `pos` into locals and only passes them by
+/// value, so that they stay in registers.
+pub(super) struct BitReader<'a> {
+    data: &'a [u8],
+    acc: u64,
+    bits: u32,
+    pos: usize,
+    at_marker: bool,
+    pub(super) padding: u32,
+}
+
+impl<'a> BitReader<'a> {
+    pub(super) fn new(data: &'a [u8], pos: usize) -> Self {
+        BitReader {
+            data,
+            acc: 0,
+            bits: 0,
+            pos,
+            at_marker: false,
+            padding: 0,
+        }
+    }
+
+    /// Refills to at least 57 bits, a whole word at a time while it holds no
+    /// 0xFF (which is nearly always).
+    #[inline(always)]
+    fn fill(&mut self, acc: u64, bits: u32, pos: usize) -> (u64, u32, usize) {
+        if !self.at_marker
+            && let Some(word) = slice_at(self.data, pos, 8).and_then(|w| w.try_into().ok())
+        {
+            let word = u64::from_be_bytes(word);
+            let inverted = !word;
+            let has_ff =
+                inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080;
+            if has_ff == 0 {
+                let take = (64 - bits) / 8;
+                let keep = u64::MAX << ((64 - take * 8) & 63);
+                return (
+                    acc | (word & keep) >> bits,
+                    bits + take * 8,
+                    pos + take as usize,
+                );
+            }
+        }
+        self.fill_bytewise(acc, bits, pos)
+    }
+
+    #[inline(never)]
+    fn fill_bytewise(&mut self, mut acc: u64, mut bits: u32, mut pos: usize) -> (u64, u32, usize) {
+        while bits <= 56 {
+            let byte = if self.at_marker {
+                self.padding = self.padding.saturating_add(1);
+                0
+            } else {
+                match self.data.get(pos) {
+                    Some(&0xFF) if self.data.get(pos + 1) == Some(&0) => {
+                        pos += 2;
+                        0xFF
+                    }
+                    Some(&0xFF) => {
+                        self.at_marker = true;
+                        0
+                    }
+                    Some(&b) => {
+                        pos += 1;
+                        b
+                    }
+                    None => {
+                        self.at_marker = true;
+                        0
+                    }
+                }
+            };
+            acc |= u64::from(byte) << (56 - bits);
+            bits += 8;
+        }
+        (acc, bits, pos)
+    }
+
+    /// Moves past the restart marker `RSTn`, dropping the padding bits.
+    pub(super) fn restart(&mut self, n: u8) -> Option<()> {
+        self.at_marker = false;
+        self.padding = 0;
+        let mut pos = self.pos;
+        loop {
+            let at = pos + self.data.get(pos..)?.iter().position(|&b| b == 0xFF)?;
+            match *self.data.get(at + 1)? {
+                0x00 | 0xFF => pos = at + 1,
+                m if m == 0xD0 + n => {
+                    self.acc = 0;
+                    self.bits = 0;
+                    self.pos = at + 2;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Decodes one block and returns its DC difference; AC values are skipped.
+    #[inline(always)]
+    pub(super) fn dc_of_block(&mut self, dc: &Huffman, ac: Option<&Huffman>) -> Option<i32> {
+        let (mut acc, mut bits, mut pos) = (self.acc, self.bits, self.pos);
+        // Every step below takes at most 31 bits (a code and its value).
+        macro_rules! fill {
+            () => {
+                if bits < 32 {
+                    (acc, bits, pos) = self.fill(acc, bits, pos);
+                }
+            };
+        }
+        macro_rules! consume {
+            ($n:expr) => {{
+                let n: u32 = $n;
+                acc <<= n & 63;
+                bits = bits.wrapping_sub(n);
+            }};
+        }
+
+        fill!();
+        let entry = dc.fast[lookup_index(acc)];
+        let size = if entry != 0 {
+            consume!(u32::from(entry & 15));
+            u32::from(entry >> 4)
+        } else {
+            let (symbol, len) = slow_symbol(dc, acc)?;
+            consume!(len);
+            u32::from(symbol)
+        };
+        let diff = match size {
+            0 => 0,
+            1..=11 => {
+                fill!();
+                let v = i32::try_from(peek_bits(acc, size)).ok()?;
+                consume!(size);
+                if v < 1 << (size - 1) {
+                    v - (1 << size) + 1
+                } else {
+                    v
+                }
+            }
+            _ => return None,
+        };
+        let Some(ac) = ac else {
+            (self.acc, self.bits, self.pos) = (acc, bits, pos);
+            return Some(diff);
+        };
+        let mut k = 1u32;
+        while k < 64 {
+            fill!();
+            let entry = ac.skip[lookup_index(acc)];
+            if entry != 0 {
+                // A pair is only valid if its first code leaves the block open.
+                let single_advance = (entry >> 6) & 127;
+                let pair = entry >> 13 != 0 && k + single_advance < 64;
+                let (n, advance) = if pair {
+                    ((entry >> 13) & 63, entry >> 19)
+                } else {
+                    (entry & 63, single_advance)
+                };
+                acc <<= n & 63;
+                bits = bits.wrapping_sub(n);
+                k += advance;
+                continue;
+            }
+            let (symbol, len) = slow_symbol(ac, acc)?;
+            consume!(len);
+            let (run, size) = (u32::from(symbol >> 4), u32::from(symbol & 15));
+            match (run, size) {
+                (15, 0) => k += 16,
+                (_, 0) => break,
+                _ => {
+                    consume!(size);
+                    k += run + 1;
+                }
+            }
+        }
+        (self.acc, self.bits, self.pos) = (acc, bits, pos);
+        Some(diff)
+    }
+}

@@ -1,0 +1,301 @@
+//! Validation and cleaning of uploaded photos.
+//!
+//! Every upload goes through [`process`], which turns untrusted bytes into a
+//! [`CleanImage`]: a copy that is safe to store and serve, the dimensions it
+//! is displayed at, and a small upright JPEG thumbnail. The module is pure: no
+//! I/O, no async, no global state.
+//!
+//! # Format from the bytes
+//!
+//! The format is taken from the magic bytes ([`detect`]), never from a file
+//! name or a declared content type, both of which the client controls. Only
+//! JPEG, PNG, WebP and GIF are accepted; everything else (SVG, HTML, PDF,
+//! HEIC, archives, executables) is [`ImagingError::Unsupported`].
+//!
+//! # Header first
+//!
+//! A few dozen bytes can claim a 30000x30000 image, and decoding it would
+//! need gigabytes. The dimensions are therefore read from the container
+//! header by small parsers in this module and checked against
+//! [`Limits::max_pixels`] before any decoder runs. The decoders still get
+//! their own allocation and dimension limits as a second line of defence.
+//!
+//! # Lossless cleaning
+//!
+//! Metadata (EXIF with GPS position and device serials, XMP, IPTC, comments)
+//! lives in its own segments or chunks, apart from the pixel data. The
+//! cleaners walk the container structure, copy the pixel data byte for byte
+//! and leave out everything else that is not needed to render the image.
+//! Re-encoding would remove metadata too, but it would lose quality on every
+//! upload and cost far more time. Anything after the container's end marker
+//! (an appended archive, the secondary images of a multi-picture JPEG, which
+//! carry EXIF of their own) is dropped as well.
+//!
+//! # Orientation
+//!
+//! Phones store the sensor's pixels and record the rotation in EXIF. As EXIF
+//! is removed, a JPEG whose orientation is not 1 gets a new minimal EXIF
+//! segment holding only the Orientation tag, so that it is still displayed
+//! upright. [`CleanImage::width`] and [`CleanImage::height`] are the displayed
+//! size, and the thumbnail is rotated in its pixels. PNG, WebP and GIF rarely
+//! carry EXIF; theirs is dropped with the rest, so they are stored, reported
+//! and thumbnailed as their pixels lie.
+//!
+//! # Thumbnails
+//!
+//! The thumbnail comes from the first frame, upright, as a JPEG. A JPEG is
+//! never decoded at full size for it: when 1/8 of the image is still at
+//! least the thumbnail size (any phone photo), each 8x8 block's DC
+//! coefficient is the pixel, and a small decoder here reads just those,
+//! skipping the rest of the entropy-coded data (baseline files, and the
+//! first scan of progressive ones). Otherwise `jpeg-decoder` decodes at 1/2,
+//! 1/4 or 1/8 scale through its DCT scaling. PNG, WebP and GIF have no such
+//! shortcut and are decoded at full size, within the limits.
+//!
+//! # Containment
+//!
+//! The container walkers use checked arithmetic and bounds-checked access
+//! only: any structural problem is [`ImagingError::Corrupt`]. Third-party
+//! decoders run under `catch_unwind`, so that a bug in one of them fails the
+//! upload instead of the request (this needs the default `panic = "unwind"`).
+
+mod bytes;
+mod exif;
+mod gif;
+mod jpeg;
+mod jpeg_dc;
+mod jpeg_huffman;
+mod png;
+mod thumbnail;
+mod webp;
+
+#[doc(hidden)]
+pub mod testdata;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Cursor;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use image::{DynamicImage, ImageReader};
+
+use gif::{gif_clean, gif_dimensions};
+use jpeg::{decode_jpeg_scaled, jpeg_clean, jpeg_header};
+use jpeg_dc::decode_jpeg_dc;
+use png::{PNG_SIGNATURE, png_clean, png_dimensions};
+use thumbnail::{make_thumbnail, thumbnail_dimensions};
+use webp::{webp_clean, webp_dimensions};
+
+/// An accepted image format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    Webp,
+    Gif,
+}
+
+impl ImageFormat {
+    /// The MIME type to serve the stored copy with.
+    pub fn mime(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Png => "image/png",
+            ImageFormat::Webp => "image/webp",
+            ImageFormat::Gif => "image/gif",
+        }
+    }
+
+    fn codec(self) -> image::ImageFormat {
+        match self {
+            ImageFormat::Jpeg => image::ImageFormat::Jpeg,
+            ImageFormat::Png => image::ImageFormat::Png,
+            ImageFormat::Webp => image::ImageFormat::WebP,
+            ImageFormat::Gif => image::ImageFormat::Gif,
+        }
+    }
+}
+
+/// Bounds applied to every upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted `width * height`, checked before decoding.
+    pub max_pixels: u64,
+    /// Longest side of the thumbnail; smaller images are not upscaled.
+    pub thumbnail_size: u32,
+}
+
+impl Default for Limits {
+    /// 50 megapixels admits the 48 MP sensors of current phones.
+    fn default() -> Self {
+        Limits {
+            max_pixels: 50_000_000,
+            thumbnail_size: 320,
+        }
+    }
+}
+
+/// The result of [`process`]: what to store and what to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanImage {
+    pub format: ImageFormat,
+    /// Width as displayed, after the EXIF orientation.
+    pub width: u32,
+    /// Height as displayed, after the EXIF orientation.
+    pub height: u32,
+    /// EXIF orientation (1..=8) kept in [`CleanImage::bytes`]; 1 when none.
+    pub orientation: u16,
+    /// The cleaned copy to store.
+    pub bytes: Vec<u8>,
+    /// Upright JPEG thumbnail of the first frame.
+    pub thumbnail: Vec<u8>,
+    pub thumbnail_width: u32,
+    pub thumbnail_height: u32,
+}
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagingError {
+    /// Not JPEG, PNG, WebP or GIF by its magic bytes.
+    #[error("unsupported image type")]
+    Unsupported,
+    /// The header claims more pixels than [`Limits::max_pixels`].
+    #[error("image is {width}x{height} pixels, above the limit of {max} pixels")]
+    TooManyPixels { width: u32, height: u32, max: u64 },
+    /// Truncated, malformed or undecodable.
+    #[error("image could not be decoded: {0}")]
+    Corrupt(String),
+}
+
+fn corrupt(msg: impl Into<String>) -> ImagingError {
+    ImagingError::Corrupt(msg.into())
+}
+
+/// Identifies the format from the magic bytes alone.
+pub fn detect(bytes: &[u8]) -> Option<ImageFormat> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(ImageFormat::Jpeg)
+    } else if bytes.starts_with(PNG_SIGNATURE) {
+        Some(ImageFormat::Png)
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some(ImageFormat::Gif)
+    } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(&b"WEBP"[..]) {
+        Some(ImageFormat::Webp)
+    } else {
+        None
+    }
+}
+
+/// Validates an upload and produces the copy to store plus a thumbnail.
+///
+/// Steps, in order: detect the format, read the dimensions from the header
+/// and enforce [`Limits::max_pixels`], strip metadata losslessly, decode the
+/// first frame (shrunk on load for JPEG) and encode the thumbnail.
+pub fn process(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingError> {
+    let format = detect(bytes).ok_or(ImagingError::Unsupported)?;
+    match format {
+        ImageFormat::Jpeg => process_jpeg(bytes, limits),
+        ImageFormat::Png => {
+            let (width, height) = png_dimensions(bytes)?;
+            check_pixels(width, height, limits.max_pixels)?;
+            let cleaned = png_clean(bytes)?;
+            finish_with_image_crate(format, cleaned, width, height, limits)
+        }
+        ImageFormat::Gif => {
+            let (width, height) = gif_dimensions(bytes)?;
+            check_pixels(width, height, limits.max_pixels)?;
+            let cleaned = gif_clean(bytes, limits.max_pixels)?;
+            finish_with_image_crate(format, cleaned, width, height, limits)
+        }
+        ImageFormat::Webp => {
+            let (width, height) = webp_dimensions(bytes)?;
+            check_pixels(width, height, limits.max_pixels)?;
+            let cleaned = webp_clean(bytes)?;
+            finish_with_image_crate(format, cleaned, width, height, limits)
+        }
+    }
+}
+
+fn check_pixels(width: u32, height: u32, max: u64) -> Result<(), ImagingError> {
+    if u64::from(width) * u64::from(height) > max {
+        return Err(ImagingError::TooManyPixels { width, height, max });
+    }
+    Ok(())
+}
+
+fn process_jpeg(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingError> {
+    let header = jpeg_header(bytes)?;
+    check_pixels(header.width, header.height, limits.max_pixels)?;
+    let cleaned = jpeg_clean(bytes, &header)?;
+    let (tw, th) = thumbnail_dimensions(header.width, header.height, limits.thumbnail_size);
+    let decoded = guarded(|| {
+        // At 1/8 scale only the DC coefficients matter, which is much faster.
+        let eighth = header.width.div_ceil(8) >= tw && header.height.div_ceil(8) >= th;
+        match eighth.then(|| decode_jpeg_dc(bytes, &header)).flatten() {
+            Some(img) => Ok(img),
+            None => decode_jpeg_scaled(&cleaned, tw, th, header.width, header.height),
+        }
+    })?;
+    let (thumbnail, thumbnail_width, thumbnail_height) =
+        make_thumbnail(decoded, tw, th, header.orientation)?;
+    let (width, height) = if header.orientation >= 5 {
+        (header.height, header.width)
+    } else {
+        (header.width, header.height)
+    };
+    Ok(CleanImage {
+        format: ImageFormat::Jpeg,
+        width,
+        height,
+        orientation: header.orientation,
+        bytes: cleaned,
+        thumbnail,
+        thumbnail_width,
+        thumbnail_height,
+    })
+}
+
+fn finish_with_image_crate(
+    format: ImageFormat,
+    cleaned: Vec<u8>,
+    width: u32,
+    height: u32,
+    limits: &Limits,
+) -> Result<CleanImage, ImagingError> {
+    let decoded = guarded(|| decode_with_image_crate(&cleaned, format, width, height))?;
+    let (tw, th) = thumbnail_dimensions(decoded.width(), decoded.height(), limits.thumbnail_size);
+    let (thumbnail, thumbnail_width, thumbnail_height) = make_thumbnail(decoded, tw, th, 1)?;
+    Ok(CleanImage {
+        format,
+        width,
+        height,
+        orientation: 1,
+        bytes: cleaned,
+        thumbnail,
+        thumbnail_width,
+        thumbnail_height,
+    })
+}
+
+/// Runs a third-party decoder so that a panic in it becomes `Corrupt`.
+fn guarded<T>(f: impl FnOnce() -> Result<T, ImagingError>) -> Result<T, ImagingError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(corrupt("decoder failure")))
+}
+
+fn decode_with_image_crate(
+    data: &[u8],
+    format: ImageFormat,
+    width: u32,
+    height: u32,
+) -> Result<DynamicImage, ImagingError> {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    // 8 bytes covers 16-bit RGBA; the slack is for decoder working buffers.
+    let pixels = u64::from(width) * u64::from(height);
+    limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
+    let mut reader = ImageReader::with_format(Cursor::new(data), format.codec());
+    reader.limits(limits);
+    reader.decode().map_err(|e| corrupt(e.to_string()))
+}

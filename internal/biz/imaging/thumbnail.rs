@@ -1,0 +1,162 @@
+//! Thumbnails: size, alpha flattening, area resampling and JPEG encoding.
+
+use image::codecs::jpeg::JpegEncoder;
+use image::metadata::Orientation;
+use image::{DynamicImage, GrayImage, RgbImage};
+
+use super::{ImagingError, corrupt};
+
+/// Visually clean at thumbnail size while staying at a few kilobytes.
+const THUMBNAIL_QUALITY: u8 = 80;
+
+/// Size with the longest side at `size` (never above the original), aspect kept.
+pub(super) fn thumbnail_dimensions(width: u32, height: u32, size: u32) -> (u32, u32) {
+    let (long, short) = (width.max(height), width.min(height));
+    if long == 0 {
+        return (1, 1);
+    }
+    let target = size.clamp(1, long);
+    let scaled = (u64::from(short) * u64::from(target) + u64::from(long) / 2) / u64::from(long);
+    let scaled = u32::try_from(scaled).unwrap_or(target).max(1);
+    if width >= height {
+        (target, scaled)
+    } else {
+        (scaled, target)
+    }
+}
+
+/// Drops alpha by compositing onto white, which is how a JPEG will show it.
+fn flatten(img: DynamicImage) -> DynamicImage {
+    match img {
+        DynamicImage::ImageRgb8(_) | DynamicImage::ImageLuma8(_) => img,
+        other if !other.color().has_alpha() => {
+            if other.color().has_color() {
+                DynamicImage::ImageRgb8(other.to_rgb8())
+            } else {
+                DynamicImage::ImageLuma8(other.to_luma8())
+            }
+        }
+        other => {
+            let rgba = other.to_rgba8();
+            let mut rgb = RgbImage::new(rgba.width(), rgba.height());
+            for (dst, src) in rgb.pixels_mut().zip(rgba.pixels()) {
+                let a = u32::from(src.0[3]);
+                for (d, &s) in dst.0.iter_mut().zip(&src.0[..3]) {
+                    let v = (u32::from(s) * a + 255 * (255 - a) + 127) / 255;
+                    *d = u8::try_from(v).unwrap_or(u8::MAX);
+                }
+            }
+            DynamicImage::ImageRgb8(rgb)
+        }
+    }
+}
+
+/// Source pixels and 16.16 fixed-point weights for each output pixel of an
+/// area-averaging (box) resample from `src` to `dst` samples.
+fn area_taps(src: usize, dst: usize) -> Vec<Vec<(usize, u32)>> {
+    let scale = src as f64 / dst as f64;
+    (0..dst)
+        .map(|i| {
+            let (lo, hi) = (i as f64 * scale, (i + 1) as f64 * scale);
+            let first = lo.floor() as usize;
+            let last = (hi.ceil() as usize).clamp(first + 1, src.max(first + 1));
+            let mut taps: Vec<(usize, u32)> = (first..last)
+                .map(|j| {
+                    let overlap = hi.min(j as f64 + 1.0) - lo.max(j as f64);
+                    (
+                        j.min(src - 1),
+                        (overlap.max(0.0) / scale * 65536.0).round() as u32,
+                    )
+                })
+                .collect();
+            // Rounding may leave the sum a little off 1.0; the largest tap absorbs it.
+            let sum: u32 = taps.iter().map(|t| t.1).sum();
+            if let Some(max) = taps.iter_mut().max_by_key(|t| t.1) {
+                max.1 = (max.1 + 65536).saturating_sub(sum);
+            }
+            taps
+        })
+        .collect()
+}
+
+/// Area-averaging resize of 8-bit interleaved samples. Thumbnails shrink by
+/// modest factors after DCT scaling, where a box filter is sharp enough and
+/// several times faster than the generic filters.
+pub(super) fn resize_area(
+    src: &[u8],
+    sw: usize,
+    sh: usize,
+    channels: usize,
+    dw: usize,
+    dh: usize,
+) -> Vec<u8> {
+    if sw == 0 || sh == 0 || dw == 0 || dh == 0 || channels == 0 {
+        return vec![0; dw * dh * channels];
+    }
+    let (x_taps, y_taps) = (area_taps(sw, dw), area_taps(sh, dh));
+    let mut rows = vec![0u32; dw * sh * channels];
+    for (src_row, out_row) in src
+        .chunks_exact(sw * channels)
+        .zip(rows.chunks_exact_mut(dw * channels))
+    {
+        for (taps, out) in x_taps.iter().zip(out_row.chunks_exact_mut(channels)) {
+            for &(j, w) in taps {
+                let px = src_row
+                    .get(j * channels..(j + 1) * channels)
+                    .unwrap_or_default();
+                for (o, &v) in out.iter_mut().zip(px) {
+                    *o += u32::from(v) * w;
+                }
+            }
+        }
+    }
+    let mut out = vec![0u8; dw * dh * channels];
+    let mut acc = vec![0u64; dw * channels];
+    for (taps, out_row) in y_taps.iter().zip(out.chunks_exact_mut(dw * channels)) {
+        acc.fill(0);
+        for &(j, w) in taps {
+            let row = rows
+                .get(j * dw * channels..(j + 1) * dw * channels)
+                .unwrap_or_default();
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += u64::from(v) * u64::from(w);
+            }
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = ((a + (1 << 31)) >> 32).min(255) as u8;
+        }
+    }
+    out
+}
+
+/// Resizes to `tw`x`th` (stored orientation), rotates upright, encodes JPEG.
+pub(super) fn make_thumbnail(
+    img: DynamicImage,
+    tw: u32,
+    th: u32,
+    orientation: u16,
+) -> Result<(Vec<u8>, u32, u32), ImagingError> {
+    let (w, h) = (img.width(), img.height());
+    let size = |v: u32| usize::try_from(v).map_err(|_| corrupt("image too large"));
+    let (sw, sh, dw, dh) = (size(w)?, size(h)?, size(tw)?, size(th)?);
+    let resized = |raw: &[u8], channels| resize_area(raw, sw, sh, channels, dw, dh);
+    let mut img = match flatten(img) {
+        img if (w, h) == (tw, th) => img,
+        DynamicImage::ImageLuma8(gray) => GrayImage::from_raw(tw, th, resized(gray.as_raw(), 1))
+            .map(DynamicImage::ImageLuma8)
+            .ok_or_else(|| corrupt("resize failed"))?,
+        other => RgbImage::from_raw(tw, th, resized(other.to_rgb8().as_raw(), 3))
+            .map(DynamicImage::ImageRgb8)
+            .ok_or_else(|| corrupt("resize failed"))?,
+    };
+    let orientation = u8::try_from(orientation)
+        .ok()
+        .and_then(Orientation::from_exif)
+        .unwrap_or(Orientation::NoTransforms);
+    img.apply_orientation(orientation);
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, THUMBNAIL_QUALITY)
+        .encode_image(&img)
+        .map_err(|e| corrupt(format!("thumbnail encoding failed: {e}")))?;
+    Ok((out, img.width(), img.height()))
+}
