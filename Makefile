@@ -15,7 +15,7 @@ run: ## Run on embedded defaults: SQLite + local blobs + in-process bus, HTTP :8
 	$(CARGO) run --release --locked -- --conf $(CONF) serve
 
 test: ## Run every test (PostgreSQL/Redis/browser tests join in when present; CI requires them)
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --locked --lib --bins --tests
 
 lint: ## Format check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
