@@ -3,7 +3,7 @@
 //! Rules of this layer:
 //! - It owns the traits it needs from the outside world ([`SessionRepo`], [`BlobStore`],
 //!   [`EventBus`]); `data` implements them, `app` injects them as `Arc<dyn Trait>`.
-//! - It imports no transport or database crate (no axum, tonic, sea-orm). Errors leave it as
+//! - It imports no transport or database crate (no web framework, gRPC stack or ORM). Errors leave it as
 //!   [`BizError`], which each edge maps once to an HTTP or gRPC status.
 //! - Every change of a session goes through the usecase, which bumps the session's version in
 //!   the same write and then rings the bus once. The bus is only a doorbell: the database is
