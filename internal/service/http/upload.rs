@@ -103,10 +103,6 @@ async fn receive(
         let file = read_file(usecase, &upload, &mut field).await?;
         usecase.store_file(&mut upload, file).await?;
     }
-    commit(usecase, upload).await
-}
-
-async fn commit(usecase: &ImageUsecase, upload: StoredUpload) -> ApiResult<Vec<crate::biz::Image>> {
     Ok(usecase.commit(upload).await?)
 }
 
