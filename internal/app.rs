@@ -15,7 +15,9 @@ use crate::{
     server,
     service::{
         Services,
+        auth::MemberAuth,
         hub::{SessionHub, SseFormat},
+        limits::Limits as RateLimits,
     },
 };
 
@@ -32,6 +34,7 @@ pub struct Application {
     http: TcpListener,
     grpc: TcpListener,
     services: Services,
+    router: axum::Router,
     shutdown_grace: Duration,
 }
 
@@ -134,12 +137,16 @@ impl Application {
             usecase,
             hub,
             metrics,
+            auth: Arc::new(MemberAuth::from_config(&config.auth)?),
+            limits: Arc::new(RateLimits::new(&config.limits, config.sse.retry)),
             public_base_url: public_base_url.into(),
         };
+        let router = server::router(services.clone(), &config.cors);
         Ok(Application {
             http,
             grpc,
             services,
+            router,
             shutdown_grace: config.server.shutdown_grace,
         })
     }
@@ -168,6 +175,7 @@ impl Application {
             http,
             grpc,
             services,
+            router,
             shutdown_grace,
         } = self;
         tracing::info!(
@@ -183,12 +191,8 @@ impl Application {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
-        let janitor = tokio::spawn(janitor(services.usecase.clone()));
-        let mut http_task = tokio::spawn(server::serve_http(
-            http,
-            server::router(services.clone()),
-            stopped(),
-        ));
+        let janitor = tokio::spawn(janitor(services.usecase.clone(), services.limits.clone()));
+        let mut http_task = tokio::spawn(server::serve_http(http, router, stopped()));
         let mut grpc_task = tokio::spawn(server::serve_grpc(grpc, services.clone(), stopped()));
 
         tokio::select! {
@@ -216,7 +220,7 @@ impl Application {
 }
 
 /// Background upkeep: expire sessions on time, sweep retention and orphan blobs now and then.
-async fn janitor(usecase: Arc<ImageUsecase>) {
+async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>) {
     let mut expiry = tokio::time::interval(EXPIRY_EVERY);
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -229,6 +233,7 @@ async fn janitor(usecase: Arc<ImageUsecase>) {
                 }
             }
             _ = sweep.tick() => {
+                limits.forget_idle();
                 match usecase.sweep_retention().await {
                     Ok(n) if n > 0 => tracing::info!(sessions = n, "retention sweep deleted sessions"),
                     Ok(_) => {}

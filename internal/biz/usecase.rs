@@ -29,10 +29,20 @@ pub struct Limits {
 
 /// Who is asking. The member proves itself at the edge (dev auth or JWT); the phone with its
 /// upload token; internal services by network position.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Caller {
     Member(u32),
     UploadToken(String),
+}
+
+/// The token is a secret: it never reaches a log line through `{:?}`.
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Member(id) => f.debug_tuple("Member").field(id).finish(),
+            Caller::UploadToken(_) => f.write_str("UploadToken(***)"),
+        }
+    }
 }
 
 /// One file of an upload request, already bounded in size by the edge.

@@ -30,6 +30,10 @@ pub struct Config {
     pub upload: UploadConf,
     pub sse: SseConf,
     pub auth: AuthConf,
+    #[serde(default)]
+    pub limits: LimitsConf,
+    #[serde(default)]
+    pub cors: CorsConf,
     pub log: LogConf,
     #[serde(default)]
     pub trace: TraceConf,
@@ -173,6 +177,99 @@ pub struct AuthConf {
     /// before a restart cannot be shown again (their tokens still work).
     #[serde(default)]
     pub upload_token_key: Option<Secret>,
+    /// Used when `mode` is `jwt`.
+    #[serde(default)]
+    pub jwt: JwtConf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum JwtAlgorithm {
+    #[default]
+    HS256,
+    RS256,
+}
+
+/// Bearer JWTs of the host application: the member is the `sub` claim, `exp` is required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConf {
+    #[serde(default)]
+    pub algorithm: JwtAlgorithm,
+    /// HS256: the shared secret (32+ characters).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// RS256: the public key as PEM text, or a path to a PEM file.
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(with = "units::duration", default = "default_jwt_leeway")]
+    pub leeway: Duration,
+    /// Cookie the SSE route also reads the JWT from (`EventSource` cannot send headers).
+    #[serde(default = "default_jwt_cookie")]
+    pub cookie: String,
+}
+
+impl Default for JwtConf {
+    fn default() -> Self {
+        JwtConf {
+            algorithm: JwtAlgorithm::default(),
+            secret: None,
+            public_key_pem: None,
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            leeway: default_jwt_leeway(),
+            cookie: default_jwt_cookie(),
+        }
+    }
+}
+
+fn default_jwt_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_jwt_cookie() -> String {
+    "qrupload_jwt".into()
+}
+
+/// Abuse limits of the public HTTP API; 0 turns one off. Refusals answer 429 `RATE_LIMITED`
+/// with `Retry-After`. The gRPC API is internal and not limited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConf {
+    pub uploads_per_session_per_minute: u32,
+    pub uploads_per_ip_per_minute: u32,
+    pub sessions_per_member_per_hour: u32,
+    pub streams_per_member: u32,
+    pub streams_per_ip: u32,
+}
+
+impl Default for LimitsConf {
+    fn default() -> Self {
+        LimitsConf {
+            uploads_per_session_per_minute: 120,
+            uploads_per_ip_per_minute: 600,
+            sessions_per_member_per_hour: 120,
+            streams_per_member: 32,
+            streams_per_ip: 256,
+        }
+    }
+}
+
+/// Cross-origin access to the API and the SSE route. Empty: same origin only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConf {
+    /// Exact origins (`https://app.example.com`), as a list or one comma-separated string.
+    /// Credentials are allowed for these. `*` alone allows any origin without credentials.
+    #[serde(default, deserialize_with = "units::list")]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -255,10 +352,45 @@ impl Config {
             return invalid("data.bus.url", "is required when data.bus.kind is redis");
         }
         if self.auth.mode == AuthMode::Jwt {
-            return invalid(
-                "auth.mode",
-                "jwt is not available in this build yet; use dev",
-            );
+            let jwt = &self.auth.jwt;
+            match jwt.algorithm {
+                JwtAlgorithm::HS256 => match &jwt.secret {
+                    Some(s) if s.expose().len() >= 32 => {}
+                    _ => {
+                        return invalid(
+                            "auth.jwt.secret",
+                            "HS256 needs a secret of 32+ characters",
+                        );
+                    }
+                },
+                JwtAlgorithm::RS256 => {
+                    if jwt.public_key_pem.is_none() == jwt.public_key_file.is_none() {
+                        return invalid(
+                            "auth.jwt.public_key_pem",
+                            "RS256 needs exactly one of public_key_pem and public_key_file",
+                        );
+                    }
+                }
+            }
+            if !is_cookie_name(&jwt.cookie) {
+                return invalid(
+                    "auth.jwt.cookie",
+                    "must be a cookie name ([A-Za-z0-9_-]{1,64})",
+                );
+            }
+        }
+        for origin in &self.cors.allowed_origins {
+            let exact = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && !origin.contains(['*', ' ', ','])
+                && http::HeaderValue::from_str(origin).is_ok();
+            let any = origin == "*" && self.cors.allowed_origins.len() == 1;
+            if !exact && !any {
+                return invalid(
+                    "cors.allowed_origins",
+                    "each entry must be an exact origin like https://app.example.com, or * alone",
+                );
+            }
         }
         if let Some(key) = &self.auth.upload_token_key
             && key.expose().len() < 32
@@ -275,6 +407,13 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn is_cookie_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

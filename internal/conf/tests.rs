@@ -99,6 +99,19 @@ fn bad_values_name_their_key() {
         ("QRUPLOAD__DATA__BUS__KIND", "carrier-pigeon", "kind"),
         ("QRUPLOAD__SSE__EVENT", "bad\nname", "sse.event"),
         ("QRUPLOAD__UPLOAD__MAX_IMAGES", "0", "upload.max_images"),
+        ("QRUPLOAD__AUTH__MODE", "jwt", "auth.jwt.secret"),
+        ("QRUPLOAD__AUTH__JWT__ALGORITHM", "ES512", "algorithm"),
+        ("QRUPLOAD__LIMITS__STREAMS_PER_IP", "-1", "streams_per_ip"),
+        (
+            "QRUPLOAD__CORS__ALLOWED_ORIGINS",
+            "https://ok.example,*",
+            "cors.allowed_origins",
+        ),
+        (
+            "QRUPLOAD__CORS__ALLOWED_ORIGINS",
+            "https://ok.example/",
+            "cors.allowed_origins",
+        ),
     ];
     for (key, value, expected) in cases {
         let err = Config::load_with(&configs(), None, vars(&[(key, value)]))
@@ -110,6 +123,55 @@ fn bad_values_name_their_key() {
     let missing =
         Config::load_with(&configs(), Some("nosuchenv"), vars(&[])).expect_err("missing overlay");
     assert!(missing.to_string().contains("nosuchenv"), "{missing}");
+}
+
+#[test]
+fn jwt_mode_and_origins_from_variables() {
+    let c = Config::load_with(
+        &configs(),
+        None,
+        vars(&[
+            ("QRUPLOAD__AUTH__MODE", "jwt"),
+            (
+                "QRUPLOAD__AUTH__JWT__SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
+            (
+                "QRUPLOAD__CORS__ALLOWED_ORIGINS",
+                "https://a.example, https://b.example:8443",
+            ),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(c.auth.mode, AuthMode::Jwt);
+    assert_eq!(c.auth.jwt.cookie, "qrupload_jwt");
+    assert_eq!(
+        c.cors.allowed_origins,
+        ["https://a.example", "https://b.example:8443"]
+    );
+    assert!(
+        !format!("{c:?}").contains("0123456789abcdef"),
+        "secret hidden"
+    );
+    let short = Config::load_with(
+        &configs(),
+        None,
+        vars(&[
+            ("QRUPLOAD__AUTH__MODE", "jwt"),
+            ("QRUPLOAD__AUTH__JWT__SECRET", "short"),
+        ]),
+    );
+    assert!(short.is_err());
+    let rs256 = Config::load_with(
+        &configs(),
+        None,
+        vars(&[
+            ("QRUPLOAD__AUTH__MODE", "jwt"),
+            ("QRUPLOAD__AUTH__JWT__ALGORITHM", "RS256"),
+        ]),
+    )
+    .expect_err("RS256 needs a key");
+    assert!(rs256.to_string().contains("public_key"), "{rs256}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The axum server: the service layer's routes plus middleware, served on a bound listener.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use axum::{
     Router,
@@ -9,21 +9,32 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use tokio::net::TcpListener;
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    trace::TraceLayer,
+};
 
-use crate::service::{Services, error::ApiError, http::routes};
+use crate::{
+    conf::CorsConf,
+    service::{
+        Services,
+        error::ApiError,
+        http::{api_routes, page_routes},
+    },
+};
 
-/// The whole HTTP app: routes, JSON 404/405, panic guard, request spans.
-pub fn router(services: Services) -> Router {
-    routes(services)
+/// The whole HTTP app: routes, CORS on the API, JSON 404/405, panic guard, request spans.
+pub fn router(services: Services, cors: &CorsConf) -> Router {
+    // Set on the API before CORS wraps it, so a preflight `OPTIONS` reaches the CORS layer
+    // instead of an unwrapped 405.
+    let mut api = api_routes(services.clone()).method_not_allowed_fallback(method_not_allowed);
+    if let Some(layer) = cors_layer(cors) {
+        api = api.layer(layer);
+    }
+    api.merge(page_routes(services))
         .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
-                "method not allowed",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -53,6 +64,45 @@ pub fn router(services: Services) -> Router {
         )
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed",
+    )
+}
+
+/// Cross-origin access for the API and the SSE route, or `None` for same-origin only.
+/// Exact origins may send credentials (cookies, `Authorization`); `*` may not.
+fn cors_layer(conf: &CorsConf) -> Option<CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    if conf.allowed_origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600));
+    Some(if conf.allowed_origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        // Validated at load time; an entry that is not a header value cannot get here.
+        let origins = conf
+            .allowed_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok());
+        layer
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+    })
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and waits for open requests. Long
 /// streams end on their own when the hub closes them; the caller bounds the wait.
 pub async fn serve_http(
@@ -60,7 +110,10 @@ pub async fn serve_http(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

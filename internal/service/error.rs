@@ -16,6 +16,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub field: Option<&'static str>,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Serialize)]
@@ -33,6 +35,15 @@ impl ApiError {
             reason,
             message: message.into(),
             field: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 `RATE_LIMITED`: come back after `wait`.
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        ApiError {
+            retry_after: Some(wait),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
         }
     }
 
@@ -100,10 +111,17 @@ impl IntoResponse for ApiError {
             metadata,
         };
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match self.retry_after {
+            // Whole seconds, rounded up: "0" would invite an immediate retry.
+            Some(wait) => {
+                Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).map(|s| s.max(1))
+            }
+            None => (self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

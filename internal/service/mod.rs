@@ -9,11 +9,13 @@
 //! - Live delivery goes through [`hub::SessionHub`]: one read and one serialization per
 //!   change per instance, shared by every watcher.
 
+pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod hub;
+pub mod limits;
 
 use std::sync::Arc;
 
@@ -25,6 +27,9 @@ pub struct Services {
     pub usecase: Arc<ImageUsecase>,
     pub hub: hub::SessionHub,
     pub metrics: Arc<Metrics>,
+    /// Who the member of an HTTP request is (dev or jwt mode).
+    pub auth: Arc<auth::MemberAuth>,
+    pub limits: Arc<limits::Limits>,
     /// Base of absolute URLs put in QR codes, e.g. `http://192.168.1.20:8000`.
     pub public_base_url: Arc<str>,
 }

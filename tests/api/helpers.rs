@@ -216,6 +216,11 @@ impl SseClient {
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
+        Self::open(req).await
+    }
+
+    /// Sends a prepared request (extra headers, cookies) and reads its answer as a stream.
+    pub async fn open(req: reqwest::RequestBuilder) -> SseClient {
         let res = req.send().await.expect("sse connect");
         SseClient {
             status: res.status(),

@@ -8,16 +8,19 @@ mod sessions;
 mod sse;
 mod upload;
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::{
     Router,
-    http::{HeaderMap, header},
+    extract::{ConnectInfo, FromRequestParts},
+    http::{HeaderMap, header, request::Parts},
     routing::{delete, get, post},
 };
 
 use super::{Services, error::ApiError};
 
-/// Every route of the HTTP API, with `Services` as state.
-pub fn routes(services: Services) -> Router {
+/// The API under `/v1/api` (REST, upload, SSE), with `Services` as state.
+pub fn api_routes(services: Services) -> Router {
     Router::new()
         .route("/v1/api/sse/events", get(sse::events))
         .route("/v1/api/upload-sessions", post(sessions::create))
@@ -47,8 +50,29 @@ pub fn routes(services: Services) -> Router {
             "/v1/api/images/{image_id}/thumbnail",
             get(images::thumbnail),
         )
-        .merge(pages::routes())
         .with_state(services)
+}
+
+/// The pages, their assets and the operational endpoints (`/healthz`, `/readyz`, `/metrics`).
+pub fn page_routes(services: Services) -> Router {
+    pages::routes().with_state(services)
+}
+
+/// The client's address as the server layer recorded it; `None` for a request that did not
+/// come over a socket.
+pub(crate) struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
 }
 
 /// A query string as ordered pairs, so each handler can name the field that is wrong.

@@ -9,11 +9,12 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::{QueryArgs, bearer_token, parse_member_id};
+use super::{QueryArgs, bearer_token};
 use crate::{
     biz::{Caller, UploadSession},
     service::{
         Services,
+        auth::{Member, TokenFrom},
         dto::{ImageJson, SessionJson, images_json, rfc3339},
         error::{ApiError, ApiResult},
     },
@@ -48,34 +49,60 @@ pub(super) fn session_json<'a>(services: &Services, s: &'a UploadSession) -> Ses
     }
 }
 
-/// `POST /v1/api/upload-sessions` with `{"member_id": N}` (dev auth).
-pub async fn create(State(services): State<Services>, body: Bytes) -> ApiResult<Response> {
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::invalid("body", "the body must be a JSON object"))?;
-    let member_id = match value.get("member_id") {
-        None | Some(serde_json::Value::Null) => {
-            return Err(ApiError::invalid("member_id", "member_id is required"));
-        }
-        Some(serde_json::Value::Number(n)) => n
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| {
-                ApiError::invalid("member_id", "member_id must be an unsigned 32-bit integer")
-            })?,
-        // The seed's clients sometimes send numbers as strings.
-        Some(serde_json::Value::String(s)) => parse_member_id(s)?,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "member_id",
-                "member_id must be an unsigned 32-bit integer",
-            ));
-        }
-    };
+/// `POST /v1/api/upload-sessions` with `{"member_id": N}` (dev auth) or a bearer JWT.
+pub async fn create(
+    State(services): State<Services>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let claimed = body_member_id(&body, services.auth.is_jwt())?;
+    let member = services
+        .auth
+        .member(&headers, claimed.as_deref(), TokenFrom::Header)
+        .map_err(|e| {
+            // A body naming another member than the token is a bad request, not a lookup.
+            if e.reason == "NOT_FOUND" {
+                ApiError::invalid("member_id", "member_id must be the token's subject")
+            } else {
+                e
+            }
+        })?;
+    services.limits.create_session(member.id)?;
     let (session, _token) = services
         .usecase
-        .create_session(member_id, None, None)
+        .create_session(member.id, None, None)
         .await?;
     Ok((StatusCode::CREATED, Json(session_json(&services, &session))).into_response())
+}
+
+/// The body's `member_id` as text (a number, or a string as the seed's clients sometimes
+/// send). In jwt mode the body may be empty.
+fn body_member_id(body: &[u8], optional_body: bool) -> ApiResult<Option<String>> {
+    if optional_body && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::invalid("body", "the body must be a JSON object"))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("body", "the body must be a JSON object"));
+    }
+    match value.get("member_id") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid(
+            "member_id",
+            "member_id must be an unsigned 32-bit integer",
+        )),
+    }
+}
+
+/// The member of a member route: `member_id` in the query (dev) or the bearer JWT (jwt).
+fn member(services: &Services, headers: &HeaderMap, query: Option<&str>) -> ApiResult<Member> {
+    let args = QueryArgs::parse(query)?;
+    services
+        .auth
+        .member(headers, args.get("member_id"), TokenFrom::Header)
 }
 
 /// `GET /v1/api/upload-sessions/{identifier}?member_id=`
@@ -83,11 +110,12 @@ pub async fn get(
     State(services): State<Services>,
     Path(identifier): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let member_id = QueryArgs::parse(query.as_deref())?.member_id()?;
+    let member = member(&services, &headers, query.as_deref())?;
     let session = services
         .usecase
-        .get_session(&Caller::Member(member_id), &identifier)
+        .get_session(&Caller::Member(member.id), &identifier)
         .await?;
     Ok(Json(session_json(&services, &session)).into_response())
 }
@@ -97,11 +125,12 @@ pub async fn qr_svg(
     State(services): State<Services>,
     Path(identifier): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let member_id = QueryArgs::parse(query.as_deref())?.member_id()?;
+    let member = member(&services, &headers, query.as_deref())?;
     let session = services
         .usecase
-        .get_session(&Caller::Member(member_id), &identifier)
+        .get_session(&Caller::Member(member.id), &identifier)
         .await?;
     let token = services.usecase.upload_token(&session).ok_or_else(|| {
         ApiError::new(
@@ -135,9 +164,10 @@ pub async fn complete(
     State(services): State<Services>,
     Path(identifier): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let member_id = QueryArgs::parse(query.as_deref())?.member_id()?;
-    let session = services.usecase.complete(member_id, &identifier).await?;
+    let member = member(&services, &headers, query.as_deref())?;
+    let session = services.usecase.complete(member.id, &identifier).await?;
     Ok(Json(session_json(&services, &session)).into_response())
 }
 

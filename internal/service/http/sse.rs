@@ -3,9 +3,15 @@
 //! Frames are the hub's pre-encoded bytes: for the default event name a change costs each
 //! watcher one reference-count increment. The stream ends after the final `session` event of
 //! a completed or expired session; a reconnect to a finished session gets `204 No Content`,
-//! which tells `EventSource` to stop retrying.
+//! which tells `EventSource` to stop retrying. In jwt mode the stream also ends when the
+//! token expires; the client reconnects with a fresh one.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use axum::{
     body::Body,
@@ -15,13 +21,17 @@ use axum::{
 };
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::QueryArgs;
+use tokio::time::{Instant, Sleep};
+
+use super::{ClientIp, QueryArgs};
 use crate::{
     biz::{Caller, is_safe_event_name},
     service::{
         Services,
+        auth::TokenFrom,
         error::{ApiError, ApiResult},
         hub::{SessionHub, Snapshot, Watch, WatchEvent},
+        limits::StreamSlot,
     },
 };
 
@@ -30,12 +40,15 @@ const PING: &[u8] = b": ping\n\n";
 pub async fn events(
     State(services): State<Services>,
     RawQuery(query): RawQuery,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     version: Version,
 ) -> ApiResult<Response> {
-    // Validation as in the seed, in the seed's order.
+    // Validation as in the seed, in the seed's order (in jwt mode `member_id` is optional).
     let args = QueryArgs::parse(query.as_deref())?;
-    let member_id = args.member_id()?;
+    if !services.auth.is_jwt() || args.get("member_id").is_some_and(|m| !m.is_empty()) {
+        args.member_id()?;
+    }
     let identifier = args.required("identifier")?.to_owned();
     let event = args.required("event")?;
     if !is_safe_event_name(event) {
@@ -50,13 +63,19 @@ pub async fn events(
         .or_else(|| args.get("last_event_id"))
         .and_then(|v| v.trim().parse::<u64>().ok());
 
+    let member =
+        services
+            .auth
+            .member(&headers, args.get("member_id"), TokenFrom::HeaderOrCookie)?;
+
     let (watch, current) = services.hub.watch(&identifier).await?;
     services
         .usecase
-        .authorize(&Caller::Member(member_id), &current.session)?;
+        .authorize(&Caller::Member(member.id), &current.session)?;
     if current.session.status.is_finished() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
+    let slot = services.limits.open_stream(member.id, ip)?;
 
     let event = EventName::new(&services.hub, event);
     // Resume: a client that already has the current version gets nothing until the next change.
@@ -67,6 +86,10 @@ pub async fn events(
         last_version: current.version(),
         pending: first,
         finished: false,
+        expires: member
+            .expires_at
+            .map(|at| Box::pin(tokio::time::sleep_until(instant_of(at)))),
+        _slot: slot,
     };
     let mut response = Response::new(Body::from_stream(futures::stream::unfold(
         stream,
@@ -117,12 +140,24 @@ impl EventName {
     }
 }
 
+/// A `SystemTime` on tokio's clock (a time already past is now).
+fn instant_of(at: SystemTime) -> Instant {
+    let left = at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + left
+}
+
 struct WatcherStream {
     watch: Watch,
     event: EventName,
     last_version: u64,
     pending: Option<Bytes>,
     finished: bool,
+    /// When the member's token expires (jwt mode); the stream ends then.
+    expires: Option<Pin<Box<Sleep>>>,
+    /// This stream's place in the per-member and per-address counts.
+    _slot: StreamSlot,
 }
 
 impl WatcherStream {
@@ -135,7 +170,14 @@ impl WatcherStream {
             return None;
         }
         loop {
-            match self.watch.next().await {
+            let event = match &mut self.expires {
+                Some(expires) => tokio::select! {
+                    event = self.watch.next() => event,
+                    () = expires.as_mut() => return None,
+                },
+                None => self.watch.next().await,
+            };
+            match event {
                 WatchEvent::Changed(snapshot) => {
                     if let Some(frame) = self.on_change(&snapshot) {
                         self.watch.metrics().events_sent(1);

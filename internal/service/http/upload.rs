@@ -10,11 +10,12 @@ use axum::{
 use bytes::BytesMut;
 use serde::Serialize;
 
-use super::{QueryArgs, bearer_token};
+use super::{ClientIp, QueryArgs, bearer_token};
 use crate::{
     biz::{Caller, ImageUsecase, StoredUpload, UploadFile},
     service::{
         Services,
+        auth::{TokenFrom, looks_like_jwt},
         dto::{ImageJson, images_json},
         error::{ApiError, ApiResult},
     },
@@ -35,9 +36,11 @@ struct Uploaded<'a> {
 pub async fn upload(
     State(services): State<Services>,
     Path(identifier): Path<String>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    services.limits.upload_from_ip(ip)?;
     let result = receive(&services, &identifier, &headers, body).await;
     services.metrics.upload(result.is_ok());
     let images = result?;
@@ -73,6 +76,7 @@ async fn receive(
     let mut upload = usecase
         .begin_upload(&caller, identifier, key.clone())
         .await?;
+    services.limits.upload_to_session(identifier)?;
     if let Some(key) = &key
         && let Some(images) = usecase.replay(identifier, key).await?
     {
@@ -139,7 +143,7 @@ fn multipart_error(e: multer::Error) -> ApiError {
 }
 
 /// `DELETE /v1/api/upload-sessions/{identifier}/images/{image_id}`, by the phone (upload
-/// token) or by the owner (`member_id`).
+/// token) or by the owner (`member_id` in dev mode, a bearer JWT in jwt mode).
 pub async fn delete_image(
     State(services): State<Services>,
     Path((identifier, image_id)): Path<(String, String)>,
@@ -147,7 +151,19 @@ pub async fn delete_image(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let caller = if headers.contains_key(header::AUTHORIZATION) {
-        Caller::UploadToken(bearer_token(&headers)?)
+        let token = bearer_token(&headers)?;
+        if services.auth.is_jwt() && looks_like_jwt(&token) {
+            let args = QueryArgs::parse(query.as_deref())?;
+            let member =
+                services
+                    .auth
+                    .member(&headers, args.get("member_id"), TokenFrom::Header)?;
+            Caller::Member(member.id)
+        } else {
+            Caller::UploadToken(token)
+        }
+    } else if services.auth.is_jwt() {
+        return Err(ApiError::unauthenticated());
     } else {
         let args = QueryArgs::parse(query.as_deref())?;
         if args.get("member_id").is_none() {
