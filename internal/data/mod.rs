@@ -30,8 +30,23 @@ pub use repo::SqlSessionRepo;
 
 use crate::biz::BizError;
 
+/// How long a query waits for a connection when the caller does not say
+/// (`data.database.acquire_timeout`'s default).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Opens the database named by `url`. For a SQLite file, its folder is created if missing.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+}
+
+/// [`connect`] with the time a query may wait for a connection, or for a new one to open,
+/// before it fails with a pool timeout (which [`db_err`] turns into 503): while the database
+/// is down, requests answer within this time instead of queueing.
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let sqlite = url.starts_with("sqlite:");
     if sqlite && let Some(dir) = sqlite_dir(url) {
         std::fs::create_dir_all(&dir)
@@ -40,8 +55,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .connect_timeout(acquire_timeout)
+        .acquire_timeout(acquire_timeout)
         // SQLite takes one writer at a time; one connection turns lock contention into a
         // queue instead of SQLITE_BUSY errors, and keeps `sqlite::memory:` one database.
         .max_connections(if sqlite { 1 } else { max_connections });
