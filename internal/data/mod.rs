@@ -126,10 +126,11 @@ pub fn db_err(e: DbErr) -> BizError {
     let lost = match &e {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
-            matches!(
-                inner.as_ref(),
-                Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
-            )
+            match inner.as_ref() {
+                Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+                Sqlx::Database(db) => db.code().is_some_and(|code| server_going_away(&code)),
+                _ => false,
+            }
         }
         _ => false,
     };
@@ -138,6 +139,13 @@ pub fn db_err(e: DbErr) -> BizError {
     } else {
         BizError::internal(format!("database: {e}"))
     }
+}
+
+/// SQLSTATEs of a server that ended the session: class 08 (connection exception) and
+/// 57P01–57P03 (shutting down, crashed, not yet accepting). The statement was not carried out,
+/// so this is "try again", not a fault of the request.
+fn server_going_away(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03")
 }
 
 #[cfg(test)]
