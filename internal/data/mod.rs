@@ -141,6 +141,22 @@ pub fn db_err(e: DbErr) -> BizError {
     }
 }
 
+/// Whether a failed COMMIT may still have taken effect: the connection broke before the
+/// server's answer arrived. An error the server sent means the transaction was rolled back.
+pub(crate) fn commit_outcome_unknown(e: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match e {
+        DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            matches!(
+                inner.as_ref(),
+                Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) | Sqlx::WorkerCrashed
+            )
+        }
+        _ => false,
+    }
+}
+
 /// SQLSTATEs of a server that ended the session: class 08 (connection exception) and
 /// 57P01–57P03 (shutting down, crashed, not yet accepting). The statement was not carried out,
 /// so this is "try again", not a fault of the request.
