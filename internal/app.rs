@@ -23,11 +23,6 @@ use crate::{
 
 /// How often open sessions past their expiry are closed.
 const EXPIRY_EVERY: Duration = Duration::from_secs(1);
-/// How often retention and orphan blobs are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(600);
-/// A blob with no row is an orphan only once it is this old: a request in flight writes its
-/// rows within seconds of its blobs.
-const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
 /// A built, bound, not yet running service.
 pub struct Application {
@@ -36,6 +31,14 @@ pub struct Application {
     services: Services,
     router: axum::Router,
     shutdown_grace: Duration,
+    sweeps: Sweeps,
+}
+
+/// When the janitor sweeps: `upload.sweep_interval` and `upload.orphan_min_age`.
+#[derive(Clone, Copy)]
+struct Sweeps {
+    every: Duration,
+    orphan_min_age: Duration,
 }
 
 impl Application {
@@ -43,9 +46,10 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::default());
 
-        let db = data::connect(
+        let db = data::connect_with(
             config.data.database.url.expose(),
             config.data.database.max_connections,
+            config.data.database.acquire_timeout,
         )
         .await
         .context("data.database.url: cannot connect")?;
@@ -148,6 +152,10 @@ impl Application {
             services,
             router,
             shutdown_grace: config.server.shutdown_grace,
+            sweeps: Sweeps {
+                every: config.upload.sweep_interval,
+                orphan_min_age: config.upload.orphan_min_age,
+            },
         })
     }
 
@@ -177,6 +185,7 @@ impl Application {
             services,
             router,
             shutdown_grace,
+            sweeps,
         } = self;
         tracing::info!(
             http = %http.local_addr()?,
@@ -191,7 +200,11 @@ impl Application {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
-        let janitor = tokio::spawn(janitor(services.usecase.clone(), services.limits.clone()));
+        let janitor = tokio::spawn(janitor(
+            services.usecase.clone(),
+            services.limits.clone(),
+            sweeps,
+        ));
         let mut http_task = tokio::spawn(server::serve_http(http, router, stopped()));
         let mut grpc_task = tokio::spawn(server::serve_grpc(grpc, services.clone(), stopped()));
 
@@ -219,10 +232,11 @@ impl Application {
     }
 }
 
-/// Background upkeep: expire sessions on time, sweep retention and orphan blobs now and then.
-async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>) {
+/// Background upkeep: expire sessions on time, sweep retention and orphan blobs at start-up
+/// and every `upload.sweep_interval` after, and forget idle rate-limit keys.
+async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>, sweeps: Sweeps) {
     let mut expiry = tokio::time::interval(EXPIRY_EVERY);
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    let mut sweep = tokio::time::interval(sweeps.every);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -239,7 +253,7 @@ async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>) {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = ?e, "retention sweep failed"),
                 }
-                match usecase.sweep_orphans(ORPHAN_GRACE).await {
+                match usecase.sweep_orphans(sweeps.orphan_min_age).await {
                     Ok(n) if n > 0 => tracing::info!(blobs = n, "orphan sweep deleted blobs"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = ?e, "orphan sweep failed"),

@@ -20,6 +20,9 @@ pub enum AddImagesOutcome {
     Closed,
     TooManyImages,
     TooManyBytes,
+    /// The COMMIT went out but no answer came back (the connection broke): the rows may or
+    /// may not be written, so the blobs must stay for the orphan sweep to decide.
+    InDoubt,
 }
 
 /// Persistence of sessions and images. Every method that changes a session bumps its version

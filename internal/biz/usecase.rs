@@ -242,6 +242,7 @@ impl ImageUsecase {
         Ok(StoredUpload {
             blobs: self.blobs.clone(),
             written: Vec::new(),
+            committing: false,
             images: Vec::new(),
             bytes: 0,
             session,
@@ -341,11 +342,14 @@ impl ImageUsecase {
         }
         let identifier = upload.session.identifier.clone();
         let images = std::mem::take(&mut upload.images);
-        let outcome = self
-            .repo
-            .add_images(&identifier, images, Utc::now())
-            .await?;
-        match outcome {
+        // Until the repository answers, the rows may land even if this request stops here (a
+        // client that leaves, a shutdown past its drain time): the COMMIT may be on its way.
+        // Meanwhile a drop leaves the blobs to the orphan sweep, which deletes only blobs no
+        // row names, instead of deleting blobs a committed row points at.
+        upload.committing = true;
+        let outcome = self.repo.add_images(&identifier, images, Utc::now()).await;
+        upload.committing = matches!(outcome, Ok(AddImagesOutcome::InDoubt));
+        match outcome? {
             AddImagesOutcome::Added { session, images } => {
                 upload.written.clear();
                 self.publish(&session).await;
@@ -360,6 +364,9 @@ impl ImageUsecase {
             AddImagesOutcome::Closed => Err(BizError::SessionClosed),
             AddImagesOutcome::TooManyImages => Err(quota_images(&upload.session)),
             AddImagesOutcome::TooManyBytes => Err(self.file_too_large(false)),
+            AddImagesOutcome::InDoubt => Err(BizError::unavailable(
+                "database: no answer to the COMMIT; the blobs are left to the orphan sweep",
+            )),
         }
     }
 
@@ -536,10 +543,12 @@ impl ImageUsecase {
 }
 
 /// An upload request in progress: the blobs written so far and the rows still to write.
-/// Dropped before [`ImageUsecase::commit`] succeeds, it deletes its blobs.
+/// Dropped before [`ImageUsecase::commit`] succeeds, it deletes its blobs, unless its rows
+/// were being committed: then they may exist, and the orphan sweep decides.
 pub struct StoredUpload {
     blobs: Arc<dyn BlobStore>,
     written: Vec<String>,
+    committing: bool,
     images: Vec<NewImage>,
     bytes: u64,
     session: UploadSession,
@@ -568,6 +577,14 @@ impl StoredUpload {
 impl Drop for StoredUpload {
     fn drop(&mut self) {
         if self.written.is_empty() {
+            return;
+        }
+        if self.committing {
+            tracing::warn!(
+                identifier = %self.session.identifier,
+                blobs = self.written.len(),
+                "upload stopped during its commit; its blobs are left to the orphan sweep"
+            );
             return;
         }
         let keys = std::mem::take(&mut self.written);

@@ -72,10 +72,18 @@ pub struct DatabaseConf {
     pub run_migrations: bool,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// How long a request waits for a database connection (or a new one to open) before it
+    /// answers 503: while the database is away, requests fail fast instead of queueing.
+    #[serde(with = "units::duration", default = "default_acquire_timeout")]
+    pub acquire_timeout: Duration,
 }
 
 fn default_max_connections() -> u32 {
     16
+}
+
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -141,6 +149,13 @@ pub struct UploadConf {
     /// Decodes running at once; each holds a decoded frame in memory.
     #[serde(default = "default_max_concurrent_decodes")]
     pub max_concurrent_decodes: usize,
+    /// How often the retention and orphan sweeps run (the first run is at start-up).
+    #[serde(with = "units::duration", default = "default_sweep_interval")]
+    pub sweep_interval: Duration,
+    /// A blob with no row is swept only once it is this old: a request in flight writes its
+    /// rows within seconds of its blobs.
+    #[serde(with = "units::duration", default = "default_orphan_min_age")]
+    pub orphan_min_age: Duration,
 }
 
 fn default_max_session_ttl() -> Duration {
@@ -149,6 +164,14 @@ fn default_max_session_ttl() -> Duration {
 
 fn default_max_concurrent_decodes() -> usize {
     2
+}
+
+fn default_sweep_interval() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_orphan_min_age() -> Duration {
+    Duration::from_secs(3600)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,6 +370,12 @@ impl Config {
         }
         if self.sse.heartbeat.is_zero() {
             return invalid("sse.heartbeat", "must be above zero");
+        }
+        if self.upload.sweep_interval.is_zero() {
+            return invalid("upload.sweep_interval", "must be above zero");
+        }
+        if self.data.database.acquire_timeout.is_zero() {
+            return invalid("data.database.acquire_timeout", "must be above zero");
         }
         if self.data.bus.kind == BusKind::Redis && self.data.bus.url.is_none() {
             return invalid("data.bus.url", "is required when data.bus.kind is redis");

@@ -37,6 +37,11 @@ fn defaults_match_the_spec() {
     assert_eq!(c.upload.max_pixels, 50_000_000);
     assert_eq!(c.upload.thumbnail_size, 320);
     assert_eq!(
+        (c.upload.sweep_interval, c.upload.orphan_min_age),
+        (Duration::from_secs(600), Duration::from_secs(3600))
+    );
+    assert_eq!(c.data.database.acquire_timeout, Duration::from_secs(5));
+    assert_eq!(
         (c.sse.retry, c.sse.heartbeat),
         (Duration::from_secs(2), Duration::from_secs(15))
     );

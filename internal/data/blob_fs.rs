@@ -91,10 +91,12 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        tokio::fs::metadata(&self.root)
-            .await
-            .map(|_| ())
-            .map_err(|e| BizError::unavailable(format!("blob root: {e}")))
+        // Existing is not enough: blobs are written into folders below the root.
+        match tokio::fs::metadata(&self.root).await {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(BizError::unavailable("blob root: not a folder")),
+            Err(e) => Err(BizError::unavailable(format!("blob root: {e}"))),
+        }
     }
 }
 

@@ -30,8 +30,23 @@ pub use repo::SqlSessionRepo;
 
 use crate::biz::BizError;
 
+/// How long a query waits for a connection when the caller does not say
+/// (`data.database.acquire_timeout`'s default).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Opens the database named by `url`. For a SQLite file, its folder is created if missing.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+}
+
+/// [`connect`] with the time a query may wait for a connection, or for a new one to open,
+/// before it fails with a pool timeout (which [`db_err`] turns into 503): while the database
+/// is down, requests answer within this time instead of queueing.
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let sqlite = url.starts_with("sqlite:");
     if sqlite && let Some(dir) = sqlite_dir(url) {
         std::fs::create_dir_all(&dir)
@@ -40,8 +55,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .connect_timeout(acquire_timeout)
+        .acquire_timeout(acquire_timeout)
         // SQLite takes one writer at a time; one connection turns lock contention into a
         // queue instead of SQLITE_BUSY errors, and keeps `sqlite::memory:` one database.
         .max_connections(if sqlite { 1 } else { max_connections });
@@ -111,10 +126,11 @@ pub fn db_err(e: DbErr) -> BizError {
     let lost = match &e {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
-            matches!(
-                inner.as_ref(),
-                Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
-            )
+            match inner.as_ref() {
+                Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+                Sqlx::Database(db) => db.code().is_some_and(|code| server_going_away(&code)),
+                _ => false,
+            }
         }
         _ => false,
     };
@@ -123,6 +139,29 @@ pub fn db_err(e: DbErr) -> BizError {
     } else {
         BizError::internal(format!("database: {e}"))
     }
+}
+
+/// Whether a failed COMMIT may still have taken effect: the connection broke before the
+/// server's answer arrived. An error the server sent means the transaction was rolled back.
+pub(crate) fn commit_outcome_unknown(e: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match e {
+        DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            matches!(
+                inner.as_ref(),
+                Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::Protocol(_) | Sqlx::WorkerCrashed
+            )
+        }
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of a server that ended the session: class 08 (connection exception) and
+/// 57P01–57P03 (shutting down, crashed, not yet accepting). The statement was not carried out,
+/// so this is "try again", not a fault of the request.
+fn server_going_away(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03")
 }
 
 #[cfg(test)]

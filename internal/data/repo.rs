@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::{
-    db_err,
+    commit_outcome_unknown, db_err,
     entity::{image, upload_session},
 };
 use crate::{
@@ -276,7 +276,13 @@ impl SessionRepo for SqlSessionRepo {
             return Err(db_err(e));
         }
         let added = self.images_in(&txn, identifier).await?;
-        txn.commit().await.map_err(db_err)?;
+        if let Err(e) = txn.commit().await {
+            if commit_outcome_unknown(&e) {
+                tracing::warn!(error = %e, "no answer to an upload's COMMIT");
+                return Ok(AddImagesOutcome::InDoubt);
+            }
+            return Err(db_err(e));
+        }
         let images = added
             .into_iter()
             .filter(|i| images.iter().any(|n| n.id == i.id))

@@ -451,3 +451,13 @@ async fn lost_connections_map_to_unavailable() {
         "no cause in the client's message"
     );
 }
+
+#[test]
+fn a_server_going_away_is_unavailable_other_sqlstates_are_not() {
+    for code in ["57P01", "57P02", "57P03", "08006", "08003"] {
+        assert!(server_going_away(code), "{code}");
+    }
+    for code in ["23505", "40001", "57014", "42P01"] {
+        assert!(!server_going_away(code), "{code}");
+    }
+}

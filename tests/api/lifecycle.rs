@@ -48,7 +48,8 @@ pub fn capture_logs() {
     });
 }
 
-fn logs() -> String {
+/// Everything the apps of this test binary logged so far.
+pub fn logs() -> String {
     LOGS.get()
         .and_then(|l| {
             l.lock()

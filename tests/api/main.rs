@@ -5,6 +5,7 @@ mod cdp;
 mod helpers;
 
 mod browser;
+mod faults;
 mod grpc;
 mod hub;
 mod lifecycle;
