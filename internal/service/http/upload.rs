@@ -150,6 +150,8 @@ async fn read_bounded(
 
 fn multipart_error(e: multer::Error) -> ApiError {
     let detail = match &e {
+        // The part's name is the client's text; the answer does not repeat it.
+        multer::Error::IncompleteFieldData { .. } => "a part's data is incomplete".to_owned(),
         multer::Error::StreamReadFailed(cause) => format!("{e}: {cause}"),
         _ => e.to_string(),
     };
