@@ -135,6 +135,7 @@ impl Application {
             hub,
             metrics,
             public_base_url: public_base_url.into(),
+            stream_idle_timeout: config.upload.stream_idle_timeout,
         };
         Ok(Application {
             http,

@@ -137,6 +137,9 @@ pub struct UploadConf {
     /// Decodes running at once; each holds a decoded frame in memory.
     #[serde(default = "default_max_concurrent_decodes")]
     pub max_concurrent_decodes: usize,
+    /// How long a gRPC `UploadImage` stream may stay silent between messages.
+    #[serde(with = "units::duration", default = "default_stream_idle_timeout")]
+    pub stream_idle_timeout: Duration,
 }
 
 fn default_max_session_ttl() -> Duration {
@@ -145,6 +148,10 @@ fn default_max_session_ttl() -> Duration {
 
 fn default_max_concurrent_decodes() -> usize {
     2
+}
+
+fn default_stream_idle_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +254,9 @@ impl Config {
         }
         if self.upload.max_concurrent_decodes == 0 {
             return invalid("upload.max_concurrent_decodes", "must be at least 1");
+        }
+        if self.upload.stream_idle_timeout.is_zero() {
+            return invalid("upload.stream_idle_timeout", "must be above zero");
         }
         if self.sse.heartbeat.is_zero() {
             return invalid("sse.heartbeat", "must be above zero");
