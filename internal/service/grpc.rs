@@ -315,6 +315,11 @@ async fn next_message(
     idle: Duration,
 ) -> Result<Option<pb::UploadImageRequest>, Status> {
     match tokio::time::timeout(idle, stream.message()).await {
+        // tonic refuses a message over its size limit as OUT_OF_RANGE; to the caller it is
+        // a limit like the others.
+        Ok(Err(status)) if status.code() == tonic::Code::OutOfRange => {
+            Err(Status::resource_exhausted(status.message()))
+        }
         Ok(message) => message,
         Err(_) => Err(Status::deadline_exceeded("the upload stream stalled")),
     }
