@@ -6,6 +6,7 @@ mod helpers;
 
 mod browser;
 mod grpc;
+mod hostile;
 mod hub;
 mod lifecycle;
 mod scale;
