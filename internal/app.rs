@@ -144,6 +144,7 @@ impl Application {
             auth: Arc::new(MemberAuth::from_config(&config.auth)?),
             limits: Arc::new(RateLimits::new(&config.limits, config.sse.retry)),
             public_base_url: public_base_url.into(),
+            stream_idle_timeout: config.upload.stream_idle_timeout,
         };
         let router = server::router(services.clone(), &config.cors);
         Ok(Application {

@@ -156,6 +156,9 @@ pub struct UploadConf {
     /// rows within seconds of its blobs.
     #[serde(with = "units::duration", default = "default_orphan_min_age")]
     pub orphan_min_age: Duration,
+    /// How long a gRPC `UploadImage` stream may stay silent between messages.
+    #[serde(with = "units::duration", default = "default_stream_idle_timeout")]
+    pub stream_idle_timeout: Duration,
 }
 
 fn default_max_session_ttl() -> Duration {
@@ -172,6 +175,10 @@ fn default_sweep_interval() -> Duration {
 
 fn default_orphan_min_age() -> Duration {
     Duration::from_secs(3600)
+}
+
+fn default_stream_idle_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -367,6 +374,9 @@ impl Config {
         }
         if self.upload.max_concurrent_decodes == 0 {
             return invalid("upload.max_concurrent_decodes", "must be at least 1");
+        }
+        if self.upload.stream_idle_timeout.is_zero() {
+            return invalid("upload.stream_idle_timeout", "must be above zero");
         }
         if self.sse.heartbeat.is_zero() {
             return invalid("sse.heartbeat", "must be above zero");

@@ -23,9 +23,6 @@ pub mod pb {
         include_bytes!(concat!(env!("OUT_DIR"), "/image_descriptor.bin"));
 }
 
-/// How long an `UploadImage` stream may stay silent between messages.
-const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
 pub struct ImageGrpc {
     services: Services,
 }
@@ -223,7 +220,8 @@ impl pb::image_service_server::ImageService for ImageGrpc {
         use pb::upload_image_request::Payload;
         let usecase = &self.services.usecase;
         let mut stream = request.into_inner();
-        let meta = match next_message(&mut stream).await? {
+        let idle = self.services.stream_idle_timeout;
+        let meta = match next_message(&mut stream, idle).await? {
             Some(pb::UploadImageRequest {
                 payload: Some(Payload::Metadata(meta)),
             }) => meta,
@@ -254,7 +252,7 @@ impl pb::image_service_server::ImageService for ImageGrpc {
         }
         let (limit, per_image) = usecase.next_file_limit(&upload);
         let mut buffer = BytesMut::new();
-        while let Some(message) = next_message(&mut stream).await? {
+        while let Some(message) = next_message(&mut stream, idle).await? {
             match message.payload {
                 Some(Payload::Chunk(chunk)) => {
                     if (buffer.len() + chunk.len()) as u64 > limit {
@@ -311,10 +309,17 @@ impl pb::image_service_server::ImageService for ImageGrpc {
     }
 }
 
+/// The next message, or an error once the stream has been silent for `idle`.
 async fn next_message(
     stream: &mut Streaming<pb::UploadImageRequest>,
+    idle: Duration,
 ) -> Result<Option<pb::UploadImageRequest>, Status> {
-    match tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, stream.message()).await {
+    match tokio::time::timeout(idle, stream.message()).await {
+        // tonic refuses a message over its size limit as OUT_OF_RANGE; to the caller it is
+        // a limit like the others.
+        Ok(Err(status)) if status.code() == tonic::Code::OutOfRange => {
+            Err(Status::resource_exhausted(status.message()))
+        }
         Ok(message) => message,
         Err(_) => Err(Status::deadline_exceeded("the upload stream stalled")),
     }

@@ -17,7 +17,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use crate::{biz::ImageUsecase, metrics::Metrics};
 
@@ -32,6 +32,8 @@ pub struct Services {
     pub limits: Arc<limits::Limits>,
     /// Base of absolute URLs put in QR codes, e.g. `http://192.168.1.20:8000`.
     pub public_base_url: Arc<str>,
+    /// How long a gRPC upload stream may stay silent between messages.
+    pub stream_idle_timeout: Duration,
 }
 
 impl Services {

@@ -159,6 +159,26 @@ impl TestApp {
         let root = self.dir.path().join("blobs");
         walk(&root)
     }
+
+    /// Rows in the `images` table of the app's SQLite file, for "nothing left behind" checks.
+    pub async fn image_rows(&self) -> u64 {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        let url = format!("sqlite://{}/qrupload.db", self.dir.path().display());
+        let db = qrupload::data::connect(&url, 1)
+            .await
+            .expect("the test database opens");
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT COUNT(*) AS n FROM images",
+            ))
+            .await
+            .expect("count query")
+            .expect("one row");
+        let n: i64 = row.try_get("", "n").expect("count");
+        let _ = db.close().await;
+        u64::try_from(n).expect("a count")
+    }
 }
 
 fn walk(dir: &Path) -> usize {

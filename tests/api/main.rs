@@ -7,6 +7,7 @@ mod helpers;
 mod browser;
 mod faults;
 mod grpc;
+mod hostile;
 mod hub;
 mod lifecycle;
 mod scale;

@@ -7,6 +7,7 @@ mod pages;
 mod sessions;
 mod sse;
 mod upload;
+mod upload_body;
 
 use std::net::{IpAddr, SocketAddr};
 

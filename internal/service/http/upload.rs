@@ -10,7 +10,10 @@ use axum::{
 use bytes::BytesMut;
 use serde::Serialize;
 
-use super::{ClientIp, QueryArgs, bearer_token};
+use super::{
+    ClientIp, QueryArgs, bearer_token,
+    upload_body::{Meter, MeteredBody},
+};
 use crate::{
     biz::{Caller, ImageUsecase, StoredUpload, UploadFile},
     service::{
@@ -87,10 +90,13 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|ct| multer::parse_boundary(ct).ok())
         .ok_or_else(|| ApiError::invalid("Content-Type", "the body must be multipart/form-data"))?;
-    let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+    let meter = Meter::default();
+    let mut body = MeteredBody::new(body.into_data_stream(), meter.clone());
+    let mut multipart = multer::Multipart::new(&mut body, boundary);
     let max_parts = usecase.limits().max_images as usize + 8;
     let mut parts = 0usize;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        meter.part_started();
         parts += 1;
         if parts > max_parts {
             return Err(ApiError::invalid(
@@ -99,14 +105,19 @@ async fn receive(
             ));
         }
         if field.name() != Some("file") {
-            read_bounded(&mut field, MAX_OTHER_PART_BYTES)
+            read_bounded(&mut field, &meter, MAX_OTHER_PART_BYTES)
                 .await?
                 .ok_or_else(|| ApiError::invalid("body", "a form field is too large"))?;
             continue;
         }
-        let file = read_file(usecase, &upload, &mut field).await?;
+        let file = read_file(usecase, &upload, &mut field, &meter).await?;
         usecase.store_file(&mut upload, file).await?;
     }
+    drop(multipart);
+    // Nothing is kept from a body that did not arrive whole.
+    body.finish()
+        .await
+        .map_err(|e| ApiError::invalid("body", format!("incomplete request body: {e}")))?;
     Ok(usecase.commit(upload).await?)
 }
 
@@ -115,9 +126,10 @@ async fn read_file(
     usecase: &ImageUsecase,
     upload: &StoredUpload,
     field: &mut multer::Field<'_>,
+    meter: &Meter,
 ) -> ApiResult<UploadFile> {
     let (limit, per_image) = usecase.next_file_limit(upload);
-    match read_bounded(field, limit).await? {
+    match read_bounded(field, meter, limit).await? {
         Some(bytes) => Ok(UploadFile { bytes }),
         None => Err(usecase.file_too_large(per_image).into()),
     }
@@ -126,10 +138,12 @@ async fn read_file(
 /// The part's bytes, or `None` once it exceeds `limit` (the rest is not read).
 async fn read_bounded(
     field: &mut multer::Field<'_>,
+    meter: &Meter,
     limit: u64,
 ) -> ApiResult<Option<bytes::Bytes>> {
     let mut buffer = BytesMut::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        meter.data_received(chunk.len());
         if (buffer.len() + chunk.len()) as u64 > limit {
             return Ok(None);
         }
@@ -139,7 +153,13 @@ async fn read_bounded(
 }
 
 fn multipart_error(e: multer::Error) -> ApiError {
-    ApiError::invalid("body", format!("malformed multipart body: {e}"))
+    let detail = match &e {
+        // The part's name is the client's text; the answer does not repeat it.
+        multer::Error::IncompleteFieldData { .. } => "a part's data is incomplete".to_owned(),
+        multer::Error::StreamReadFailed(cause) => format!("{e}: {cause}"),
+        _ => e.to_string(),
+    };
+    ApiError::invalid("body", format!("malformed multipart body: {detail}"))
 }
 
 /// `DELETE /v1/api/upload-sessions/{identifier}/images/{image_id}`, by the phone (upload
