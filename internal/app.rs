@@ -32,6 +32,7 @@ pub struct Application {
     http: TcpListener,
     grpc: TcpListener,
     services: Services,
+    http_limits: server::HttpLimits,
     shutdown_grace: Duration,
 }
 
@@ -140,6 +141,7 @@ impl Application {
             http,
             grpc,
             services,
+            http_limits: server::HttpLimits::from_config(&config),
             shutdown_grace: config.server.shutdown_grace,
         })
     }
@@ -168,6 +170,7 @@ impl Application {
             http,
             grpc,
             services,
+            http_limits,
             shutdown_grace,
         } = self;
         tracing::info!(
@@ -186,7 +189,9 @@ impl Application {
         let janitor = tokio::spawn(janitor(services.usecase.clone()));
         let mut http_task = tokio::spawn(server::serve_http(
             http,
-            server::router(services.clone()),
+            server::router(services.clone(), &http_limits),
+            http_limits,
+            services.metrics.clone(),
             stopped(),
         ));
         let mut grpc_task = tokio::spawn(server::serve_grpc(grpc, services.clone(), stopped()));

@@ -9,5 +9,6 @@ mod grpc;
 mod hub;
 mod lifecycle;
 mod scale;
+mod server;
 mod sse;
 mod upload;
