@@ -1,7 +1,7 @@
 //! The HTTP serve loop seen from a raw socket: head, body and idle timeouts, the 431 for a
 //! large head, SSE on the lean path and through hyper, and a watcher that stops reading.
 
-use std::{path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use serde_json::Value;
 use tokio::{
@@ -600,4 +600,106 @@ async fn small_window_socket(app: &TestApp) -> TcpStream {
     socket.connect(&app.http.into()).expect("connect");
     socket.set_nonblocking(true).expect("non-blocking");
     TcpStream::from_std(socket.into()).expect("tokio socket")
+}
+
+#[tokio::test]
+async fn every_request_carries_the_client_address() {
+    // A router of our own behind the same serve loop: the SSE route answers on the lean path,
+    // the other through hyper.
+    async fn whoami(
+        axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<SocketAddr>,
+    ) -> String {
+        addr.to_string()
+    }
+    let app = axum::Router::new()
+        .route("/v1/api/sse/events", axum::routing::get(whoami))
+        .route("/whoami", axum::routing::get(whoami));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limits =
+        qrupload::server::HttpLimits::from_config(&crate::helpers::config(dir.path(), &[]));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(qrupload::server::serve_http(
+        listener,
+        app,
+        limits,
+        Arc::new(qrupload::metrics::Metrics::default()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let mut raw = Raw::from(TcpStream::connect(addr).await.expect("connect"));
+    let local = raw.tcp.local_addr().expect("local").to_string();
+    for path in ["/v1/api/sse/events", "/whoami"] {
+        raw.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+            .await;
+        let (head, body) = raw.answer().await;
+        assert_eq!(head.status(), 200, "{path}");
+        assert_eq!(String::from_utf8_lossy(&body), local, "{path}");
+    }
+    let _ = stop.send(());
+    let stopped = timeout(Duration::from_secs(10), server).await;
+    assert!(stopped.is_ok(), "the server stopped");
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let app = TestApp::spawn().await;
+    let tcp = TcpStream::connect(app.http).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = axum::http::Request::get(app.url("/healthz"))
+        .body(())
+        .expect("request");
+    let (response, _) = client.send_request(request, true).expect("send");
+    let response = response.await.expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), axum::http::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn shutdown_ends_lean_streams_with_their_last_chunk() {
+    let mut app = TestApp::spawn_with(&[("QRUPLOAD__SERVER__SHUTDOWN_GRACE", "5s")]).await;
+    let (id, _token) = session(&app).await;
+    let mut lean = Raw::connect(&app).await;
+    lean.send(&sse_get(&id, "HTTP/1.1")).await;
+    assert_eq!(lean.head().await.status(), 200);
+    lean.chunk().await.expect("first events");
+
+    app.stop();
+    let task = app.task.take().expect("running");
+    let stopped = timeout(Duration::from_secs(10), task).await;
+    assert!(stopped.is_ok(), "the app stopped within its drain time");
+    assert!(lean.chunk().await.is_none(), "the stream ended properly");
+    assert!(lean.closed_within(Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn huge_timeouts_mean_no_timeout_not_a_panic() {
+    let huge = "500000000years";
+    let app = TestApp::spawn_with(&[
+        ("QRUPLOAD__SERVER__HTTP__HEADER_READ_TIMEOUT", huge),
+        ("QRUPLOAD__SERVER__HTTP__IDLE_TIMEOUT", huge),
+        ("QRUPLOAD__SERVER__HTTP__BODY_TIMEOUT", huge),
+        ("QRUPLOAD__SSE__WRITE_TIMEOUT", huge),
+    ])
+    .await;
+    let (id, token) = session(&app).await;
+    let mut sse = SseClient::watch(&app, &id, 1).await;
+    sse.next().await.expect("session event");
+    let res = app
+        .upload(&id, &token, vec![("a.jpg", jpeg(16, 16))], None)
+        .await;
+    assert_eq!(res.status(), 201);
+    sse.snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 1))
+        .await;
+    let mut raw = Raw::connect(&app).await;
+    raw.send(HEALTHZ).await;
+    assert_eq!(raw.answer().await.0.status(), 200);
+    assert!(!raw.closed_within(Duration::from_millis(200)).await);
 }

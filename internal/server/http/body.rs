@@ -48,9 +48,7 @@ impl BodyDeadline {
                 Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
             }
         };
-        start
-            .checked_add(self.timeout.saturating_add(earned))
-            .unwrap_or_else(|| start + Duration::from_secs(365 * 24 * 3600))
+        super::io::after(start, self.timeout.saturating_add(earned))
     }
 }
 

@@ -45,7 +45,7 @@ use tower::ServiceExt;
 use super::{
     HttpLimits, Shared,
     head::MAX_HEAD,
-    io::{Rewind, WriteStall, is_write_stall},
+    io::{Rewind, WriteStall, after, is_write_stall},
 };
 
 /// The first line of HTTP/2's connection preface.
@@ -160,7 +160,10 @@ impl Activity {
     }
 
     fn idle_since(&self) -> Instant {
-        self.origin + Duration::from_nanos(self.idle_since.load(Ordering::Acquire))
+        after(
+            self.origin,
+            Duration::from_nanos(self.idle_since.load(Ordering::Acquire)),
+        )
     }
 }
 
@@ -314,8 +317,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadTimers<T> {
             }
             Poll::Pending => {
                 let deadline = match this.head_since {
-                    Some(since) => since + this.header_read_timeout,
-                    None => this.activity.idle_since() + this.idle_timeout,
+                    Some(since) => after(since, this.header_read_timeout),
+                    None => after(this.activity.idle_since(), this.idle_timeout),
                 };
                 let timer = this
                     .timer

@@ -14,6 +14,13 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
+/// `from + wait`, or a date decades away if that overflows (a configured duration can be
+/// anything): a deadline must never panic.
+pub fn after(from: Instant, wait: Duration) -> Instant {
+    from.checked_add(wait)
+        .unwrap_or_else(|| from + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
 /// Reads `prefix` first, then from `inner`: the request head the serve loop read itself is
 /// handed to hyper this way.
 pub struct Rewind<T> {
@@ -130,7 +137,7 @@ impl<T> WriteStall<T> {
     /// has run out.
     fn blocked<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
         let armed = self.armed;
-        let deadline = Instant::now() + self.limit;
+        let deadline = after(Instant::now(), self.limit);
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
