@@ -36,10 +36,9 @@ pub fn serve(
     }
 }
 
-/// A lean SSE stream, ready to run: all the task keeps for the life of a watcher.
+/// A lean SSE stream whose head is written: all the task keeps for the life of a watcher.
 struct Stream {
     tcp: TcpStream,
-    head: Vec<u8>,
     body: Body,
     chunked: bool,
     shared: Arc<Shared>,
@@ -48,15 +47,7 @@ struct Stream {
 impl Stream {
     async fn run(mut self) {
         // Streams end when the hub closes them at shutdown: no stop signal here.
-        let head = std::mem::take(&mut self.head);
-        lean::stream(
-            &mut self.tcp,
-            head,
-            &mut self.body,
-            self.chunked,
-            &self.shared,
-        )
-        .await;
+        lean::stream(&mut self.tcp, &mut self.body, self.chunked, &self.shared).await;
     }
 }
 
@@ -102,13 +93,14 @@ async fn setup(
             head,
             body,
             chunked,
-        } => Some(Stream {
-            tcp,
-            head,
-            body,
-            chunked,
-            shared,
-        }),
+        } => lean::write_stream_head(&mut tcp, head, &shared)
+            .await
+            .then_some(Stream {
+                tcp,
+                body,
+                chunked,
+                shared,
+            }),
         lean::Answer::Whole { bytes, keep_alive } => {
             if lean::write_whole(&mut tcp, bytes, keep_alive, &shared).await {
                 Box::pin(hyperconn::serve(tcp, Bytes::new(), remote, &shared, stop)).await;

@@ -7,16 +7,14 @@
 //! for the client's EOF or reset, so a closed tab frees its watcher at once. Any other answer
 //! (400, 404, 204, …) is written with its length, and the connection goes on through hyper.
 
-use std::io;
-
 use axum::{
     body::Body,
     http::{HeaderValue, StatusCode, Version, header, response::Parts},
 };
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use http_body_util::BodyExt;
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 use tower::ServiceExt;
@@ -96,18 +94,70 @@ pub async fn write_whole(
     keep_alive
 }
 
-/// Writes a stream's head and frames until it ends, the client goes or stops reading; the
-/// connection is closed after it. This future lives as long as the watcher: keep it small.
-pub async fn stream(
-    tcp: &mut TcpStream,
-    head: Vec<u8>,
-    body: &mut Body,
-    chunked: bool,
-    shared: &Shared,
-) {
+/// Writes a stream's head; false if the client is gone or stalled already.
+pub async fn write_stream_head(tcp: &mut TcpStream, head: Vec<u8>, shared: &Shared) -> bool {
+    let mut w = WriteStall::new(&mut *tcp, shared.limits.write_timeout);
+    match w.write_all(&head).await {
+        Ok(()) => true,
+        Err(e) => {
+            if super::io::is_write_stall(&e) {
+                shared.metrics.slow_client_dropped();
+            }
+            false
+        }
+    }
+}
+
+/// Writes a stream's frames as they come, until the body ends, the client goes or stops
+/// reading; the connection is closed after it. Holds at most one frame (a `Bytes` shared
+/// with every watcher) while a write is blocked; the hub's one-slot `watch` keeps only the
+/// latest snapshot behind it. This future lives as long as the watcher: keep it small.
+pub async fn stream(tcp: &mut TcpStream, body: &mut Body, chunked: bool, shared: &Shared) {
     let _open = LeanStream::open(&shared.metrics);
-    if let Ended::Stalled = pump(tcp, head, body, chunked, shared.limits.write_timeout).await {
-        shared.metrics.slow_client_dropped();
+    let (mut rd, wr) = tcp.split();
+    let mut wr = WriteStall::new(wr, shared.limits.write_timeout);
+    let mut scratch = [0u8; 16];
+    let ended = loop {
+        let data = tokio::select! {
+            biased;
+            () = client_gone(&mut rd, &mut scratch) => return,
+            frame = body.frame() => match frame {
+                None => break Ok(()),
+                Some(Err(_)) => return,
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => data,
+                    _ => continue,
+                },
+            },
+        };
+        // `SIZE\r\n DATA \r\n` on HTTP/1.1, the bare bytes on HTTP/1.0: one vectored write
+        // when the socket takes it all.
+        let mut size = [0u8; 18];
+        let n = if chunked {
+            chunk_size_line(data.len(), &mut size)
+        } else {
+            0
+        };
+        let tail: &[u8] = if chunked { b"\r\n" } else { b"" };
+        let mut frame = Buf::chain(&size[..n], data).chain(tail);
+        tokio::select! {
+            biased;
+            () = client_gone(&mut rd, &mut scratch) => return,
+            written = wr.write_all_buf(&mut frame) => if let Err(e) = written {
+                break Err(e);
+            },
+        }
+    };
+    let ended = match ended {
+        Ok(()) if chunked => wr.write_all(b"0\r\n\r\n").await,
+        other => other,
+    };
+    match ended {
+        Ok(()) => {
+            let _ = wr.shutdown().await;
+        }
+        Err(e) if super::io::is_write_stall(&e) => shared.metrics.slow_client_dropped(),
+        Err(_) => {}
     }
 }
 
@@ -212,70 +262,6 @@ fn put_header(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
     out.extend_from_slice(b"\r\n");
 }
 
-enum Ended {
-    /// The body ended (session finished, or the hub closing at shutdown).
-    Finished,
-    /// EOF or reset from the client.
-    ClientGone,
-    /// The client accepted no bytes for `sse.write_timeout`.
-    Stalled,
-    Failed,
-}
-
-/// Writes the head, then each body frame as it comes, until the body ends, the client goes
-/// or stops reading. Holds at most one frame (a shared `Bytes`) while a write is blocked; the
-/// hub's one-slot `watch` keeps only the latest snapshot behind it.
-async fn pump(
-    tcp: &mut TcpStream,
-    head: Vec<u8>,
-    body: &mut Body,
-    chunked: bool,
-    write_timeout: std::time::Duration,
-) -> Ended {
-    let (mut rd, wr) = tcp.split();
-    let mut wr = WriteStall::new(wr, write_timeout);
-    let mut scratch = [0u8; 32];
-    if let Err(e) = wr.write_all(&head).await {
-        return failed(&e);
-    }
-    drop(head);
-    loop {
-        let frame = tokio::select! {
-            biased;
-            () = client_gone(&mut rd, &mut scratch) => return Ended::ClientGone,
-            frame = body.frame() => frame,
-        };
-        let data = match frame {
-            None => break,
-            Some(Err(_)) => return Ended::Failed,
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) if !data.is_empty() => data,
-                _ => continue,
-            },
-        };
-        tokio::select! {
-            biased;
-            () = client_gone(&mut rd, &mut scratch) => return Ended::ClientGone,
-            written = write_frame(&mut wr, data, chunked) => if let Err(e) = written {
-                return failed(&e);
-            },
-        }
-    }
-    if chunked && let Err(e) = wr.write_all(b"0\r\n\r\n").await {
-        return failed(&e);
-    }
-    let _ = wr.shutdown().await;
-    Ended::Finished
-}
-
-fn failed(e: &io::Error) -> Ended {
-    if super::io::is_write_stall(e) {
-        Ended::Stalled
-    } else {
-        Ended::Failed
-    }
-}
-
 /// Resolves when the client closes or resets the connection; anything it sends meanwhile is
 /// discarded.
 async fn client_gone<R: AsyncRead + Unpin>(rd: &mut R, scratch: &mut [u8]) {
@@ -285,23 +271,6 @@ async fn client_gone<R: AsyncRead + Unpin>(rd: &mut R, scratch: &mut [u8]) {
             Ok(_) => {}
         }
     }
-}
-
-/// One frame: `SIZE\r\n DATA \r\n` on HTTP/1.1, the bare bytes on HTTP/1.0, in one vectored
-/// write when the socket takes it all.
-async fn write_frame<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    data: Bytes,
-    chunked: bool,
-) -> io::Result<()> {
-    if !chunked {
-        let mut data = data;
-        return w.write_all_buf(&mut data).await;
-    }
-    let mut size = [0u8; 18];
-    let n = chunk_size_line(data.len(), &mut size);
-    let mut frame = Buf::chain(&size[..n], data).chain(&b"\r\n"[..]);
-    w.write_all_buf(&mut frame).await
 }
 
 /// `{len:X}\r\n` into `out`, as hyper writes it; returns its length.
