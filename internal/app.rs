@@ -30,6 +30,7 @@ pub struct Application {
     grpc: TcpListener,
     services: Services,
     router: axum::Router,
+    http_limits: server::HttpLimits,
     shutdown_grace: Duration,
     sweeps: Sweeps,
 }
@@ -146,12 +147,14 @@ impl Application {
             public_base_url: public_base_url.into(),
             stream_idle_timeout: config.upload.stream_idle_timeout,
         };
-        let router = server::router(services.clone(), &config.cors);
+        let http_limits = server::HttpLimits::from_config(&config);
+        let router = server::router(services.clone(), &config.cors, &http_limits);
         Ok(Application {
             http,
             grpc,
             services,
             router,
+            http_limits,
             shutdown_grace: config.server.shutdown_grace,
             sweeps: Sweeps {
                 every: config.upload.sweep_interval,
@@ -185,6 +188,7 @@ impl Application {
             grpc,
             services,
             router,
+            http_limits,
             shutdown_grace,
             sweeps,
         } = self;
@@ -206,7 +210,13 @@ impl Application {
             services.limits.clone(),
             sweeps,
         ));
-        let mut http_task = tokio::spawn(server::serve_http(http, router, stopped()));
+        let mut http_task = tokio::spawn(server::serve_http(
+            http,
+            router,
+            http_limits,
+            services.metrics.clone(),
+            stopped(),
+        ));
         let mut grpc_task = tokio::spawn(server::serve_grpc(grpc, services.clone(), stopped()));
 
         tokio::select! {

@@ -16,6 +16,8 @@ pub struct Metrics {
     watchers: AtomicI64,
     uploads: AtomicU64,
     upload_rejections: AtomicU64,
+    slow_clients_dropped: AtomicU64,
+    lean_streams: AtomicI64,
 }
 
 impl Metrics {
@@ -57,6 +59,17 @@ impl Metrics {
         }
     }
 
+    /// A connection dropped because its client accepted no bytes for `sse.write_timeout`.
+    pub fn slow_client_dropped(&self) {
+        self.slow_clients_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// An SSE stream written by the server's own loop (not through hyper) opened or closed.
+    pub fn lean_stream(&self, open: bool) {
+        self.lean_streams
+            .fetch_add(if open { 1 } else { -1 }, Relaxed);
+    }
+
     pub fn snapshot_reads(&self) -> u64 {
         self.snapshot_reads.load(Relaxed)
     }
@@ -67,7 +80,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, i64); 8] = [
+        let rows: [(&str, &str, &str, i64); 10] = [
             (
                 "qrupload_db_queries_total",
                 "counter",
@@ -115,6 +128,18 @@ impl Metrics {
                 "counter",
                 "Upload requests refused.",
                 self.upload_rejections.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_http_slow_clients_dropped_total",
+                "counter",
+                "Connections dropped because the client accepted no bytes for sse.write_timeout.",
+                self.slow_clients_dropped.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_http_lean_streams",
+                "gauge",
+                "SSE streams written by the serve loop itself, without hyper's connection buffers.",
+                self.lean_streams.load(Relaxed),
             ),
         ];
         let mut out = String::with_capacity(1024);

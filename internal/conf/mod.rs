@@ -42,7 +42,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConf {
-    pub http: Listen,
+    pub http: HttpConf,
     pub grpc: Listen,
     /// Base of the URLs put in QR codes; unset → the machine's LAN address and HTTP port.
     #[serde(default)]
@@ -55,6 +55,45 @@ pub struct ServerConf {
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     pub addr: SocketAddr,
+}
+
+/// The HTTP listener and the limits its serve loop enforces on every connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConf {
+    pub addr: SocketAddr,
+    /// A request head (the first and every later one on a keep-alive connection) must arrive
+    /// whole within this time of its first byte; a new connection must send its first head
+    /// within this time of being accepted.
+    #[serde(with = "units::duration", default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long. Streams
+    /// in flight (SSE) are never idle.
+    #[serde(with = "units::duration", default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+    /// A request body must arrive within this time of its head, extended by one second for
+    /// every `body_min_rate` bytes received (as Apache's mod_reqtimeout); else 408.
+    #[serde(with = "units::duration", default = "default_body_timeout")]
+    pub body_timeout: Duration,
+    /// Bytes per second that earn a slow body one more second; 0 gives no extension.
+    #[serde(default = "default_body_min_rate")]
+    pub body_min_rate: ByteSize,
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+fn default_body_min_rate() -> ByteSize {
+    ByteSize(500)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,6 +228,14 @@ pub struct SseConf {
     #[serde(with = "units::duration")]
     pub heartbeat: Duration,
     pub event: String,
+    /// A connection whose client accepts no bytes for this long while data waits (a stalled
+    /// watcher, its TCP window full) is dropped.
+    #[serde(with = "units::duration", default = "default_write_timeout")]
+    pub write_timeout: Duration,
+}
+
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -386,6 +433,19 @@ impl Config {
         }
         if self.data.database.acquire_timeout.is_zero() {
             return invalid("data.database.acquire_timeout", "must be above zero");
+        }
+        if self.sse.write_timeout.is_zero() {
+            return invalid("sse.write_timeout", "must be above zero");
+        }
+        let http = &self.server.http;
+        for (key, value) in [
+            ("server.http.header_read_timeout", http.header_read_timeout),
+            ("server.http.idle_timeout", http.idle_timeout),
+            ("server.http.body_timeout", http.body_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(key, "must be above zero");
+            }
         }
         if self.data.bus.kind == BusKind::Redis && self.data.bus.url.is_none() {
             return invalid("data.bus.url", "is required when data.bus.kind is redis");

@@ -58,6 +58,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
     }
 
+    /// A request body that missed its deadline (`server.http.body_timeout`).
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            "the request body arrived too slowly",
+        )
+    }
+
     pub fn unauthenticated() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

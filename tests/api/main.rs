@@ -12,5 +12,6 @@ mod hub;
 mod lifecycle;
 mod scale;
 mod security;
+mod server;
 mod sse;
 mod upload;
