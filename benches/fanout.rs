@@ -613,7 +613,7 @@ mod echo {
 
     async fn serve(mut stream: TcpStream, state: Rc<RefCell<State>>) -> std::io::Result<()> {
         let mut buf = Vec::new();
-        let mut chunk = vec![0u8; 16 * 1024];
+        let mut chunk = vec![0u8; 4096];
         loop {
             let head_end = loop {
                 if let Some(end) = find(&buf, b"\r\n\r\n") {
@@ -1150,7 +1150,7 @@ mod coordinator {
                 json!(round3(sorted[i]))
             }
         };
-        json!({ "p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "p999": at(0.999), "max": at(1.0) })
+        json!({ "min": at(0.0), "p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "p999": at(0.999), "max": at(1.0) })
     }
 
     fn round3(x: f64) -> f64 {
@@ -1428,27 +1428,32 @@ mod coordinator {
         // Receive times from every worker.
         workers.send_all(&json!({"cmd": "report"})).await;
         let reports = workers.take("report", Duration::from_secs(120)).await;
-        let sent: HashMap<&str, u64> = uploads
+        let sent: HashMap<&str, (u64, u64)> = uploads
             .iter()
-            .filter_map(|u| Some((u.image.as_deref()?, u.sent)))
+            .filter_map(|u| Some((u.image.as_deref()?, (u.sent, u.answered))))
             .collect();
         let mut latencies = Vec::with_capacity(expected as usize);
+        // Receipt relative to the upload's answer: negative when the event came first. Shows
+        // how much of the latency is the upload request itself.
+        let mut after_answer = Vec::with_capacity(expected as usize);
         let mut unmatched = 0u64;
         let mut worker_rss = 0u64;
         for r in &reports {
             worker_rss = worker_rss.max(r["rss_kib"].as_u64().unwrap_or(0));
             for (id, times) in r["arrivals"].as_object().into_iter().flatten() {
-                let Some(&at) = sent.get(id.as_str()) else {
+                let Some(&(at, answered)) = sent.get(id.as_str()) else {
                     unmatched += times.as_array().map_or(0, Vec::len) as u64;
                     continue;
                 };
                 for t in times.as_array().into_iter().flatten() {
                     let t = t.as_u64().unwrap_or(0);
                     latencies.push(t.saturating_sub(at) as f64 / 1e6);
+                    after_answer.push((t as f64 - answered as f64) / 1e6);
                 }
             }
         }
         latencies.sort_by(f64::total_cmp);
+        after_answer.sort_by(f64::total_cmp);
         let received = latencies.len() as u64;
         let mut upload_ms: Vec<f64> = uploads
             .iter()
@@ -1526,6 +1531,7 @@ mod coordinator {
         let delivery = json!({
             "latency_ms": percentiles(&latencies),
             "upload_request_ms": percentiles(&upload_ms),
+            "receipt_after_upload_answer_ms": percentiles(&after_answer),
             "deliveries": { "received": received, "expected": expected, "unmatched": unmatched },
             "db_snapshot_reads_per_change": round3(reads.iter().sum::<f64>() / uploads_ok.max(1) as f64),
             "db_snapshot_reads_by_instance": reads,
