@@ -886,18 +886,24 @@ mod coordinator {
             }
         }
 
-        /// The warning and error lines of its log: the first few and how many.
-        fn warnings(&self) -> Value {
+        /// The warning and error lines of its log, without their timestamps, each with how
+        /// many times it was written.
+        fn warnings(&self) -> BTreeMap<String, u64> {
             let text = self
                 .log
                 .as_ref()
                 .and_then(|p| std::fs::read_to_string(p).ok())
                 .unwrap_or_default();
-            let lines: Vec<&str> = text
+            let mut lines = BTreeMap::new();
+            for line in text
                 .lines()
                 .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
-                .collect();
-            json!({ "count": lines.len(), "first": lines.iter().take(3).collect::<Vec<_>>() })
+            {
+                let message = line.split_once(' ').map_or(line, |(_, rest)| rest).trim();
+                let message: String = message.chars().take(300).collect();
+                *lines.entry(message).or_default() += 1;
+            }
+            lines
         }
     }
 
@@ -908,6 +914,18 @@ mod coordinator {
         }
     }
 
+    /// An error and its sources, on one line.
+    fn error_chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -916,13 +934,28 @@ mod coordinator {
     }
 
     fn command(a: &Args, program: &Path) -> std::process::Command {
-        match a.server_cpu {
+        let mut c = match a.server_cpu {
             Some(cpu) => {
                 let mut c = std::process::Command::new("taskset");
                 c.arg("-c").arg(cpu.to_string()).arg(program);
                 c
             }
             None => std::process::Command::new(program),
+        };
+        die_with_parent(&mut c);
+        c
+    }
+
+    /// The child is killed when the coordinator ends, however it ends.
+    fn die_with_parent(cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+        // which is async-signal-safe and touches no memory shared with the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
         }
     }
 
@@ -976,7 +1009,7 @@ mod coordinator {
         }
         let log_file = std::fs::File::create(&log).expect("server log file");
         let child = cmd
-            .stdout(Stdio::null())
+            .stdout(log_file.try_clone().expect("server log file"))
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| {
@@ -1031,10 +1064,12 @@ mod coordinator {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Some(status) = server.exit() {
-                panic!(
-                    "the server exited ({status}) during start-up: {}",
-                    server.warnings()
-                );
+                let log = server
+                    .log
+                    .as_ref()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_default();
+                panic!("the server exited ({status}) during start-up:\n{log}");
             }
             let ok = client
                 .get(format!("{}{path}", server.base()))
@@ -1064,7 +1099,9 @@ mod coordinator {
             let mut children = Vec::new();
             let mut stdins = Vec::new();
             for k in 0..n {
-                let mut child = tokio::process::Command::new(&exe)
+                let mut cmd = std::process::Command::new(&exe);
+                die_with_parent(&mut cmd);
+                let mut child = tokio::process::Command::from(cmd)
                     .args(["--worker", &k.to_string()])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
@@ -1173,6 +1210,8 @@ mod coordinator {
         sent: u64,
         answered: u64,
         status: u16,
+        /// The answer's body or the transport error, for a failed upload.
+        error: Option<String>,
     }
 
     pub async fn run(a: Args) {
@@ -1186,7 +1225,12 @@ mod coordinator {
             .filter_map(|v| v.parse().ok())
             .collect();
         let dir = tempfile::tempdir().expect("temp dir");
-        let control = reqwest::Client::new();
+        // A request that gets no answer (a server out of descriptors accepts nothing) fails
+        // instead of stalling the run.
+        let control = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client");
 
         // Data: SQLite for one instance, a fresh PostgreSQL database plus Redis for several.
         let mut database: Option<(sea_orm::DatabaseConnection, String)> = None;
@@ -1373,13 +1417,17 @@ mod coordinator {
                 .body(body.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 let sent = now_ns();
-                let (status, image) = match request.send().await {
+                let (status, image, error) = match request.send().await {
                     Ok(res) => {
                         let status = res.status().as_u16();
-                        let body: Value = res.json().await.unwrap_or_default();
-                        (status, body["images"][0]["id"].as_str().map(str::to_owned))
+                        let text = res.text().await.unwrap_or_default();
+                        let body: Value = serde_json::from_str(&text).unwrap_or_default();
+                        match body["images"][0]["id"].as_str() {
+                            Some(id) => (status, Some(id.to_owned()), None),
+                            None => (status, None, Some(text.chars().take(300).collect())),
+                        }
                     }
-                    Err(_) => (0, None),
+                    Err(e) => (0, None, Some(error_chain(&e.without_url()))),
                 };
                 Upload {
                     session,
@@ -1387,6 +1435,7 @@ mod coordinator {
                     sent,
                     answered: now_ns(),
                     status,
+                    error,
                 }
             }));
         }
@@ -1466,6 +1515,10 @@ mod coordinator {
         for u in &uploads {
             *upload_statuses.entry(u.status.to_string()).or_default() += 1;
         }
+        let mut upload_errors: BTreeMap<String, u64> = BTreeMap::new();
+        for e in uploads.iter().filter_map(|u| u.error.as_ref()) {
+            *upload_errors.entry(e.clone()).or_default() += 1;
+        }
 
         let per_watcher = |before: u64, after: u64, n: u64| {
             round3(after.saturating_sub(before) as f64 / n.max(1) as f64)
@@ -1479,7 +1532,7 @@ mod coordinator {
             .map(|i| per_watcher(rss_before[i], rss_idle[i], by_instance[i]))
             .collect();
         let server_exits: Vec<Option<String>> = servers.iter_mut().map(Server::exit).collect();
-        let warnings: Vec<Value> = servers.iter().map(Server::warnings).collect();
+        let warnings: Vec<BTreeMap<String, u64>> = servers.iter().map(Server::warnings).collect();
         let shape = format!(
             "{}x{}@{}{}",
             a.sessions,
@@ -1517,6 +1570,7 @@ mod coordinator {
             "uploads": a.uploads,
             "uploads_ok": uploads_ok,
             "upload_statuses": upload_statuses,
+            "upload_errors": upload_errors,
             "upload_rate_per_s": a.rate,
             "upload_rate_achieved_per_s": round3(a.uploads as f64 / upload_secs.max(1e-9)),
             "rss_kib_start": rss_start,
