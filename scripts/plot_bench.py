@@ -21,8 +21,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 RSS_TARGET_KIB = 8
+FD_CAP = 20_000  # open files per process on the benchmark machine
 P99_TARGETS_MS = {"1000x2@100": 5.0, "100x100@50": 10.0}
 
 
@@ -41,6 +43,15 @@ def load(path):
             continue
         latest[(row["label"], row["mode"])] = row
     return list(latest.values())
+
+
+def legend(ax, **kwargs):
+    """A legend with each label once."""
+    handles, names = ax.get_legend_handles_labels()
+    unique = {}
+    for h, n in zip(handles, names):
+        unique.setdefault(n, h)
+    ax.legend(unique.values(), unique.keys(), **kwargs)
 
 
 def main():
@@ -67,7 +78,7 @@ def main():
                 grow_mib,
                 marker="s" if multi else "o",
                 color="tab:purple" if multi else "tab:blue",
-                label=("each of %d instances" % r["instances"]) if multi and i == 0 else None,
+                label=("each of %d instances" % r["instances"]) if multi else "one instance",
             )
             xmax = max(xmax, n)
         if not multi:
@@ -80,11 +91,15 @@ def main():
             )
     xs = [0, xmax * 1.05]
     ax_rss.plot(xs, [x * RSS_TARGET_KIB / 1024 for x in xs], "g--", label="target: 8 KiB / watcher")
+    for ax in (ax_rss, ax_per):
+        ax.axvline(FD_CAP, color="grey", linestyle=":", label="open-file cap per process")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+        ax.set_xlim(0, FD_CAP * 1.05)
     ax_rss.set_xlabel("idle SSE watchers on the instance")
     ax_rss.set_ylabel("server RSS growth (MiB)")
     ax_rss.set_title("Server RSS against watchers")
     ax_rss.grid(alpha=0.3)
-    ax_rss.legend(fontsize=8, loc="upper left")
+    legend(ax_rss, fontsize=8, loc="upper left")
 
     # RSS per watcher.
     for r in servers:
@@ -95,6 +110,7 @@ def main():
                 r["rss_kib_per_idle_watcher_by_instance"][i],
                 marker="s" if multi else "o",
                 color="tab:purple" if multi else "tab:blue",
+                label=("each of %d instances" % r["instances"]) if multi else "one instance",
             )
     ax_per.axhline(RSS_TARGET_KIB, color="g", linestyle="--", label="target ≤ 8 KiB")
     ax_per.set_xlabel("idle SSE watchers on the instance")
@@ -102,7 +118,7 @@ def main():
     ax_per.set_title("Memory per idle watcher")
     ax_per.set_ylim(bottom=0)
     ax_per.grid(alpha=0.3)
-    ax_per.legend(fontsize=8)
+    legend(ax_per, fontsize=8, loc="center right")
 
     # Latency percentiles per shape, server and floor.
     stats = ["p50", "p99", "max"]
@@ -134,11 +150,7 @@ def main():
     ax_lat.set_ylabel("upload → snapshot at every watcher (ms, log)")
     ax_lat.set_title("Latency per shape: server (solid) and load generator floor (hatched)")
     ax_lat.grid(axis="y", alpha=0.3, which="both")
-    handles, names = ax_lat.get_legend_handles_labels()
-    seen = {}
-    for h, n in zip(handles, names):
-        seen.setdefault(n, h)
-    ax_lat.legend(seen.values(), seen.keys(), fontsize=7, ncol=2)
+    legend(ax_lat, fontsize=7, ncol=2)
 
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
