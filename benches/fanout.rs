@@ -1,68 +1,154 @@
-//! Fan-out benchmark: how many SSE watchers one instance holds, what each costs, and how fast
-//! an upload reaches every watcher. Prints one JSON line.
+//! Fan-out benchmark: how many SSE watchers an instance holds, what each costs, and how fast an
+//! upload reaches every watcher. Prints one JSON line (and appends it to `--out FILE`).
 //!
-//! It starts the release binary as its own process (so its RSS and CPU are the server's alone)
-//! on SQLite in a temp folder, creates S sessions, opens W watchers per session (source
-//! addresses spread over 127.0.0.2, 127.0.0.3, … so more connections fit than one address's
-//! ports), lets them idle, then uploads small JPEGs at R per second round-robin and times each
-//! upload request's start to each watcher's receipt of a snapshot holding the new image id.
+//! Processes. The bench is a coordinator that re-executes itself:
 //!
-//!     cargo build --release && cargo bench --bench fanout -- --sessions 100 --watchers 100 --rate 50 --uploads 200
+//! - **Servers**: the release binary, 1 or `--instances N` processes, so that their RSS and CPU
+//!   (read from `/proc/PID/status` and `/proc/PID/stat`) are theirs alone. One instance runs on
+//!   SQLite and the in-process bus; several share a fresh PostgreSQL database (created and
+//!   dropped by the bench) and the Redis bus, with one upload-token key.
+//! - **Workers** (`--worker K`): the client side, split so that no process holds more than
+//!   `--per-worker` sockets (a process here may open at most ~20k files). Each worker reads its
+//!   assignment from stdin as a JSON line, binds its sockets to its own source addresses
+//!   (127.0.0.2, 127.0.0.3, …; `TcpSocket::bind` before `connect`, so more than one address's
+//!   28k ephemeral ports fit), speaks plain HTTP/1.1 to the SSE route over raw TCP (a small
+//!   chunked/SSE parser, no HTTP client per connection) and answers over stdout in JSON lines.
+//! - **Echo server** (`--echo-server`, with `--floor`): a trivial SSE server on loopback that
+//!   pushes a snapshot the moment an upload request has arrived. Run in place of the servers,
+//!   it measures the load generator's own floor: the same upload client, workers, parser and
+//!   clocks, without the server's work.
 //!
-//! Server and load share this machine: pin them (`taskset`) for stable figures.
+//! Method. The coordinator starts the servers, creates S sessions (member ids 1..=S), samples
+//! RSS, has the workers open W watchers per session (spread round-robin over the instances and
+//! the workers), waits until every watcher has its first snapshot, samples RSS again, idles
+//! `--idle-secs` counting the bytes idle watchers receive, then uploads a 64×48 JPEG at R per
+//! second round-robin over the sessions (and instances). Latency runs from the moment the
+//! upload request is sent to each watcher's receipt of the snapshot holding the new image id.
+//! Both ends take `CLOCK_MONOTONIC`, which is the same clock in every process on the machine.
+//!
+//! Reported: RSS per idle watcher (RSS after the idle period − RSS before the watchers, over the
+//! watchers, per instance and overall); latency p50/p90/p99/p99.9/max over every delivery and
+//! deliveries received against expected; snapshot reads per change from `/metrics`, summed over
+//! instances (one per instance per change); bytes received per idle watcher per minute; server
+//! CPU time per delivered event, and the load generator's beside it.
+//!
+//! Server settings. Every `QRUPLOAD__*` variable in the bench's environment reaches the
+//! servers, so limits a benchmark must raise (streams per address or per member, request
+//! rates) are raised from the command line:
+//! `QRUPLOAD__SOME__LIMIT=100000 cargo bench --bench fanout -- …`. The bench sets the listen
+//! addresses, the database, blob root, bus and upload-token key itself, and defaults
+//! `upload.max_images`, `upload.max_session_bytes` and `log.level` unless they are given.
+//!
+//! Flags: `--sessions S --watchers W --rate R --uploads U --idle-secs N --instances N`
+//! `--server-cpu C` (servers pinned with `taskset`; the coordinator and its workers then pin
+//! to `--load-cpu`, by default the next core) `--per-worker N` (sockets per worker, default
+//! 12500) `--binary PATH` `--floor` `--out FILE` `--label TEXT` `--postgres URL` `--redis URL`
+//! `--connect-timeout-secs N`.
+//!
+//!     cargo build --release
+//!     cargo bench --bench fanout -- --sessions 100 --watchers 100 --rate 50 --uploads 100 --server-cpu 0
+//!
+//! `scripts/bench_all.sh` runs every shape recorded in docs/BENCHMARKS.md and redraws the plot.
 
 use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    cell::{Cell, RefCell},
+    collections::{BTreeMap, HashMap, hash_map::DefaultHasher},
+    hash::{Hash, Hasher},
+    io::Write as _,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Stdio,
+    rc::Rc,
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpSocket, TcpStream},
+    sync::{Semaphore, mpsc},
+};
 
-struct Args {
-    sessions: usize,
-    watchers: usize,
-    rate: f64,
-    uploads: usize,
-    idle_secs: u64,
-    binary: String,
-    server_cpu: Option<usize>,
-}
+/// The snapshot event name the watchers ask for (the server's default).
+const SNAPSHOT_EVENT: &str = "upload_by_qr";
 
-fn args() -> Args {
-    let mut a = Args {
-        sessions: 10,
-        watchers: 10,
-        rate: 20.0,
-        uploads: 50,
-        idle_secs: 10,
-        binary: "target/release/qrupload".into(),
-        server_cpu: None,
-    };
+fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = argv.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().unwrap_or_default();
-        match flag.as_str() {
-            "--sessions" => a.sessions = value().parse().unwrap_or(a.sessions),
-            "--watchers" => a.watchers = value().parse().unwrap_or(a.watchers),
-            "--rate" => a.rate = value().parse().unwrap_or(a.rate),
-            "--uploads" => a.uploads = value().parse().unwrap_or(a.uploads),
-            "--idle-secs" => a.idle_secs = value().parse().unwrap_or(a.idle_secs),
-            "--binary" => a.binary = value(),
-            "--server-cpu" => a.server_cpu = value().parse().ok(),
-            _ => {}
+    // Each watcher is a socket: take every descriptor the hard limit allows, in every process.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let flag_value = |name: &str| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1))
+    };
+    if let Some(k) = flag_value("--worker") {
+        let id = k.parse().unwrap_or(0);
+        run_local(worker::run(id));
+    } else if argv.iter().any(|a| a == "--echo-server") {
+        run_local(echo::run());
+    } else {
+        let args = coordinator::Args::parse(&argv);
+        if let Some(cpu) = args.load_cpu {
+            // Before any thread exists, so the runtime, the workers and their threads inherit it.
+            pin_self(cpu);
         }
+        run_local(coordinator::run(args));
     }
-    a
 }
 
+/// One thread: the coordinator, a worker and the echo server each run on a single core.
+fn run_local<F: std::future::Future<Output = ()>>(future: F) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    tokio::task::LocalSet::new().block_on(&runtime, future);
+}
+
+fn pin_self(cpu: usize) {
+    let status = std::process::Command::new("taskset")
+        .args(["-pc", &cpu.to_string(), &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("fanout: could not pin the load generator to core {cpu} (taskset)");
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process on the machine, so a send time
+/// taken by the coordinator and a receive time taken by a worker can be subtracted.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Writes one JSON line to stdout (the pipe to the coordinator, or the final report).
+fn emit(value: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// A `/proc/PID/status` field in its unit (kB for the memory fields).
 fn proc_status(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -74,279 +160,1476 @@ fn proc_status(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// utime + stime of the process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 
-async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
-    let text = match client.get(format!("{base}/metrics")).send().await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
+/// One watcher's response, decoded as it arrives: status line and headers, the chunked body,
+/// then SSE events split on blank lines. A snapshot event's image ids are found by scanning its
+/// `data:` line for `"id":"…"`, without a JSON parse.
+#[derive(Default)]
+struct SseParser {
+    /// `None` until the head is read; then whether the body is chunked.
+    chunked: Option<bool>,
+    /// Received bytes not yet consumed: the head, then chunk-size lines and partial chunks.
+    pending: Vec<u8>,
+    chunk_left: usize,
+    crlf_left: usize,
+    /// Decoded SSE text not yet split into events.
+    text: Vec<u8>,
+    /// Hashes of the image ids this watcher has already seen.
+    seen: Vec<u64>,
+    snapshots: u64,
+    ended: bool,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(a: &Args, port: u16) -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut cmd = match a.server_cpu {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &cpu.to_string(), &a.binary]);
-            c
-        }
-        None => Command::new(&a.binary),
-    };
-    let child = cmd
-        .args(["--conf", "configs", "serve"])
-        .env("QRUPLOAD__SERVER__HTTP__ADDR", format!("127.0.0.1:{port}"))
-        .env("QRUPLOAD__SERVER__GRPC__ADDR", "127.0.0.1:0")
-        .env(
-            "QRUPLOAD__DATA__DATABASE__URL",
-            format!("sqlite://{}/b.db?mode=rwc", dir.path().display()),
-        )
-        .env(
-            "QRUPLOAD__DATA__BLOB__ROOT",
-            dir.path().join("blobs").display().to_string(),
-        )
-        .env("QRUPLOAD__UPLOAD__MAX_IMAGES", "100000")
-        .env("QRUPLOAD__UPLOAD__MAX_SESSION_BYTES", "100GiB")
-        .env("QRUPLOAD__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the release binary (cargo build --release first)");
-    Server { child, _dir: dir }
-}
-
-#[tokio::main]
-async fn main() {
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let a = args();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let server = start_server(&a, port);
-    let pid = server.child.id();
-    let base = format!("http://127.0.0.1:{port}");
-    let control = reqwest::Client::new();
-    for _ in 0..200 {
-        if control.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_before = proc_status(pid, "VmRSS:");
-
-    // Sessions.
-    let mut sessions = Vec::new();
-    for _ in 0..a.sessions {
-        let s: Value = control
-            .post(format!("{base}/v1/api/upload-sessions"))
-            .json(&serde_json::json!({"member_id": 1}))
-            .send()
-            .await
-            .expect("create")
-            .json()
-            .await
-            .expect("json");
-        let id = s["identifier"].as_str().unwrap_or_default().to_owned();
-        let token = s["upload_url"]
-            .as_str()
-            .and_then(|u| u.split_once("#t="))
-            .map(|(_, t)| t.to_owned())
-            .unwrap_or_default();
-        sessions.push((id, token));
-    }
-
-    // Watchers, over many source addresses.
-    let arrivals: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
-    let bytes_in = Arc::new(AtomicU64::new(0));
-    let ready = Arc::new(AtomicU64::new(0));
-    let clients: Vec<reqwest::Client> = (2..=32u8)
-        .map(|n| {
-            reqwest::Client::builder()
-                .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)))
-                .pool_max_idle_per_host(0)
-                .build()
-                .expect("client")
-        })
-        .collect();
-    let mut tasks = Vec::new();
-    for (s, (id, _)) in sessions.iter().enumerate() {
-        for w in 0..a.watchers {
-            let client = clients[(s * a.watchers + w) % clients.len()].clone();
-            let url =
-                format!("{base}/v1/api/sse/events?event=upload_by_qr&member_id=1&identifier={id}");
-            let (arrivals, bytes_in, ready) = (arrivals.clone(), bytes_in.clone(), ready.clone());
-            tasks.push(tokio::spawn(async move {
-                let Ok(res) = client.get(url).send().await else {
-                    return;
+impl SseParser {
+    /// Consumes received bytes and calls `new_image` with every image id seen for the first
+    /// time in a snapshot after the first one.
+    fn feed(
+        &mut self,
+        data: &[u8],
+        event: &str,
+        new_image: &mut dyn FnMut(&str),
+    ) -> Result<(), String> {
+        self.pending.extend_from_slice(data);
+        let chunked = match self.chunked {
+            Some(chunked) => chunked,
+            None => {
+                let Some(end) = find(&self.pending, b"\r\n\r\n") else {
+                    if self.pending.len() > 16 * 1024 {
+                        return Err("response head too long".into());
+                    }
+                    return Ok(());
                 };
-                let mut stream = res.bytes_stream();
-                let mut buffer = String::new();
-                let mut seen: std::collections::HashSet<String> = Default::default();
-                let mut first = true;
-                while let Some(Ok(chunk)) = stream.next().await {
-                    bytes_in.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    let now = Instant::now();
-                    buffer.push_str(&String::from_utf8_lossy(&chunk));
-                    while let Some(end) = buffer.find("\n\n") {
-                        let block: String = buffer.drain(..end + 2).collect();
-                        if !block.contains("event: upload_by_qr") {
-                            continue;
+                let head = String::from_utf8_lossy(&self.pending[..end]).to_ascii_lowercase();
+                let status = head.split_whitespace().nth(1).unwrap_or("?");
+                if status != "200" {
+                    return Err(format!("HTTP status {status}"));
+                }
+                let chunked = head.contains("transfer-encoding: chunked");
+                self.pending.drain(..end + 4);
+                self.chunked = Some(chunked);
+                chunked
+            }
+        };
+        if chunked {
+            self.dechunk()?;
+        } else {
+            self.text.append(&mut self.pending);
+        }
+        self.events(event, new_image);
+        Ok(())
+    }
+
+    fn dechunk(&mut self) -> Result<(), String> {
+        let buf = &self.pending;
+        let mut at = 0;
+        loop {
+            if self.crlf_left > 0 {
+                let n = self.crlf_left.min(buf.len() - at);
+                at += n;
+                self.crlf_left -= n;
+                if self.crlf_left > 0 {
+                    break;
+                }
+            }
+            if self.chunk_left > 0 {
+                let n = self.chunk_left.min(buf.len() - at);
+                self.text.extend_from_slice(&buf[at..at + n]);
+                at += n;
+                self.chunk_left -= n;
+                if self.chunk_left > 0 {
+                    break;
+                }
+                self.crlf_left = 2;
+                continue;
+            }
+            let Some(eol) = find(&buf[at..], b"\r\n") else {
+                break;
+            };
+            let line = String::from_utf8_lossy(&buf[at..at + eol]);
+            let hex = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(hex, 16)
+                .map_err(|_| format!("bad chunk size line {line:?}"))?;
+            at += eol + 2;
+            if size == 0 {
+                self.ended = true;
+                break;
+            }
+            self.chunk_left = size;
+        }
+        self.pending.drain(..at);
+        Ok(())
+    }
+
+    fn events(&mut self, event: &str, new_image: &mut dyn FnMut(&str)) {
+        let mut start = 0;
+        while let Some(end) = find(&self.text[start..], b"\n\n") {
+            let block = &self.text[start..start + end];
+            start += end + 2;
+            let (mut name, mut data): (&[u8], &[u8]) = (b"message", b"");
+            for line in block.split(|&b| b == b'\n') {
+                if let Some(v) = line.strip_prefix(b"event: ") {
+                    name = v;
+                } else if let Some(v) = line.strip_prefix(b"data: ") {
+                    data = v;
+                }
+            }
+            if name != event.as_bytes() {
+                continue;
+            }
+            let first = self.snapshots == 0;
+            self.snapshots += 1;
+            for id in image_ids(data) {
+                let mut hasher = DefaultHasher::new();
+                id.hash(&mut hasher);
+                let hash = hasher.finish();
+                if !self.seen.contains(&hash) {
+                    self.seen.push(hash);
+                    if !first {
+                        new_image(id);
+                    }
+                }
+            }
+        }
+        self.text.drain(..start);
+    }
+}
+
+/// The `"id":"…"` values of a snapshot's JSON array, in order.
+fn image_ids(data: &[u8]) -> impl Iterator<Item = &str> {
+    const KEY: &[u8] = b"\"id\":\"";
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let at = find(rest, KEY)?;
+        let tail = &rest[at + KEY.len()..];
+        let end = tail.iter().position(|&b| b == b'"')?;
+        rest = &tail[end..];
+        std::str::from_utf8(&tail[..end]).ok()
+    })
+}
+
+mod worker {
+    //! `--worker K`: holds its share of the watchers and reports over stdout.
+    //!
+    //! stdin, one JSON line each: `{"cmd":"connect","sources":[…],"groups":[{"addr","path",
+    //! "count"}],"concurrency","timeout_ms","event"}`, then `{"cmd":"stats"}` any number of
+    //! times, then `{"cmd":"report"}`. stdout: `ready` once every watcher has its first
+    //! snapshot or has failed, `stats`, and `report` with every delivery's receive time.
+
+    use super::*;
+
+    struct Shared {
+        id: usize,
+        event: String,
+        timeout: Duration,
+        total: usize,
+        done: Cell<usize>,
+        connected: RefCell<Vec<u64>>,
+        failed: Cell<u64>,
+        errors: RefCell<BTreeMap<String, u64>>,
+        closed: Cell<u64>,
+        bytes: Cell<u64>,
+        deliveries: Cell<u64>,
+        arrivals: RefCell<HashMap<Box<str>, Vec<u64>>>,
+    }
+
+    impl Shared {
+        fn finish_one(&self) {
+            self.done.set(self.done.get() + 1);
+            let done = self.done.get();
+            if done.is_multiple_of(5000) && done < self.total {
+                eprintln!("fanout worker {}: {done}/{} watchers", self.id, self.total);
+            }
+            if done == self.total {
+                self.ready();
+            }
+        }
+
+        fn ready(&self) {
+            emit(&json!({
+                "event": "ready",
+                "worker": self.id,
+                "connected": *self.connected.borrow(),
+                "failed": self.failed.get(),
+                "errors": *self.errors.borrow(),
+            }));
+        }
+
+        fn fail(&self, error: String) {
+            self.failed.set(self.failed.get() + 1);
+            *self.errors.borrow_mut().entry(error).or_default() += 1;
+            self.finish_one();
+        }
+
+        fn arrive(&self, id: &str, at: u64) {
+            self.deliveries.set(self.deliveries.get() + 1);
+            let mut arrivals = self.arrivals.borrow_mut();
+            match arrivals.get_mut(id) {
+                Some(times) => times.push(at),
+                None => {
+                    arrivals.insert(id.into(), vec![at]);
+                }
+            }
+        }
+
+        fn stats(&self) -> Value {
+            let connected: u64 = self.connected.borrow().iter().sum();
+            json!({
+                "event": "stats",
+                "worker": self.id,
+                "done": self.done.get(),
+                "open": connected - self.closed.get(),
+                "closed": self.closed.get(),
+                "bytes": self.bytes.get(),
+                "deliveries": self.deliveries.get(),
+            })
+        }
+    }
+
+    pub async fn run(id: usize) {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut shared: Option<Rc<Shared>> = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(cmd) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            match cmd["cmd"].as_str() {
+                Some("connect") => shared = Some(connect(id, &cmd)),
+                Some("stats") => {
+                    if let Some(s) = &shared {
+                        emit(&s.stats());
+                    }
+                }
+                Some("report") => {
+                    let arrivals = shared
+                        .as_ref()
+                        .map(|s| std::mem::take(&mut *s.arrivals.borrow_mut()))
+                        .unwrap_or_default();
+                    emit(&json!({
+                        "event": "report",
+                        "worker": id,
+                        "arrivals": arrivals,
+                        "cpu_s": cpu_seconds(std::process::id()),
+                        "rss_kib": proc_status(std::process::id(), "VmRSS:"),
+                    }));
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn connect(id: usize, cmd: &Value) -> Rc<Shared> {
+        let sources: Vec<Ipv4Addr> = cmd["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str()?.parse().ok())
+            .collect();
+        let groups: Vec<(SocketAddr, Rc<[u8]>, u64)> = cmd["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| {
+                let addr: SocketAddr = g["addr"].as_str()?.parse().ok()?;
+                let path = g["path"].as_str()?;
+                let request = format!(
+                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
+                );
+                Some((addr, request.into_bytes().into(), g["count"].as_u64()?))
+            })
+            .collect();
+        let shared = Rc::new(Shared {
+            id,
+            event: cmd["event"].as_str().unwrap_or(SNAPSHOT_EVENT).to_owned(),
+            timeout: Duration::from_millis(cmd["timeout_ms"].as_u64().unwrap_or(120_000)),
+            total: groups.iter().map(|g| g.2 as usize).sum(),
+            done: Cell::new(0),
+            connected: RefCell::new(vec![0; groups.len()]),
+            failed: Cell::new(0),
+            errors: RefCell::default(),
+            closed: Cell::new(0),
+            bytes: Cell::new(0),
+            deliveries: Cell::new(0),
+            arrivals: RefCell::default(),
+        });
+        if shared.total == 0 || sources.is_empty() {
+            shared.ready();
+            return shared;
+        }
+        // Bounded opening: this many watchers between connect and first snapshot at once.
+        let gate = Rc::new(Semaphore::new(
+            cmd["concurrency"].as_u64().unwrap_or(128) as usize
+        ));
+        let mut n = 0;
+        for (group, (addr, request, count)) in groups.into_iter().enumerate() {
+            for _ in 0..count {
+                let source = sources[n % sources.len()];
+                n += 1;
+                tokio::task::spawn_local(watch(
+                    shared.clone(),
+                    gate.clone(),
+                    source,
+                    addr,
+                    request.clone(),
+                    group,
+                ));
+            }
+        }
+        shared
+    }
+
+    async fn watch(
+        shared: Rc<Shared>,
+        gate: Rc<Semaphore>,
+        source: Ipv4Addr,
+        addr: SocketAddr,
+        request: Rc<[u8]>,
+        group: usize,
+    ) {
+        let permit = gate.acquire().await.ok();
+        let mut parser = SseParser::default();
+        let mut buf = vec![0u8; 4096];
+        let opened = tokio::time::timeout(
+            shared.timeout,
+            open(&shared, source, addr, &request, &mut parser, &mut buf),
+        )
+        .await;
+        let mut stream = match opened {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return shared.fail(e),
+            Err(_) => {
+                return shared.fail(format!(
+                    "no first snapshot within {}s",
+                    shared.timeout.as_secs()
+                ));
+            }
+        };
+        shared.connected.borrow_mut()[group] += 1;
+        shared.finish_one();
+        drop(permit);
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let at = now_ns();
+                    shared.bytes.set(shared.bytes.get() + n as u64);
+                    let fed = parser.feed(&buf[..n], &shared.event, &mut |id| {
+                        shared.arrive(id, at);
+                    });
+                    if fed.is_err() || parser.ended {
+                        break;
+                    }
+                }
+            }
+        }
+        shared.closed.set(shared.closed.get() + 1);
+    }
+
+    async fn open(
+        shared: &Shared,
+        source: Ipv4Addr,
+        addr: SocketAddr,
+        request: &[u8],
+        parser: &mut SseParser,
+        buf: &mut [u8],
+    ) -> Result<TcpStream, String> {
+        let err = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
+        let socket = TcpSocket::new_v4().map_err(err("socket"))?;
+        socket
+            .bind(SocketAddr::new(source.into(), 0))
+            .map_err(err("bind"))?;
+        let mut stream = socket.connect(addr).await.map_err(err("connect"))?;
+        let _ = stream.set_nodelay(true);
+        stream.write_all(request).await.map_err(err("write"))?;
+        while parser.snapshots == 0 {
+            let n = stream.read(buf).await.map_err(err("read"))?;
+            if n == 0 {
+                return Err("closed before the first snapshot".into());
+            }
+            shared.bytes.set(shared.bytes.get() + n as u64);
+            parser.feed(&buf[..n], &shared.event, &mut |_| {})?;
+            if parser.ended {
+                return Err("stream ended before the first snapshot".into());
+            }
+        }
+        Ok(stream)
+    }
+}
+
+mod echo {
+    //! `--echo-server`: the floor's server. It answers session creation, keeps each session's
+    //! image list, and on an upload pushes the new snapshot to that session's watchers before
+    //! answering the upload; nothing else (no decoding, storage, database or bus).
+
+    use super::*;
+
+    use bytes::Bytes;
+    use tokio::sync::watch;
+
+    #[derive(Default)]
+    struct State {
+        next_id: u64,
+        sessions: HashMap<String, Session>,
+    }
+
+    struct Session {
+        images: Vec<String>,
+        frames: watch::Sender<Bytes>,
+    }
+
+    fn snapshot_frame(version: usize, images: &[String]) -> Bytes {
+        let list: Vec<Value> = images.iter().map(|id| json!({ "id": id })).collect();
+        Bytes::from(format!(
+            "id: {version}\nevent: {SNAPSHOT_EVENT}\nretry: 2000\ndata: {}\n\n",
+            Value::Array(list)
+        ))
+    }
+
+    pub async fn run() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        emit(&json!({ "port": port }));
+        let state = Rc::new(RefCell::new(State::default()));
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::task::spawn_local(serve(stream, state.clone()));
+        }
+    }
+
+    async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await
+    }
+
+    async fn serve(mut stream: TcpStream, state: Rc<RefCell<State>>) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 4096];
+        loop {
+            let head_end = loop {
+                if let Some(end) = find(&buf, b"\r\n\r\n") {
+                    break end;
+                }
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+            let mut lines = head.split("\r\n");
+            let mut request_line = lines.next().unwrap_or("").split_whitespace();
+            let method = request_line.next().unwrap_or("").to_owned();
+            let target = request_line.next().unwrap_or("").to_owned();
+            let length: usize = lines
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            buf.drain(..head_end + 4);
+            while buf.len() < length {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..length);
+            let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+            match (method.as_str(), path) {
+                ("GET", "/v1/api/sse/events") => {
+                    let identifier = query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("identifier="))
+                        .unwrap_or("");
+                    return sse(stream, &state, identifier).await;
+                }
+                ("POST", "/v1/api/upload-sessions") => {
+                    let id = {
+                        let mut s = state.borrow_mut();
+                        s.next_id += 1;
+                        let id = format!("echo{}", s.next_id);
+                        let (frames, _) = watch::channel(snapshot_frame(1, &[]));
+                        s.sessions.insert(
+                            id.clone(),
+                            Session {
+                                images: Vec::new(),
+                                frames,
+                            },
+                        );
+                        id
+                    };
+                    let body = json!({
+                        "identifier": id,
+                        "upload_url": format!("http://127.0.0.1/m/{id}#t=token"),
+                    });
+                    respond(&mut stream, "201 Created", &body.to_string()).await?;
+                }
+                ("POST", p) if p.ends_with("/images") => {
+                    let identifier = p
+                        .trim_start_matches("/v1/api/upload-sessions/")
+                        .trim_end_matches("/images");
+                    let image = {
+                        let mut s = state.borrow_mut();
+                        s.next_id += 1;
+                        let image = format!("img{}", s.next_id);
+                        s.sessions.get_mut(identifier).map(|session| {
+                            session.images.push(image.clone());
+                            let frame = snapshot_frame(session.images.len() + 1, &session.images);
+                            session.frames.send_replace(frame);
+                            image
+                        })
+                    };
+                    match image {
+                        Some(id) => {
+                            let body = json!({ "images": [{ "id": id }] }).to_string();
+                            respond(&mut stream, "201 Created", &body).await?;
                         }
-                        if first {
-                            first = false;
-                            ready.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: "))
-                        else {
-                            continue;
-                        };
-                        let Ok(Value::Array(list)) = serde_json::from_str::<Value>(data) else {
-                            continue;
-                        };
-                        let mut new = Vec::new();
-                        for image in list {
-                            if let Some(image_id) = image["id"].as_str()
-                                && seen.insert(image_id.to_owned())
-                            {
-                                new.push((image_id.to_owned(), now));
-                            }
-                        }
-                        if let Ok(mut a) = arrivals.lock() {
-                            a.extend(new);
+                        None => respond(&mut stream, "404 Not Found", "{}").await?,
+                    }
+                }
+                ("GET", "/healthz" | "/readyz") => {
+                    respond(&mut stream, "200 OK", "{}").await?;
+                }
+                ("GET", "/metrics") => {
+                    respond(
+                        &mut stream,
+                        "200 OK",
+                        "qrupload_db_snapshot_reads_total 0\n",
+                    )
+                    .await?;
+                }
+                _ => respond(&mut stream, "404 Not Found", "{}").await?,
+            }
+        }
+    }
+
+    async fn sse(
+        mut stream: TcpStream,
+        state: &RefCell<State>,
+        identifier: &str,
+    ) -> std::io::Result<()> {
+        let receiver = state
+            .borrow()
+            .sessions
+            .get(identifier)
+            .map(|s| s.frames.subscribe());
+        let Some(mut receiver) = receiver else {
+            return respond(&mut stream, "404 Not Found", "{}").await;
+        };
+        stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n",
+            )
+            .await?;
+        loop {
+            let frame = receiver.borrow_and_update().clone();
+            let mut out = format!("{:x}\r\n", frame.len()).into_bytes();
+            out.extend_from_slice(&frame);
+            out.extend_from_slice(b"\r\n");
+            stream.write_all(&out).await?;
+            if receiver.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+mod coordinator {
+    //! Starts the servers and the workers, drives the phases and prints the report.
+
+    use super::*;
+
+    use sea_orm::ConnectionTrait;
+
+    pub struct Args {
+        sessions: usize,
+        watchers: usize,
+        rate: f64,
+        uploads: usize,
+        idle_secs: u64,
+        instances: usize,
+        binary: PathBuf,
+        server_cpu: Option<usize>,
+        pub load_cpu: Option<usize>,
+        per_worker: usize,
+        sources_per_worker: usize,
+        concurrency: usize,
+        connect_timeout_secs: u64,
+        floor: bool,
+        shared_data: bool,
+        out: Option<PathBuf>,
+        label: Option<String>,
+        postgres: String,
+        redis: String,
+    }
+
+    impl Args {
+        pub fn parse(argv: &[String]) -> Args {
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+            let mut a = Args {
+                sessions: 10,
+                watchers: 10,
+                rate: 20.0,
+                uploads: 0,
+                idle_secs: 20,
+                instances: 1,
+                binary: target.join("release/qrupload"),
+                server_cpu: None,
+                load_cpu: None,
+                per_worker: 12_500,
+                sources_per_worker: 4,
+                concurrency: 128,
+                connect_timeout_secs: 120,
+                floor: false,
+                shared_data: false,
+                out: None,
+                label: None,
+                postgres: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+                redis: "redis://127.0.0.1:6379".into(),
+            };
+            let mut it = argv.iter();
+            while let Some(flag) = it.next() {
+                let mut value = || it.next().cloned().unwrap_or_default();
+                match flag.as_str() {
+                    "--sessions" => a.sessions = value().parse().unwrap_or(a.sessions),
+                    "--watchers" => a.watchers = value().parse().unwrap_or(a.watchers),
+                    "--rate" => a.rate = value().parse().unwrap_or(a.rate),
+                    "--uploads" => a.uploads = value().parse().unwrap_or(a.uploads),
+                    "--idle-secs" => a.idle_secs = value().parse().unwrap_or(a.idle_secs),
+                    "--instances" => a.instances = value().parse().unwrap_or(1),
+                    "--binary" => a.binary = value().into(),
+                    "--server-cpu" => a.server_cpu = value().parse().ok(),
+                    "--load-cpu" => a.load_cpu = value().parse().ok(),
+                    "--per-worker" => a.per_worker = value().parse().unwrap_or(a.per_worker),
+                    "--sources-per-worker" => {
+                        a.sources_per_worker = value().parse().unwrap_or(a.sources_per_worker)
+                    }
+                    "--connect-concurrency" => {
+                        a.concurrency = value().parse().unwrap_or(a.concurrency)
+                    }
+                    "--connect-timeout-secs" => {
+                        a.connect_timeout_secs = value().parse().unwrap_or(a.connect_timeout_secs)
+                    }
+                    "--floor" => a.floor = true,
+                    "--pg-redis" => a.shared_data = true,
+                    "--out" => a.out = Some(value().into()),
+                    "--label" => a.label = Some(value()),
+                    "--postgres" => a.postgres = value(),
+                    "--redis" => a.redis = value(),
+                    _ => {}
+                }
+            }
+            a.instances = a.instances.max(1);
+            a.sessions = a.sessions.max(1);
+            a.per_worker = a.per_worker.max(1);
+            a.sources_per_worker = a.sources_per_worker.max(1);
+            if a.uploads == 0 {
+                a.uploads = a.sessions;
+            }
+            if a.floor {
+                a.instances = 1;
+                a.shared_data = false;
+            }
+            if a.instances > 1 {
+                a.shared_data = true;
+            }
+            if a.load_cpu.is_none()
+                && let Some(cpu) = a.server_cpu
+            {
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                a.load_cpu = Some((cpu + 1) % cores);
+            }
+            a
+        }
+    }
+
+    /// A server process: the release binary or the echo server.
+    struct Server {
+        child: std::process::Child,
+        port: u16,
+        log: Option<PathBuf>,
+    }
+
+    impl Server {
+        fn pid(&self) -> u32 {
+            self.child.id()
+        }
+
+        fn base(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        fn addr(&self) -> String {
+            format!("127.0.0.1:{}", self.port)
+        }
+
+        /// Whether the process has exited, and how.
+        fn exit(&mut self) -> Option<String> {
+            match self.child.try_wait() {
+                Ok(Some(status)) => Some(status.to_string()),
+                _ => None,
+            }
+        }
+
+        /// The warning and error lines of its log, without their timestamps, each with how
+        /// many times it was written.
+        fn warnings(&self) -> BTreeMap<String, u64> {
+            let text = self
+                .log
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            let mut lines = BTreeMap::new();
+            for line in text
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+            {
+                let message = line.split_once(' ').map_or(line, |(_, rest)| rest).trim();
+                let message: String = message.chars().take(300).collect();
+                *lines.entry(message).or_default() += 1;
+            }
+            lines
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// An error and its sources, on one line.
+    fn error_chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
+    fn command(a: &Args, program: &Path) -> std::process::Command {
+        let mut c = match a.server_cpu {
+            Some(cpu) => {
+                let mut c = std::process::Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(program);
+                c
+            }
+            None => std::process::Command::new(program),
+        };
+        die_with_parent(&mut c);
+        c
+    }
+
+    /// The child is killed when the coordinator ends, however it ends.
+    fn die_with_parent(cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+        // which is async-signal-safe and touches no memory shared with the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+
+    /// Where the servers keep their data.
+    enum Data {
+        Sqlite,
+        Shared { database_url: String },
+    }
+
+    fn start_server(a: &Args, data: &Data, dir: &Path, n: usize) -> Server {
+        let port = free_port();
+        let log = dir.join(format!("server-{n}.log"));
+        let mut cmd = command(a, &a.binary);
+        cmd.arg("--conf")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs"))
+            .arg("serve")
+            .env("QRUPLOAD__SERVER__HTTP__ADDR", format!("127.0.0.1:{port}"))
+            .env("QRUPLOAD__SERVER__GRPC__ADDR", "127.0.0.1:0")
+            .env("QRUPLOAD__DATA__BLOB__KIND", "fs")
+            .env(
+                "QRUPLOAD__DATA__BLOB__ROOT",
+                dir.join("blobs").display().to_string(),
+            );
+        match data {
+            Data::Sqlite => {
+                cmd.env(
+                    "QRUPLOAD__DATA__DATABASE__URL",
+                    format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
+                )
+                .env("QRUPLOAD__DATA__BUS__KIND", "memory");
+            }
+            Data::Shared { database_url } => {
+                cmd.env("QRUPLOAD__DATA__DATABASE__URL", database_url)
+                    .env("QRUPLOAD__DATA__BUS__KIND", "redis")
+                    .env("QRUPLOAD__DATA__BUS__URL", &a.redis)
+                    .env(
+                        "QRUPLOAD__AUTH__UPLOAD_TOKEN_KEY",
+                        "the fan-out benchmark's key, shared by every instance",
+                    );
+            }
+        }
+        // Defaults a benchmark needs; the environment, inherited as a whole, may override them.
+        for (key, value) in [
+            ("QRUPLOAD__UPLOAD__MAX_IMAGES", "100000"),
+            ("QRUPLOAD__UPLOAD__MAX_SESSION_BYTES", "100GiB"),
+            ("QRUPLOAD__LOG__LEVEL", "warn"),
+        ] {
+            if std::env::var_os(key).is_none() {
+                cmd.env(key, value);
+            }
+        }
+        let log_file = std::fs::File::create(&log).expect("server log file");
+        let child = cmd
+            .stdout(log_file.try_clone().expect("server log file"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}): cargo build --release first",
+                    a.binary.display()
+                )
+            });
+        Server {
+            child,
+            port,
+            log: Some(log),
+        }
+    }
+
+    fn start_echo(a: &Args) -> Server {
+        let exe = std::env::current_exe().expect("own path");
+        let mut child = command(a, &exe)
+            .arg("--echo-server")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the echo server");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("echo stdout");
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let port = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|v| v["port"].as_u64());
+        Server {
+            child,
+            port: port.expect("the echo server's port") as u16,
+            log: None,
+        }
+    }
+
+    async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
+        let text = match client.get(format!("{base}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    async fn wait_ready(client: &reqwest::Client, server: &mut Server, path: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Some(status) = server.exit() {
+                let log = server
+                    .log
+                    .as_ref()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_default();
+                panic!("the server exited ({status}) during start-up:\n{log}");
+            }
+            let ok = client
+                .get(format!("{}{path}", server.base()))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{}{path} never answered 200", server.base());
+    }
+
+    /// The worker processes and their event lines.
+    struct Workers {
+        children: Vec<tokio::process::Child>,
+        stdins: Vec<tokio::process::ChildStdin>,
+        events: mpsc::UnboundedReceiver<Value>,
+        queued: HashMap<String, Vec<Value>>,
+    }
+
+    impl Workers {
+        fn spawn(n: usize) -> Workers {
+            let exe = std::env::current_exe().expect("own path");
+            let (tx, events) = mpsc::unbounded_channel();
+            let mut children = Vec::new();
+            let mut stdins = Vec::new();
+            for k in 0..n {
+                let mut cmd = std::process::Command::new(&exe);
+                die_with_parent(&mut cmd);
+                let mut child = tokio::process::Command::from(cmd)
+                    .args(["--worker", &k.to_string()])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("start a worker");
+                stdins.push(child.stdin.take().expect("worker stdin"));
+                let stdout = child.stdout.take().expect("worker stdout");
+                let tx = tx.clone();
+                tokio::task::spawn_local(async move {
+                    let mut lines = BufReader::new(stdout).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                            let _ = tx.send(v);
                         }
                     }
+                });
+                children.push(child);
+            }
+            Workers {
+                children,
+                stdins,
+                events,
+                queued: HashMap::new(),
+            }
+        }
+
+        fn pids(&self) -> Vec<u32> {
+            self.children.iter().filter_map(|c| c.id()).collect()
+        }
+
+        async fn send(&mut self, k: usize, cmd: &Value) {
+            let line = format!("{cmd}\n");
+            if let Err(e) = self.stdins[k].write_all(line.as_bytes()).await {
+                eprintln!("fanout: worker {k} is gone: {e}");
+            }
+        }
+
+        async fn send_all(&mut self, cmd: &Value) {
+            for k in 0..self.stdins.len() {
+                self.send(k, cmd).await;
+            }
+        }
+
+        /// One event of `kind` from every worker, or what arrived before `within` ran out.
+        async fn take(&mut self, kind: &str, within: Duration) -> Vec<Value> {
+            let deadline = tokio::time::Instant::now() + within;
+            loop {
+                if self.queued.get(kind).map_or(0, Vec::len) >= self.stdins.len() {
+                    break;
+                }
+                tokio::select! {
+                    event = self.events.recv() => match event {
+                        Some(v) => {
+                            let k = v["event"].as_str().unwrap_or("").to_owned();
+                            self.queued.entry(k).or_default().push(v);
+                        }
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => {
+                        eprintln!("fanout: timed out waiting for the workers' {kind}");
+                        break;
+                    }
+                }
+            }
+            self.queued.remove(kind).unwrap_or_default()
+        }
+
+        async fn stats(&mut self) -> (u64, u64, u64) {
+            self.send_all(&json!({"cmd": "stats"})).await;
+            let stats = self.take("stats", Duration::from_secs(30)).await;
+            let sum = |f: &str| stats.iter().filter_map(|s| s[f].as_u64()).sum::<u64>();
+            (sum("bytes"), sum("open"), sum("deliveries"))
+        }
+    }
+
+    fn percentiles(sorted: &[f64]) -> Value {
+        let at = |p: f64| {
+            if sorted.is_empty() {
+                Value::Null
+            } else {
+                let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+                json!(round3(sorted[i]))
+            }
+        };
+        json!({ "min": at(0.0), "p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "p999": at(0.999), "max": at(1.0) })
+    }
+
+    fn round3(x: f64) -> f64 {
+        (x * 1000.0).round() / 1000.0
+    }
+
+    fn multipart(photo: &[u8], boundary: &str) -> bytes::Bytes {
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(photo);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        body.into()
+    }
+
+    struct Upload {
+        session: usize,
+        image: Option<String>,
+        sent: u64,
+        answered: u64,
+        status: u16,
+        /// The answer's body or the transport error, for a failed upload.
+        error: Option<String>,
+    }
+
+    pub async fn run(a: Args) {
+        let started_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let loadavg: Vec<f64> = loadavg
+            .split_whitespace()
+            .take(3)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A request that gets no answer (a server out of descriptors accepts nothing) fails
+        // instead of stalling the run.
+        let control = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client");
+
+        // Data: SQLite for one instance, a fresh PostgreSQL database plus Redis for several.
+        let mut database: Option<(sea_orm::DatabaseConnection, String)> = None;
+        let data = if a.shared_data {
+            let admin = qrupload::data::connect(&a.postgres, 1)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", a.postgres));
+            let name = format!("qrupload_bench_{}_{}", std::process::id(), started_unix);
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create the bench database");
+            let base = a
+                .postgres
+                .rsplit_once('/')
+                .map_or(a.postgres.as_str(), |(b, _)| b);
+            let url = format!("{base}/{name}");
+            database = Some((admin, name));
+            Data::Shared { database_url: url }
+        } else {
+            Data::Sqlite
+        };
+
+        let mut servers: Vec<Server> = if a.floor {
+            vec![start_echo(&a)]
+        } else {
+            (0..a.instances)
+                .map(|n| start_server(&a, &data, dir.path(), n))
+                .collect()
+        };
+        let ready_path = if a.shared_data { "/readyz" } else { "/healthz" };
+        for server in &mut servers {
+            wait_ready(&control, server, ready_path).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
+        let rss =
+            |field: &str| -> Vec<u64> { pids.iter().map(|&p| proc_status(p, field)).collect() };
+        let rss_start = rss("VmRSS:");
+
+        // Sessions, round-robin over the instances.
+        let mut sessions = Vec::with_capacity(a.sessions);
+        for s in 0..a.sessions {
+            let base = servers[s % servers.len()].base();
+            let member = s + 1;
+            let res = control
+                .post(format!("{base}/v1/api/upload-sessions"))
+                .json(&json!({ "member_id": member }))
+                .send()
+                .await
+                .expect("create a session");
+            let status = res.status();
+            let body: Value = res.json().await.unwrap_or_default();
+            assert!(status.is_success(), "create a session: {status} {body}");
+            let id = body["identifier"].as_str().unwrap_or_default().to_owned();
+            let token = body["upload_url"]
+                .as_str()
+                .and_then(|u| u.split_once("#t="))
+                .map(|(_, t)| t.to_owned())
+                .unwrap_or_default();
+            sessions.push((id, token, member));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss_before = rss("VmRSS:");
+
+        // Watchers: watcher w of session s goes to instance w mod N and worker (s·W + w) mod K.
+        let total = a.sessions * a.watchers;
+        let n_workers = total.div_ceil(a.per_worker).max(1);
+        assert!(
+            2 + n_workers * a.sources_per_worker <= 255,
+            "too many source addresses: lower --sources-per-worker"
+        );
+        let mut plan: Vec<BTreeMap<(usize, usize), u64>> = vec![BTreeMap::new(); n_workers];
+        for s in 0..a.sessions {
+            for w in 0..a.watchers {
+                let k = (s * a.watchers + w) % n_workers;
+                *plan[k].entry((s, w % servers.len())).or_default() += 1;
+            }
+        }
+        let mut workers = Workers::spawn(n_workers);
+        let connect_start = Instant::now();
+        for (k, groups) in plan.iter().enumerate() {
+            let sources: Vec<String> = (0..a.sources_per_worker)
+                .map(|i| format!("127.0.0.{}", 2 + k * a.sources_per_worker + i))
+                .collect();
+            let groups: Vec<Value> = groups
+                .iter()
+                .map(|(&(s, inst), &count)| {
+                    let (id, _, member) = &sessions[s];
+                    json!({
+                        "addr": servers[inst].addr(),
+                        "path": format!("/v1/api/sse/events?event={SNAPSHOT_EVENT}&member_id={member}&identifier={id}"),
+                        "count": count,
+                    })
+                })
+                .collect();
+            let cmd = json!({
+                "cmd": "connect",
+                "sources": sources,
+                "groups": groups,
+                "event": SNAPSHOT_EVENT,
+                "concurrency": a.concurrency,
+                "timeout_ms": a.connect_timeout_secs * 1000,
+            });
+            workers.send(k, &cmd).await;
+        }
+        let within = Duration::from_secs(a.connect_timeout_secs * (1 + total as u64 / 5000) + 60);
+        let ready = workers.take("ready", within).await;
+        let connect_secs = connect_start.elapsed().as_secs_f64();
+        let mut by_session = vec![0u64; a.sessions];
+        let mut by_instance = vec![0u64; servers.len()];
+        let mut failed = 0;
+        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &ready {
+            let k = r["worker"].as_u64().unwrap_or(0) as usize;
+            let counts = r["connected"].as_array().cloned().unwrap_or_default();
+            for ((&(s, inst), _), c) in plan[k].iter().zip(counts) {
+                let c = c.as_u64().unwrap_or(0);
+                by_session[s] += c;
+                by_instance[inst] += c;
+            }
+            failed += r["failed"].as_u64().unwrap_or(0);
+            if let Some(e) = r["errors"].as_object() {
+                for (msg, n) in e {
+                    *errors.entry(msg.clone()).or_default() += n.as_u64().unwrap_or(0);
+                }
+            }
+        }
+        let connected: u64 = by_instance.iter().sum();
+        if ready.len() < n_workers {
+            eprintln!(
+                "fanout: only {}/{n_workers} workers finished connecting",
+                ready.len()
+            );
+        }
+        eprintln!(
+            "fanout: {connected}/{total} watchers have their first snapshot ({failed} failed) in {connect_secs:.1}s"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss_watching = rss("VmRSS:");
+        let fds_watching: Vec<usize> = pids.iter().map(|&p| open_fds(p)).collect();
+
+        // Idle: heartbeats only.
+        let (idle_bytes_start, _, _) = workers.stats().await;
+        tokio::time::sleep(Duration::from_secs(a.idle_secs)).await;
+        let (idle_bytes_end, open_after_idle, _) = workers.stats().await;
+        let rss_idle = rss("VmRSS:");
+        let rss_hwm = rss("VmHWM:");
+
+        // Uploads at the given rate, round-robin over sessions and instances.
+        let mut reads_before = Vec::new();
+        for server in &servers {
+            reads_before
+                .push(metric(&control, &server.base(), "qrupload_db_snapshot_reads_total").await);
+        }
+        let worker_pids = workers.pids();
+        let load_cpu = || -> f64 {
+            worker_pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>()
+                + cpu_seconds(std::process::id())
+        };
+        let server_cpu_before: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect();
+        let load_cpu_before = load_cpu();
+        let (_, _, deliveries_before) = workers.stats().await;
+        let photo = qrupload::biz::imaging::testdata::jpeg_with_exif(64, 48, 1, false);
+        let boundary = "qrupload-fanout-bench-boundary";
+        let body = multipart(&photo, boundary);
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let upload_start = now_ns();
+        let mut tasks = Vec::with_capacity(a.uploads);
+        for n in 0..a.uploads {
+            interval.tick().await;
+            let session = n % a.sessions;
+            let (id, token, _) = sessions[session].clone();
+            let url = format!(
+                "{}/v1/api/upload-sessions/{id}/images",
+                servers[n % servers.len()].base()
+            );
+            let request = control
+                .post(url)
+                .bearer_auth(token)
+                .header(reqwest::header::CONTENT_TYPE, &content_type)
+                .body(body.clone());
+            tasks.push(tokio::task::spawn_local(async move {
+                let sent = now_ns();
+                let (status, image, error) = match request.send().await {
+                    Ok(res) => {
+                        let status = res.status().as_u16();
+                        let text = res.text().await.unwrap_or_default();
+                        let body: Value = serde_json::from_str(&text).unwrap_or_default();
+                        match body["images"][0]["id"].as_str() {
+                            Some(id) => (status, Some(id.to_owned()), None),
+                            None => (status, None, Some(text.chars().take(300).collect())),
+                        }
+                    }
+                    Err(e) => (0, None, Some(error_chain(&e.without_url()))),
+                };
+                Upload {
+                    session,
+                    image,
+                    sent,
+                    answered: now_ns(),
+                    status,
+                    error,
                 }
             }));
         }
-    }
-    let total = (a.sessions * a.watchers) as u64;
-    let wait_start = Instant::now();
-    while ready.load(Ordering::Relaxed) < total && wait_start.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let connected = ready.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_watching = proc_status(pid, "VmRSS:");
-
-    // Idle: heartbeats only.
-    let idle_start_bytes = bytes_in.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(a.idle_secs)).await;
-    let idle_bytes = bytes_in.load(Ordering::Relaxed) - idle_start_bytes;
-
-    // Uploads at the given rate, round-robin.
-    let reads_before = metric(&control, &base, "qrupload_db_snapshot_reads_total").await;
-    let cpu_before = cpu_seconds(pid);
-    let photo = qrupload::biz::imaging::testdata::jpeg_with_exif(64, 48, 1, false);
-    let sends: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
-    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate));
-    let mut uploads = Vec::new();
-    for n in 0..a.uploads {
-        interval.tick().await;
-        let (id, token) = sessions[n % sessions.len()].clone();
-        let (client, base, photo, sends) =
-            (control.clone(), base.clone(), photo.clone(), sends.clone());
-        uploads.push(tokio::spawn(async move {
-            let form = reqwest::multipart::Form::new().part(
-                "file",
-                reqwest::multipart::Part::bytes(photo).file_name("p.jpg"),
-            );
-            let sent = Instant::now();
-            let res = client
-                .post(format!("{base}/v1/api/upload-sessions/{id}/images"))
-                .bearer_auth(token)
-                .multipart(form)
-                .send()
-                .await;
-            if let Ok(res) = res
-                && let Ok(body) = res.json::<Value>().await
-                && let Some(image_id) = body["images"][0]["id"].as_str()
-                && let Ok(mut s) = sends.lock()
-            {
-                s.insert(image_id.to_owned(), sent);
+        let mut uploads = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            if let Ok(u) = t.await {
+                uploads.push(u);
             }
-        }));
-    }
-    for u in uploads {
-        let _ = u.await;
-    }
-    let expected = (a.uploads * a.watchers) as u64;
-    let settle = Instant::now();
-    while (arrivals.lock().map(|a| a.len()).unwrap_or(0) as u64) < expected
-        && settle.elapsed() < Duration::from_secs(30)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let cpu_used = cpu_seconds(pid) - cpu_before;
-    let reads = metric(&control, &base, "qrupload_db_snapshot_reads_total").await - reads_before;
+        }
+        let upload_secs = (now_ns() - upload_start) as f64 / 1e9;
+        let expected: u64 = uploads
+            .iter()
+            .filter(|u| u.image.is_some())
+            .map(|u| by_session[u.session])
+            .sum();
+        let settle = Instant::now();
+        loop {
+            let (_, _, delivered) = workers.stats().await;
+            if delivered - deliveries_before >= expected
+                || settle.elapsed() > Duration::from_secs(30)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let server_cpu: Vec<f64> = pids
+            .iter()
+            .zip(&server_cpu_before)
+            .map(|(&p, before)| cpu_seconds(p) - before)
+            .collect();
+        let load_cpu_used = load_cpu() - load_cpu_before;
+        let mut reads = Vec::new();
+        for (server, before) in servers.iter().zip(&reads_before) {
+            reads.push(
+                metric(&control, &server.base(), "qrupload_db_snapshot_reads_total").await - before,
+            );
+        }
 
-    let sends = sends.lock().map(|s| s.clone()).unwrap_or_default();
-    let mut latencies: Vec<f64> = arrivals
-        .lock()
-        .map(|a| {
-            a.iter()
-                .filter_map(|(id, at)| {
-                    sends
-                        .get(id)
-                        .map(|sent| at.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    latencies.sort_by(|x, y| x.total_cmp(y));
-    let delivered = latencies.len() as u64;
-    let report = serde_json::json!({
-        "sessions": a.sessions,
-        "watchers_per_session": a.watchers,
-        "watchers_connected": connected,
-        "uploads": a.uploads,
-        "upload_rate_per_s": a.rate,
-        "rss_kib_before": rss_before,
-        "rss_kib_watching": rss_watching,
-        "rss_kib_per_idle_watcher": (rss_watching.saturating_sub(rss_before)) as f64 / connected.max(1) as f64,
-        "latency_ms": {
-            "p50": percentile(&latencies, 0.50),
-            "p99": percentile(&latencies, 0.99),
-            "max": latencies.last().copied().unwrap_or(f64::NAN),
-        },
-        "deliveries": { "received": delivered, "expected": expected },
-        "db_snapshot_reads_per_change": reads / a.uploads.max(1) as f64,
-        "idle_bytes_per_watcher_per_minute": idle_bytes as f64 / connected.max(1) as f64 * 60.0 / a.idle_secs.max(1) as f64,
-        "server_cpu_us_per_delivered_event": cpu_used * 1e6 / delivered.max(1) as f64,
-    });
-    println!("{report}");
-    for t in tasks {
-        t.abort();
+        // Receive times from every worker.
+        workers.send_all(&json!({"cmd": "report"})).await;
+        let reports = workers.take("report", Duration::from_secs(120)).await;
+        let sent: HashMap<&str, (u64, u64)> = uploads
+            .iter()
+            .filter_map(|u| Some((u.image.as_deref()?, (u.sent, u.answered))))
+            .collect();
+        let mut latencies = Vec::with_capacity(expected as usize);
+        // Receipt relative to the upload's answer: negative when the event came first. Shows
+        // how much of the latency is the upload request itself.
+        let mut after_answer = Vec::with_capacity(expected as usize);
+        let mut unmatched = 0u64;
+        let mut worker_rss = 0u64;
+        for r in &reports {
+            worker_rss = worker_rss.max(r["rss_kib"].as_u64().unwrap_or(0));
+            for (id, times) in r["arrivals"].as_object().into_iter().flatten() {
+                let Some(&(at, answered)) = sent.get(id.as_str()) else {
+                    unmatched += times.as_array().map_or(0, Vec::len) as u64;
+                    continue;
+                };
+                for t in times.as_array().into_iter().flatten() {
+                    let t = t.as_u64().unwrap_or(0);
+                    latencies.push(t.saturating_sub(at) as f64 / 1e6);
+                    after_answer.push((t as f64 - answered as f64) / 1e6);
+                }
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        after_answer.sort_by(f64::total_cmp);
+        let received = latencies.len() as u64;
+        let mut upload_ms: Vec<f64> = uploads
+            .iter()
+            .filter(|u| u.image.is_some())
+            .map(|u| (u.answered - u.sent) as f64 / 1e6)
+            .collect();
+        upload_ms.sort_by(f64::total_cmp);
+        let uploads_ok = uploads.iter().filter(|u| u.image.is_some()).count();
+        let mut upload_statuses: BTreeMap<String, u64> = BTreeMap::new();
+        for u in &uploads {
+            *upload_statuses.entry(u.status.to_string()).or_default() += 1;
+        }
+        let mut upload_errors: BTreeMap<String, u64> = BTreeMap::new();
+        for e in uploads.iter().filter_map(|u| u.error.as_ref()) {
+            *upload_errors.entry(e.clone()).or_default() += 1;
+        }
+
+        let per_watcher = |before: u64, after: u64, n: u64| {
+            round3(after.saturating_sub(before) as f64 / n.max(1) as f64)
+        };
+        let rss_delta: u64 = rss_idle
+            .iter()
+            .zip(&rss_before)
+            .map(|(after, before)| after.saturating_sub(*before))
+            .sum();
+        let by_instance_kib: Vec<f64> = (0..servers.len())
+            .map(|i| per_watcher(rss_before[i], rss_idle[i], by_instance[i]))
+            .collect();
+        let server_exits: Vec<Option<String>> = servers.iter_mut().map(Server::exit).collect();
+        let warnings: Vec<BTreeMap<String, u64>> = servers.iter().map(Server::warnings).collect();
+        let shape = format!(
+            "{}x{}@{}{}",
+            a.sessions,
+            a.watchers,
+            a.rate,
+            if a.instances > 1 {
+                format!(" ×{} instances", a.instances)
+            } else {
+                String::new()
+            }
+        );
+        let report = json!({
+            "bench": "fanout",
+            "label": a.label.clone().unwrap_or(shape),
+            "mode": if a.floor { "floor" } else { "server" },
+            "unix_time": started_unix,
+            "loadavg_at_start": loadavg,
+            "server_cpu": a.server_cpu,
+            "load_cpu": a.load_cpu,
+            "instances": servers.len(),
+            "data": if a.floor { "none" } else if a.shared_data { "postgres+redis" } else { "sqlite+memory" },
+            "sessions": a.sessions,
+            "watchers_per_session": a.watchers,
+            "watchers": total,
+            "watchers_connected": connected,
+            "watchers_connected_by_instance": by_instance,
+            "watchers_failed": failed,
+            "connect_errors": errors,
+            "connect_secs": round3(connect_secs),
+            "watchers_open_after_idle": open_after_idle,
+            "workers": n_workers,
+            "worker_rss_kib_max": worker_rss,
+        });
+        let memory = json!({
+            "uploads": a.uploads,
+            "uploads_ok": uploads_ok,
+            "upload_statuses": upload_statuses,
+            "upload_errors": upload_errors,
+            "upload_rate_per_s": a.rate,
+            "upload_rate_achieved_per_s": round3(a.uploads as f64 / upload_secs.max(1e-9)),
+            "rss_kib_start": rss_start,
+            "rss_kib_before": rss_before,
+            "rss_kib_watching": rss_watching,
+            "rss_kib_idle": rss_idle,
+            "rss_kib_hwm": rss_hwm,
+            "server_fds_watching": fds_watching,
+            "rss_kib_per_idle_watcher": round3(rss_delta as f64 / connected.max(1) as f64),
+            "rss_kib_per_idle_watcher_by_instance": by_instance_kib,
+        });
+        let delivery = json!({
+            "latency_ms": percentiles(&latencies),
+            "upload_request_ms": percentiles(&upload_ms),
+            "receipt_after_upload_answer_ms": percentiles(&after_answer),
+            "deliveries": { "received": received, "expected": expected, "unmatched": unmatched },
+            "db_snapshot_reads_per_change": round3(reads.iter().sum::<f64>() / uploads_ok.max(1) as f64),
+            "db_snapshot_reads_by_instance": reads,
+            "idle_secs": a.idle_secs,
+            "idle_bytes_per_watcher_per_minute": round3(
+                (idle_bytes_end - idle_bytes_start) as f64 / connected.max(1) as f64 * 60.0
+                    / a.idle_secs.max(1) as f64
+            ),
+            "server_cpu_s_upload_phase": server_cpu.iter().map(|c| round3(*c)).collect::<Vec<_>>(),
+            "server_cpu_us_per_delivered_event": round3(server_cpu.iter().sum::<f64>() * 1e6 / received.max(1) as f64),
+            "load_cpu_us_per_delivered_event": round3(load_cpu_used * 1e6 / received.max(1) as f64),
+            "server_exit": server_exits,
+            "server_warnings": warnings,
+        });
+        let mut report = report;
+        for part in [memory, delivery] {
+            if let (Some(into), Value::Object(from)) = (report.as_object_mut(), part) {
+                into.extend(from);
+            }
+        }
+        emit(&report);
+        if let Some(path) = &a.out {
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| writeln!(f, "{report}"));
+            if let Err(e) = appended {
+                eprintln!("fanout: cannot append to {}: {e}", path.display());
+            }
+        }
+
+        drop(workers);
+        drop(servers);
+        if let Some((admin, name)) = database {
+            let dropped = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            if let Err(e) = dropped {
+                eprintln!("fanout: could not drop database {name}: {e}");
+            }
+        }
     }
-    drop(server);
 }

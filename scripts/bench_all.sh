@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs every fan-out shape recorded in docs/BENCHMARKS.md against the release binary, appends
+# each JSON line to docs/bench/results.jsonl, and redraws docs/bench/fanout.png.
+#
+#   scripts/bench_all.sh                 # every shape
+#   SHAPES="floor-100x100 100x100" scripts/bench_all.sh   # some of them
+#
+# QRUPLOAD_BIN=path measures another server binary; FANOUT_BIN=path skips building the bench.
+# Servers run on core $SERVER_CPU (default 0), the load generator on the next core. Every
+# QRUPLOAD__* variable set here reaches the servers (raise any per-address or per-member limit
+# this way). The 3-instance shape needs PostgreSQL on 127.0.0.1:5432 and Redis on :6379.
+# Other work on the machine shows in the latency tails: each line records the load average.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+OUT="${OUT:-docs/bench/results.jsonl}"
+SERVER_CPU="${SERVER_CPU:-0}"
+IDLE="${IDLE:-60}"
+SHAPES="${SHAPES:-floor-1000x2 floor-100x100 1000x2 100x100 50x100 190x100 500x100x3}"
+
+# A server with abuse limits (a `limits:` section in the config) gets them lifted unless the
+# caller set them: a benchmark's watchers and uploads come from few addresses, one member per
+# session, and far faster than a person.
+if grep -q '^limits:' configs/config.yaml; then
+  for key in $(sed -n '/^limits:/,/^[^ ]/s/^  \([a-z_]*\):.*/\1/p' configs/config.yaml); do
+    var="QRUPLOAD__LIMITS__${key^^}"
+    [ -n "${!var:-}" ] || export "$var=0"
+  done
+fi
+
+# Private copies: the target folder may be shared with other checkouts that rebuild it.
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+if [ -n "${QRUPLOAD_BIN:-}" ]; then
+  cp "$QRUPLOAD_BIN" "$WORK/qrupload"
+else
+  cargo build --release --locked --bin qrupload
+  cp "$CARGO_TARGET_DIR/release/qrupload" "$WORK/qrupload"
+fi
+if [ -n "${FANOUT_BIN:-}" ]; then
+  cp "$FANOUT_BIN" "$WORK/fanout"
+else
+  cargo bench --locked --bench fanout --no-run
+  cp "$(cargo bench --locked --bench fanout --no-run --message-format=json 2>/dev/null |
+    jq -r 'select(.target.name == "fanout" and .executable != null) | .executable' | tail -n1)" \
+    "$WORK/fanout"
+fi
+
+run() {
+  echo "== $*" >&2
+  "$WORK/fanout" --binary "$WORK/qrupload" --server-cpu "$SERVER_CPU" --idle-secs "$IDLE" \
+    --out "$OUT" "$@"
+}
+
+for shape in $SHAPES; do
+  case "$shape" in
+    floor-1000x2)  run --floor --sessions 1000 --watchers 2 --rate 100 --uploads 300 ;;
+    floor-100x100) run --floor --sessions 100 --watchers 100 --rate 50 --uploads 100 ;;
+    1000x2)        run --sessions 1000 --watchers 2 --rate 100 --uploads 300 ;;
+    100x100)       run --sessions 100 --watchers 100 --rate 50 --uploads 100 ;;
+    50x100)        run --sessions 50 --watchers 100 --rate 50 --uploads 50 ;;
+    190x100)       run --sessions 190 --watchers 100 --rate 50 --uploads 190 ;;
+    500x100x3)     run --instances 3 --sessions 500 --watchers 100 --rate 50 --uploads 500 ;;
+    *) echo "unknown shape $shape" >&2; exit 2 ;;
+  esac
+done
+
+python3 scripts/plot_bench.py "$OUT" docs/bench/fanout.png

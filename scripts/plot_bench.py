@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Draws docs/bench/fanout.png from the fan-out benchmark's JSON lines.
+
+    python3 scripts/plot_bench.py [RESULTS.jsonl] [OUT.png]
+
+Defaults: docs/bench/results.jsonl and docs/bench/fanout.png. For each (label, mode) the latest
+line is used, so re-running a shape and redrawing replaces its figures.
+
+Left: server RSS growth against watchers (one point per instance), with the 8 KiB-per-watcher
+target as a line. Middle: RSS per idle watcher against watchers, with the 8 KiB target.
+Right: upload-to-event latency p50 / p99 / max per shape, the server's beside the load
+generator's floor (same shape against the echo server), with the 5 ms and 10 ms p99 targets.
+Needs matplotlib (python3 -m pip install matplotlib).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+RSS_TARGET_KIB = 8
+FD_CAP = 20_000  # open files per process on the benchmark machine
+P99_TARGETS_MS = {"1000x2@100": 5.0, "100x100@50": 10.0}
+
+
+def shape_key(row):
+    return f"{row['sessions']}x{row['watchers_per_session']}@{row['upload_rate_per_s']:g}"
+
+
+def load(path):
+    latest = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        row = json.loads(line)
+        if row.get("bench") != "fanout":
+            continue
+        latest[(row["label"], row["mode"])] = row
+    return list(latest.values())
+
+
+def legend(ax, **kwargs):
+    """A legend with each label once."""
+    handles, names = ax.get_legend_handles_labels()
+    unique = {}
+    for h, n in zip(handles, names):
+        unique.setdefault(n, h)
+    ax.legend(unique.values(), unique.keys(), **kwargs)
+
+
+def main():
+    results = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/bench/results.jsonl")
+    out = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/bench/fanout.png")
+    rows = load(results)
+    servers = sorted(
+        (r for r in rows if r["mode"] == "server"), key=lambda r: r["watchers_connected"]
+    )
+    floors = {shape_key(r): r for r in rows if r["mode"] == "floor"}
+
+    fig, (ax_rss, ax_per, ax_lat) = plt.subplots(
+        1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1, 1, 1.5]}
+    )
+
+    # RSS growth against watchers, per instance.
+    xmax = 1
+    for r in servers:
+        multi = r["instances"] > 1
+        for i, n in enumerate(r["watchers_connected_by_instance"]):
+            grow_mib = max(r["rss_kib_idle"][i] - r["rss_kib_before"][i], 0) / 1024
+            ax_rss.scatter(
+                n,
+                grow_mib,
+                marker="s" if multi else "o",
+                color="tab:purple" if multi else "tab:blue",
+                label=("each of %d instances" % r["instances"]) if multi else "one instance",
+            )
+            xmax = max(xmax, n)
+        if not multi:
+            ax_rss.annotate(
+                r["label"],
+                (r["watchers_connected"], (r["rss_kib_idle"][0] - r["rss_kib_before"][0]) / 1024),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=7,
+            )
+    xs = [0, xmax * 1.05]
+    ax_rss.plot(xs, [x * RSS_TARGET_KIB / 1024 for x in xs], "g--", label="target: 8 KiB / watcher")
+    for ax in (ax_rss, ax_per):
+        ax.axvline(FD_CAP, color="grey", linestyle=":", label="open-file cap per process")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+        ax.set_xlim(0, FD_CAP * 1.05)
+    ax_rss.set_xlabel("idle SSE watchers on the instance")
+    ax_rss.set_ylabel("server RSS growth (MiB)")
+    ax_rss.set_title("Server RSS against watchers")
+    ax_rss.grid(alpha=0.3)
+    legend(ax_rss, fontsize=8, loc="upper left")
+
+    # RSS per watcher.
+    for r in servers:
+        multi = r["instances"] > 1
+        for i, n in enumerate(r["watchers_connected_by_instance"]):
+            ax_per.scatter(
+                n,
+                r["rss_kib_per_idle_watcher_by_instance"][i],
+                marker="s" if multi else "o",
+                color="tab:purple" if multi else "tab:blue",
+                label=("each of %d instances" % r["instances"]) if multi else "one instance",
+            )
+    ax_per.axhline(RSS_TARGET_KIB, color="g", linestyle="--", label="target ≤ 8 KiB")
+    ax_per.set_xlabel("idle SSE watchers on the instance")
+    ax_per.set_ylabel("RSS per idle watcher (KiB)")
+    ax_per.set_title("Memory per idle watcher")
+    ax_per.set_ylim(bottom=0)
+    ax_per.grid(alpha=0.3)
+    legend(ax_per, fontsize=8, loc="center right")
+
+    # Latency percentiles per shape, server and floor.
+    stats = ["p50", "p99", "max"]
+    colors = {"p50": "tab:blue", "p99": "tab:orange", "max": "tab:red"}
+    width = 0.13
+    labels = []
+    for x, r in enumerate(servers):
+        labels.append(
+            f"{r['label']}\n{r['watchers_connected']:,} watchers"
+            + (f", {r['instances']} inst." if r["instances"] > 1 else "")
+        )
+        floor = floors.get(shape_key(r)) if r["instances"] == 1 else None
+        for j, s in enumerate(stats):
+            v = r["latency_ms"].get(s)
+            if v is not None:
+                ax_lat.bar(x + (j - 3) * width + width / 2, v, width, color=colors[s],
+                           label=f"server {s}")
+            if floor and floor["latency_ms"].get(s) is not None:
+                ax_lat.bar(x + j * width + width / 2, floor["latency_ms"][s], width,
+                           color=colors[s], alpha=0.35, hatch="//",
+                           label=f"generator floor {s}")
+        target = P99_TARGETS_MS.get(shape_key(r))
+        if target and r["instances"] == 1:
+            ax_lat.hlines(target, x - 0.45, x + 0.45, colors="g", linestyles="--",
+                          label="p99 target (5 / 10 ms)")
+    ax_lat.set_xticks(range(len(labels)))
+    ax_lat.set_xticklabels(labels, fontsize=7)
+    ax_lat.set_yscale("log")
+    ax_lat.set_ylabel("upload → snapshot at every watcher (ms, log)")
+    ax_lat.set_title("Latency per shape: server (solid) and load generator floor (hatched)")
+    ax_lat.grid(axis="y", alpha=0.3, which="both")
+    legend(ax_lat, fontsize=7, ncol=2)
+
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out} from {len(rows)} result(s) in {results}")
+
+
+if __name__ == "__main__":
+    main()
