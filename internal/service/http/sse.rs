@@ -17,11 +17,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::QueryArgs;
 use crate::{
-    biz::{Caller, is_safe_event_name},
+    biz::Caller,
     service::{
         Services,
         error::{ApiError, ApiResult},
         hub::{SessionHub, Snapshot, Watch, WatchEvent},
+        sse_frame::SseEventName,
     },
 };
 
@@ -37,13 +38,8 @@ pub async fn events(
     let args = QueryArgs::parse(query.as_deref())?;
     let member_id = args.member_id()?;
     let identifier = args.required("identifier")?.to_owned();
-    let event = args.required("event")?;
-    if !is_safe_event_name(event) {
-        return Err(ApiError::invalid(
-            "event",
-            "event must match [A-Za-z0-9_.:-]{1,64}",
-        ));
-    }
+    let event = SseEventName::new(args.required("event")?)
+        .ok_or_else(|| ApiError::invalid("event", "event must match [A-Za-z0-9_.:-]{1,64}"))?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -87,15 +83,15 @@ pub async fn events(
 
 /// The snapshot event's name for this watcher; the default one uses the hub's shared frames.
 struct EventName {
-    name: Option<Box<str>>,
+    name: Option<SseEventName>,
     hub: SessionHub,
 }
 
 impl EventName {
-    fn new(hub: &SessionHub, name: &str) -> Self {
-        let custom = name != hub.sse_format().default_event;
+    fn new(hub: &SessionHub, name: SseEventName) -> Self {
+        let custom = name.as_str() != hub.sse_format().default_event;
         EventName {
-            name: custom.then(|| name.into()),
+            name: custom.then_some(name),
             hub: hub.clone(),
         }
     }
@@ -105,14 +101,16 @@ impl EventName {
         let Some(name) = &self.name else {
             return snapshot.sse_frames.clone();
         };
-        let header = self.hub.sse_format().header(snapshot.version(), name);
         let mut out = BytesMut::with_capacity(
-            snapshot.sse_session_frame.len() + header.len() + snapshot.images_json.len() + 2,
+            snapshot.sse_session_frame.len() + snapshot.images_json.len() + 128,
         );
         out.put_slice(&snapshot.sse_session_frame);
-        out.put_slice(&header);
-        out.put_slice(&snapshot.images_json);
-        out.put_slice(b"\n\n");
+        self.hub.sse_format().encode_snapshot(
+            &mut out,
+            snapshot.version(),
+            name,
+            &snapshot.images_json,
+        );
         out.freeze()
     }
 }
