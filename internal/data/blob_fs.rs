@@ -16,13 +16,21 @@ use crate::biz::{BizError, BlobStore, Result};
 
 pub struct FsBlobStore {
     root: PathBuf,
+    /// Held shared by a write while it makes its session's folder and puts a file in it, and
+    /// exclusively by a delete while it removes a folder it emptied: this process never removes
+    /// a folder under one of its own writes. Other processes sharing the root are covered by
+    /// [`write_in_folder`]'s retries.
+    folders: tokio::sync::RwLock<()>,
 }
 
 impl FsBlobStore {
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FsBlobStore { root })
+        Ok(FsBlobStore {
+            root,
+            folders: tokio::sync::RwLock::new(()),
+        })
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
@@ -48,10 +56,11 @@ impl BlobStore for FsBlobStore {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         let path = self.path(key)?;
         let tmp = path.with_extension(format!("tmp-{}", crate::biz::new_id()));
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io_err)?;
+        {
+            let _writing = self.folders.read().await;
+            write_in_folder(&tmp, &bytes).await.map_err(io_err)?;
         }
-        tokio::fs::write(&tmp, &bytes).await.map_err(io_err)?;
+        // From here the folder holds the file, so no delete can remove it.
         if let Err(e) = tokio::fs::rename(&tmp, &path).await {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(io_err(e));
@@ -76,6 +85,7 @@ impl BlobStore for FsBlobStore {
         }
         // The session's folder goes with its last blob; failing because it is not empty is fine.
         if let Some(dir) = path.parent().filter(|d| *d != self.root) {
+            let _removing = self.folders.write().await;
             let _ = tokio::fs::remove_dir(dir).await;
         }
         Ok(())
@@ -96,6 +106,35 @@ impl BlobStore for FsBlobStore {
             Ok(meta) if meta.is_dir() => Ok(()),
             Ok(_) => Err(BizError::unavailable("blob root: not a folder")),
             Err(e) => Err(BizError::unavailable(format!("blob root: {e}"))),
+        }
+    }
+}
+
+/// Writes a new file, creating its folder. Deleting a session's last blob removes the session's
+/// folder (see `delete`); when another process sharing the root does that while the folder is
+/// being made (`AlreadyExists` from `create_dir_all`) or before the file is written
+/// (`NotFound`), the folder is made again. Once the file is written the folder is not empty,
+/// so it stays.
+async fn write_in_folder(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    const ATTEMPTS: u32 = 4;
+    let mut attempt = 1;
+    loop {
+        let result = match path.parent() {
+            Some(dir) => tokio::fs::create_dir_all(dir).await,
+            None => Ok(()),
+        };
+        let result = match result {
+            Ok(()) => tokio::fs::write(path, bytes).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e)
+                if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists)
+                    && attempt < ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            result => return result,
         }
     }
 }

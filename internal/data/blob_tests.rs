@@ -80,6 +80,35 @@ async fn fs_store_keeps_the_contract_and_its_root() {
     }
 }
 
+/// Deleting a session's last blob removes its folder; a write into that session at the same
+/// moment (a refused upload cleaning up while the next one stores, or a delete beside an
+/// upload) must still land. Found by the `upload_multipart` fuzz target as a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_store_put_survives_the_session_folder_being_removed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = std::sync::Arc::new(FsBlobStore::new(dir.path()).expect("store"));
+    let session = crate::biz::new_id();
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            let key = format!("{session}/{}", crate::biz::new_id());
+            tokio::spawn(async move {
+                for _ in 0..500 {
+                    store.put(&key, Bytes::from_static(b"photo")).await?;
+                    store.delete(&key).await?;
+                }
+                Ok::<(), crate::biz::BizError>(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer
+            .await
+            .expect("joins")
+            .expect("every put and delete succeeds");
+    }
+}
+
 struct MotoServer {
     child: Child,
     port: u16,

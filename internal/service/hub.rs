@@ -20,7 +20,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::sync::{OnceCell, watch};
 
-use super::dto::{SessionEventJson, images_json};
+use super::{
+    dto::{SessionEventJson, images_json},
+    sse_frame::{SseEventName, encode_event},
+};
 use crate::{
     biz::{BizError, BusMessage, Image, ImageUsecase, UploadSession},
     metrics::Metrics,
@@ -53,15 +56,19 @@ impl Snapshot {
             serde_json::to_vec(&SessionEventJson::from(&session)).map_err(BizError::internal)?;
         let version = session.version;
         let mut session_frame = BytesMut::with_capacity(session_json.len() + 48);
-        session_frame.put_slice(format!("id: {version}\nevent: session\ndata: ").as_bytes());
-        session_frame.put_slice(&session_json);
-        session_frame.put_slice(b"\n\n");
+        encode_event(
+            &mut session_frame,
+            version,
+            &SseEventName::SESSION,
+            None,
+            &session_json,
+        );
         let sse_session_frame = session_frame.freeze();
+        let default_event = SseEventName::new(&sse.default_event)
+            .ok_or_else(|| BizError::internal("sse.event is not a safe event name"))?;
         let mut frames = BytesMut::with_capacity(sse_session_frame.len() + images_json.len() + 96);
         frames.put_slice(&sse_session_frame);
-        frames.put_slice(&sse.header(version, &sse.default_event));
-        frames.put_slice(&images_json);
-        frames.put_slice(b"\n\n");
+        sse.encode_snapshot(&mut frames, version, &default_event, &images_json);
         Ok(Snapshot {
             session,
             images,
@@ -85,12 +92,15 @@ pub struct SseFormat {
 }
 
 impl SseFormat {
-    /// `id: V\nevent: NAME\nretry: MS\ndata: ` — the snapshot event up to its data.
-    pub fn header(&self, version: u64, event: &str) -> Bytes {
-        Bytes::from(format!(
-            "id: {version}\nevent: {event}\nretry: {}\ndata: ",
-            self.retry_ms
-        ))
+    /// Appends the snapshot event: `id: V`, `event: NAME`, `retry: MS`, then `data`.
+    pub fn encode_snapshot(
+        &self,
+        out: &mut BytesMut,
+        version: u64,
+        event: &SseEventName,
+        data: &[u8],
+    ) {
+        encode_event(out, version, event, Some(self.retry_ms), data);
     }
 }
 

@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod sse_frame;
 
 use std::{sync::Arc, time::Duration};
 

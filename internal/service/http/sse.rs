@@ -25,13 +25,14 @@ use tokio::time::{Instant, Sleep};
 
 use super::{ClientIp, QueryArgs};
 use crate::{
-    biz::{Caller, is_safe_event_name},
+    biz::Caller,
     service::{
         Services,
         auth::TokenFrom,
         error::{ApiError, ApiResult},
         hub::{SessionHub, Snapshot, Watch, WatchEvent},
         limits::StreamSlot,
+        sse_frame::SseEventName,
     },
 };
 
@@ -50,13 +51,8 @@ pub async fn events(
         args.member_id()?;
     }
     let identifier = args.required("identifier")?.to_owned();
-    let event = args.required("event")?;
-    if !is_safe_event_name(event) {
-        return Err(ApiError::invalid(
-            "event",
-            "event must match [A-Za-z0-9_.:-]{1,64}",
-        ));
-    }
+    let event = SseEventName::new(args.required("event")?)
+        .ok_or_else(|| ApiError::invalid("event", "event must match [A-Za-z0-9_.:-]{1,64}"))?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -110,15 +106,15 @@ pub async fn events(
 
 /// The snapshot event's name for this watcher; the default one uses the hub's shared frames.
 struct EventName {
-    name: Option<Box<str>>,
+    name: Option<SseEventName>,
     hub: SessionHub,
 }
 
 impl EventName {
-    fn new(hub: &SessionHub, name: &str) -> Self {
-        let custom = name != hub.sse_format().default_event;
+    fn new(hub: &SessionHub, name: SseEventName) -> Self {
+        let custom = name.as_str() != hub.sse_format().default_event;
         EventName {
-            name: custom.then(|| name.into()),
+            name: custom.then_some(name),
             hub: hub.clone(),
         }
     }
@@ -128,14 +124,16 @@ impl EventName {
         let Some(name) = &self.name else {
             return snapshot.sse_frames.clone();
         };
-        let header = self.hub.sse_format().header(snapshot.version(), name);
         let mut out = BytesMut::with_capacity(
-            snapshot.sse_session_frame.len() + header.len() + snapshot.images_json.len() + 2,
+            snapshot.sse_session_frame.len() + snapshot.images_json.len() + 128,
         );
         out.put_slice(&snapshot.sse_session_frame);
-        out.put_slice(&header);
-        out.put_slice(&snapshot.images_json);
-        out.put_slice(b"\n\n");
+        self.hub.sse_format().encode_snapshot(
+            &mut out,
+            snapshot.version(),
+            name,
+            &snapshot.images_json,
+        );
         out.freeze()
     }
 }
