@@ -2,6 +2,7 @@
 """Draws docs/bench/fanout.png from the fan-out benchmark's JSON lines.
 
     python3 scripts/plot_bench.py [RESULTS.jsonl] [OUT.png]
+    python3 scripts/plot_bench.py --table [--all] [RESULTS.jsonl]   # BENCHMARKS.md's table
 
 Defaults: docs/bench/results.jsonl and docs/bench/fanout.png. For each (label, mode) the latest
 line is used, so re-running a shape and redrawing replaces its figures.
@@ -32,8 +33,9 @@ def shape_key(row):
     return f"{row['sessions']}x{row['watchers_per_session']}@{row['upload_rate_per_s']:g}"
 
 
-def load(path):
-    latest = {}
+def load(path, every=False):
+    """The result lines; unless `every`, only the latest of each (label, mode)."""
+    rows, latest = [], {}
     for line in Path(path).read_text().splitlines():
         line = line.strip()
         if not line.startswith("{"):
@@ -41,8 +43,9 @@ def load(path):
         row = json.loads(line)
         if row.get("bench") != "fanout":
             continue
+        rows.append(row)
         latest[(row["label"], row["mode"])] = row
-    return list(latest.values())
+    return rows if every else list(latest.values())
 
 
 def legend(ax, **kwargs):
@@ -54,9 +57,52 @@ def legend(ax, **kwargs):
     ax.legend(unique.values(), unique.keys(), **kwargs)
 
 
+def ms(row, key, stat):
+    v = row[key].get(stat)
+    return "–" if v is None else f"{v:.2f}" if v < 10 else f"{v:.1f}"
+
+
+def table(rows):
+    """The results as the Markdown table of docs/BENCHMARKS.md."""
+    order = sorted(
+        rows,
+        key=lambda r: (r["mode"] != "floor", r["instances"], r["watchers"], r["unix_time"]),
+    )
+    print(
+        "| shape | mode | watchers (connected) | deliveries | p50 | p99 | max "
+        "| upload answer p50 / p99 | reads / change | RSS / idle watcher "
+        "| idle bytes / watcher / min | server CPU / event | generator CPU / event | load avg |"
+    )
+    print("|" + "---|" * 14)
+    for r in order:
+        server = r["mode"] == "server"
+        print(
+            f"| {r['label']} | {'server' if server else 'floor (echo)'} "
+            f"| {r['watchers']:,} ({r['watchers_connected']:,}) "
+            f"| {r['deliveries']['received']:,} / {r['deliveries']['expected']:,} "
+            f"| {ms(r, 'latency_ms', 'p50')} | {ms(r, 'latency_ms', 'p99')} "
+            f"| {ms(r, 'latency_ms', 'max')} "
+            f"| {ms(r, 'upload_request_ms', 'p50')} / {ms(r, 'upload_request_ms', 'p99')} "
+            + (
+                f"| {r['db_snapshot_reads_per_change']:g} "
+                f"| {r['rss_kib_per_idle_watcher']:.1f} KiB "
+                f"| {r['idle_bytes_per_watcher_per_minute']:.0f} B "
+                f"| {r['server_cpu_us_per_delivered_event']:,.0f} µs "
+                if server
+                else "| – | – | – | – "
+            )
+            + f"| {r['load_cpu_us_per_delivered_event']:,.0f} µs "
+            f"| {r['loadavg_at_start'][0]:.1f} |"
+        )
+
+
 def main():
-    results = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/bench/results.jsonl")
-    out = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/bench/fanout.png")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    results = Path(args[0] if args else "docs/bench/results.jsonl")
+    out = Path(args[1] if len(args) > 1 else "docs/bench/fanout.png")
+    if "--table" in sys.argv:
+        table(load(results, every="--all" in sys.argv))
+        return
     rows = load(results)
     servers = sorted(
         (r for r in rows if r["mode"] == "server"), key=lambda r: r["watchers_connected"]
