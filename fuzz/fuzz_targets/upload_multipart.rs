@@ -105,6 +105,10 @@ fn harness() -> &'static Harness {
                 "AUTH__UPLOAD_TOKEN_KEY",
                 "fuzzing-key-fuzzing-key-fuzzing-key".to_owned(),
             ),
+            // Thousands of uploads a second to one session: the abuse limits would answer
+            // most of them 429 and hide the handler from the fuzzer.
+            ("LIMITS__UPLOADS_PER_SESSION_PER_MINUTE", "0".to_owned()),
+            ("LIMITS__UPLOADS_PER_IP_PER_MINUTE", "0".to_owned()),
         ]
         .map(|(k, v)| (format!("QRUPLOAD__{k}"), v));
         let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
@@ -112,11 +116,13 @@ fn harness() -> &'static Harness {
         let telemetry =
             qrupload::telemetry::init_with_writer(&config.log, &config.trace, std::io::stderr)
                 .expect("telemetry");
+        let cors = config.cors.clone();
+        let http_limits = qrupload::server::HttpLimits::from_config(&config);
         let app = runtime
             .block_on(Application::build(config))
             .expect("app builds");
         let services = app.services().clone();
-        let router = qrupload::server::router(services.clone());
+        let router = qrupload::server::router(services.clone(), &cors, &http_limits);
         let (session, token) = runtime
             .block_on(services.usecase.create_session(MEMBER, None, None))
             .expect("session");
