@@ -35,15 +35,17 @@
 //! Server settings. Every `QRUPLOAD__*` variable in the bench's environment reaches the
 //! servers, so limits a benchmark must raise (streams per address or per member, request
 //! rates) are raised from the command line:
-//! `QRUPLOAD__SOME__LIMIT=100000 cargo bench --bench fanout -- …`. The bench sets the listen
+//! `QRUPLOAD__LIMITS__STREAMS_PER_IP=0 cargo bench --bench fanout -- …`. The bench sets the listen
 //! addresses, the database, blob root, bus and upload-token key itself, and defaults
 //! `upload.max_images`, `upload.max_session_bytes` and `log.level` unless they are given.
 //!
-//! Flags: `--sessions S --watchers W --rate R --uploads U --idle-secs N --instances N`
+//! Flags: `--sessions S --watchers W --rate R --uploads U` (default one per session)
+//! `--idle-secs N` `--instances N` (more than one: PostgreSQL + Redis; `--pg-redis` for one)
 //! `--server-cpu C` (servers pinned with `taskset`; the coordinator and its workers then pin
 //! to `--load-cpu`, by default the next core) `--per-worker N` (sockets per worker, default
-//! 12500) `--binary PATH` `--floor` `--out FILE` `--label TEXT` `--postgres URL` `--redis URL`
-//! `--connect-timeout-secs N`.
+//! 12500) `--sources-per-worker N` (default 4) `--connect-concurrency N` (watchers opening at
+//! once per worker, default 128) `--connect-timeout-secs N` `--binary PATH` `--floor`
+//! `--out FILE` `--label TEXT` `--postgres URL` (an admin URL) `--redis URL`.
 //!
 //!     cargo build --release
 //!     cargo bench --bench fanout -- --sessions 100 --watchers 100 --rate 50 --uploads 100 --server-cpu 0
