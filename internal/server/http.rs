@@ -67,7 +67,8 @@ impl HttpLimits {
 }
 
 /// The whole HTTP app: routes, CORS on the API, JSON 404/405, request body deadlines, panic
-/// guard, request spans.
+/// guard, request spans, and a last net that gives any error answer still without SPEC's
+/// JSON shape (a rejection from a layer or an extractor not written here) that shape.
 pub fn router(services: Services, cors: &CorsConf, limits: &HttpLimits) -> Router {
     // Set on the API before CORS wraps it, so a preflight `OPTIONS` reaches the CORS layer
     // instead of an unwrapped 405.
@@ -82,6 +83,7 @@ pub fn router(services: Services, cors: &CorsConf, limits: &HttpLimits) -> Route
             body::BodyDeadline::new(limits.body_timeout, limits.body_min_rate),
             body::body_deadline,
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,6 +111,28 @@ pub fn router(services: Services, cors: &CorsConf, limits: &HttpLimits) -> Route
                     );
                 }),
         )
+}
+
+/// An error answer that is not JSON yet becomes SPEC's error for its status; its headers
+/// (`Allow`, `Retry-After`, CORS) are kept. HEAD answers keep no body, as HTTP requires.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let fresh = ApiError::for_status(status).into_response();
+    let (fresh_parts, body) = fresh.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    for (name, value) in &fresh_parts.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    Response::from_parts(parts, body)
 }
 
 async fn method_not_allowed() -> ApiError {

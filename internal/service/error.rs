@@ -67,6 +67,36 @@ impl ApiError {
         )
     }
 
+    /// SPEC's error for a bare status that no handler explained (a rejection made by a layer
+    /// or by hyper): the reason SPEC lists for it and the status's own words.
+    pub fn for_status(status: StatusCode) -> Self {
+        let reason = match status.as_u16() {
+            400 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            404 => "NOT_FOUND",
+            405 => "METHOD_NOT_ALLOWED",
+            408 => "REQUEST_TIMEOUT",
+            409 => "SESSION_CLOSED",
+            411 => "LENGTH_REQUIRED",
+            412 => "TUS_VERSION_UNSUPPORTED",
+            413 => "PAYLOAD_TOO_LARGE",
+            414 => "URI_TOO_LONG",
+            415 => "UNSUPPORTED_MEDIA_TYPE",
+            422 => "UNPROCESSABLE_IMAGE",
+            429 => "RATE_LIMITED",
+            431 => "HEADERS_TOO_LARGE",
+            501 => "NOT_IMPLEMENTED",
+            503 => "UNAVAILABLE",
+            _ if status.is_client_error() => "INVALID_ARGUMENT",
+            _ => "INTERNAL",
+        };
+        let message = status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase();
+        Self::new(status, reason, message)
+    }
+
     pub fn unauthenticated() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -107,19 +137,29 @@ impl From<BizError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    fn body(&self) -> Body<'_> {
         let mut metadata = Map::new();
         if let Some(field) = self.field {
             metadata.insert("field".into(), Value::String(field.into()));
         }
-        let body = Body {
+        Body {
             code: self.status.as_u16(),
             reason: self.reason,
             message: &self.message,
             metadata,
-        };
-        let mut response = (self.status, Json(body)).into_response();
+        }
+    }
+
+    /// The JSON text, for the serve loop, which writes answers without a router.
+    pub fn json_body(&self) -> String {
+        serde_json::to_string(&self.body()).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
         let retry_after = match self.retry_after {
             // Whole seconds, rounded up: "0" would invite an immediate retry.
             Some(wait) => {

@@ -354,9 +354,39 @@ async fn create_session_validates_member_id() {
     let res = app
         .client
         .post(app.url("/v1/api/upload-sessions"))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
         .expect("req");
     assert_error(res, 400, "INVALID_ARGUMENT").await;
+    // The same body without the JSON type is refused before it is read (SPEC: 415), so a
+    // cross-site `<form enctype="text/plain">` cannot create a session.
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/json; boundary=x"),
+    ] {
+        let mut req = app
+            .client
+            .post(app.url("/v1/api/upload-sessions"))
+            .body(r#"{"member_id":1}"#);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        let res = req.send().await.expect("req");
+        assert_error(res, 415, "UNSUPPORTED_MEDIA_TYPE").await;
+    }
+    let res = app
+        .client
+        .post(app.url("/v1/api/upload-sessions"))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"member_id":1,"pad":"{}"}}"#,
+            "x".repeat(70 * 1024)
+        ))
+        .send()
+        .await
+        .expect("req");
+    assert_error(res, 413, "PAYLOAD_TOO_LARGE").await;
 }

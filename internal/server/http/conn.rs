@@ -8,12 +8,15 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use axum::body::Body;
+use axum::http::StatusCode;
 use bytes::Bytes;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
     sync::watch,
 };
+
+use crate::service::error::ApiError;
 
 use super::{
     Shared,
@@ -63,20 +66,28 @@ async fn setup(
     // Frames and heads are written whole; Nagle would only delay a head's following frame.
     let _ = tcp.set_nodelay(true);
     let first = Box::pin(async {
+        let mut buf = head::head_buffer();
         let read = tokio::time::timeout(
             shared.limits.header_read_timeout,
-            head::read_first(&mut tcp),
+            head::read_first(&mut tcp, &mut buf),
         );
         tokio::select! {
-            first = read => first.unwrap_or(FirstHead::Closed),
+            first = read => first.unwrap_or_else(|_| if buf.is_empty() {
+                FirstHead::Closed
+            } else {
+                FirstHead::Refuse(head::Refusal {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    message: "the request head arrived too slowly",
+                })
+            }),
             _ = stop.wait_for(|stop| *stop) => FirstHead::Closed,
         }
     })
     .await;
     let request = match first {
         FirstHead::Closed => return None,
-        FirstHead::TooLarge => {
-            refuse_too_large(tcp).await;
+        FirstHead::Refuse(refusal) => {
+            refuse(tcp, refusal).await;
             return None;
         }
         FirstHead::Other(prefix) => {
@@ -111,12 +122,22 @@ async fn setup(
     }
 }
 
-/// 431, as hyper answers a later head that is too large; then a short lingering close, so the
-/// client reads the answer instead of a reset caused by the head's unread rest.
-async fn refuse_too_large(mut tcp: TcpStream) {
+/// SPEC's JSON error for a head hyper would have refused with a bare status; then a short
+/// lingering close, so the client reads the answer instead of a reset caused by the head's
+/// unread rest.
+async fn refuse(mut tcp: TcpStream, refusal: head::Refusal) {
     let now = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT");
+    let error = ApiError {
+        message: refusal.message.into(),
+        ..ApiError::for_status(refusal.status)
+    };
+    let body = error.json_body();
+    let status = refusal.status;
     let answer = format!(
-        "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\ndate: {now}\r\n\r\n"
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ndate: {now}\r\n\r\n{body}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
     );
     let linger = async {
         tcp.write_all(answer.as_bytes()).await?;

@@ -3,7 +3,7 @@
 
 use axum::{
     body::Body,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header},
 };
 use bytes::{Bytes, BytesMut};
 use tokio::{io::AsyncReadExt, net::TcpStream};
@@ -23,8 +23,9 @@ pub enum FirstHead {
     /// Anything else (another request, a malformed head, HTTP/2's preface): hyper reads it
     /// again from these bytes.
     Other(Bytes),
-    /// No complete head within [`MAX_HEAD`] bytes.
-    TooLarge,
+    /// A head hyper would refuse with a bare status: the serve loop answers it itself, with
+    /// SPEC's JSON error, and closes.
+    Refuse(Refusal),
     /// The client went away first.
     Closed,
 }
@@ -35,28 +36,39 @@ pub struct LeanRequest {
     pub keep_alive: bool,
 }
 
-/// Reads until the head is complete. The caller bounds the time.
-pub async fn read_first(tcp: &mut TcpStream) -> FirstHead {
-    let mut buf = BytesMut::with_capacity(FIRST_READ);
+/// A buffer for [`read_first`]; whether it holds bytes after a timeout tells a slow head
+/// (408) from an idle connection (closed silently).
+pub fn head_buffer() -> BytesMut {
+    BytesMut::with_capacity(FIRST_READ)
+}
+
+/// Reads into `buf` until the head is complete. The caller bounds the time.
+pub async fn read_first(tcp: &mut TcpStream, buf: &mut BytesMut) -> FirstHead {
+    let buf = &mut *buf;
     let mut scanned = 0;
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity());
         }
-        match tcp.read_buf(&mut buf).await {
+        match tcp.read_buf(buf).await {
             Ok(0) | Err(_) => return FirstHead::Closed,
             Ok(_) => {}
         }
         // Parse only once a blank line is there: parsing after every read would cost a
         // client sending a byte at a time quadratic time.
-        match blank_line_end(&buf, scanned) {
+        match blank_line_end(buf, scanned) {
             Some(end) if end <= MAX_HEAD => {
-                if let Some(first) = classify(&mut buf) {
+                if let Some(first) = classify(buf) {
                     return first;
                 }
                 scanned = end;
             }
-            _ if buf.len() >= MAX_HEAD => return FirstHead::TooLarge,
+            _ if buf.len() >= MAX_HEAD => {
+                return FirstHead::Refuse(Refusal {
+                    status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    message: "the request head is larger than 16 KiB",
+                });
+            }
             _ => scanned = buf.len(),
         }
     }
@@ -79,19 +91,95 @@ fn blank_line_end(buf: &[u8], from: usize) -> Option<usize> {
         })
 }
 
+/// Why the serve loop refuses a head, as the status and message of the error it sends.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: &'static str,
+}
+
+/// The longest request target accepted; longer → 414.
+const MAX_TARGET: usize = 8 * 1024;
+/// The first line of HTTP/2's connection preface, which is no HTTP/1 head.
+const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
 /// `None` if the head is not complete yet.
 fn classify(buf: &mut BytesMut) -> Option<FirstHead> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let lean = match parsed.parse(&buf[..]) {
         Ok(httparse::Status::Partial) => return None,
-        Ok(httparse::Status::Complete(len)) if len == buf.len() => lean_request(&parsed),
-        Ok(httparse::Status::Complete(_)) | Err(_) => None,
+        Ok(httparse::Status::Complete(len)) => {
+            if let Some(refusal) = refusal(&parsed) {
+                return Some(FirstHead::Refuse(refusal));
+            }
+            if len == buf.len() {
+                lean_request(&parsed)
+            } else {
+                None
+            }
+        }
+        Err(_) if buf.starts_with(H2_PREFACE_LINE) => None,
+        Err(e) => return Some(FirstHead::Refuse(parse_refusal(e))),
     };
     Some(match lean {
         Some(lean) => FirstHead::Lean(Box::new(lean)),
         None => FirstHead::Other(std::mem::take(buf).freeze()),
     })
+}
+
+fn parse_refusal(e: httparse::Error) -> Refusal {
+    let (status, message) = match e {
+        httparse::Error::TooManyHeaders => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "the request has more than 100 header fields",
+        ),
+        httparse::Error::HeaderName => (
+            StatusCode::BAD_REQUEST,
+            "a header line has no colon or an invalid name",
+        ),
+        httparse::Error::HeaderValue => (
+            StatusCode::BAD_REQUEST,
+            "a header value holds a forbidden byte",
+        ),
+        _ => (StatusCode::BAD_REQUEST, "the request line is malformed"),
+    };
+    Refusal { status, message }
+}
+
+/// What hyper would refuse in a well-formed head (plus a target too long for any route).
+fn refusal(parsed: &httparse::Request<'_, '_>) -> Option<Refusal> {
+    let refuse = |status, message| Some(Refusal { status, message });
+    if parsed.path.is_some_and(|p| p.len() > MAX_TARGET) {
+        return refuse(
+            StatusCode::URI_TOO_LONG,
+            "the request target is longer than 8 KiB",
+        );
+    }
+    let mut length: Option<&[u8]> = None;
+    for h in parsed.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let digits = !h.value.is_empty() && h.value.iter().all(u8::is_ascii_digit);
+            if !digits || length.is_some_and(|l| l != h.value) {
+                return refuse(StatusCode::BAD_REQUEST, "Content-Length is not one number");
+            }
+            length = Some(h.value);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let chunked_only = std::str::from_utf8(h.value).is_ok_and(|v| {
+                v.split(',')
+                    .all(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+            });
+            if !chunked_only {
+                return refuse(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "only the chunked transfer coding is supported",
+                );
+            }
+            if parsed.version == Some(0) {
+                return refuse(StatusCode::BAD_REQUEST, "HTTP/1.0 has no Transfer-Encoding");
+            }
+        }
+    }
+    None
 }
 
 /// The request, if the lean path can serve it: `GET` of the SSE route over HTTP/1.x with

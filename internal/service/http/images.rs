@@ -3,7 +3,7 @@
 //! under an id).
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -15,7 +15,7 @@ use crate::{
 
 pub async fn original(
     State(services): State<Services>,
-    Path(image_id): Path<String>,
+    super::extract::PathArgs(image_id): super::extract::PathArgs<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     serve(&services, &image_id, false, &headers).await
@@ -23,7 +23,7 @@ pub async fn original(
 
 pub async fn thumbnail(
     State(services): State<Services>,
-    Path(image_id): Path<String>,
+    super::extract::PathArgs(image_id): super::extract::PathArgs<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     serve(&services, &image_id, true, &headers).await

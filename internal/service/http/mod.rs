@@ -2,6 +2,7 @@
 //! Middleware, limits and listeners are the server layer's; this module only maps requests
 //! to usecase calls.
 
+mod extract;
 mod images;
 mod pages;
 mod sessions;
@@ -80,10 +81,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 pub(crate) struct QueryArgs(Vec<(String, String)>);
 
 impl QueryArgs {
+    /// A parameter given twice is refused: which one counts would be a guess, and a proxy
+    /// and this service might guess differently.
     pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        serde_urlencoded::from_str(raw.unwrap_or(""))
-            .map(QueryArgs)
-            .map_err(|_| ApiError::invalid("query", "the query string is malformed"))
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|_| ApiError::invalid("query", "the query string is malformed"))?;
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+                return Err(ApiError::invalid(
+                    "query",
+                    format!("the query parameter {name:?} is given more than once"),
+                ));
+            }
+        }
+        Ok(QueryArgs(pairs))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

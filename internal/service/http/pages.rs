@@ -3,7 +3,7 @@
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -29,7 +29,9 @@ async fn desktop() -> Response {
     page(crate::web::DESKTOP_HTML)
 }
 
-async fn mobile(Path(_identifier): Path<String>) -> Response {
+async fn mobile(
+    super::extract::PathArgs(_identifier): super::extract::PathArgs<String>,
+) -> Response {
     page(crate::web::MOBILE_HTML)
 }
 
@@ -53,7 +55,7 @@ fn page(html: &'static str) -> Response {
     response
 }
 
-async fn asset(Path(name): Path<String>) -> Response {
+async fn asset(super::extract::PathArgs(name): super::extract::PathArgs<String>) -> Response {
     let Some((body, content_type)) = crate::web::asset(&name) else {
         return crate::service::error::ApiError::not_found().into_response();
     };

@@ -2,14 +2,16 @@
 
 use axum::{
     Json,
-    body::Bytes,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
 
-use super::{QueryArgs, bearer_token};
+use super::{
+    QueryArgs, bearer_token,
+    extract::{OptionalJsonBytes, PathArgs},
+};
 use crate::{
     biz::{Caller, UploadSession},
     service::{
@@ -53,9 +55,14 @@ pub(super) fn session_json<'a>(services: &Services, s: &'a UploadSession) -> Ses
 pub async fn create(
     State(services): State<Services>,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJsonBytes(body): OptionalJsonBytes,
 ) -> ApiResult<Response> {
-    let claimed = body_member_id(&body, services.auth.is_jwt())?;
+    let claimed = match body {
+        Some(body) => body_member_id(&body, services.auth.is_jwt())?,
+        // Dev auth names the member in the body, so it must be there (and typed as JSON).
+        None if !services.auth.is_jwt() => return Err(super::extract::json_required()),
+        None => None,
+    };
     let member = services
         .auth
         .member(&headers, claimed.as_deref(), TokenFrom::Header)
@@ -108,7 +115,7 @@ fn member(services: &Services, headers: &HeaderMap, query: Option<&str>) -> ApiR
 /// `GET /v1/api/upload-sessions/{identifier}?member_id=`
 pub async fn get(
     State(services): State<Services>,
-    Path(identifier): Path<String>,
+    PathArgs(identifier): PathArgs<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -123,7 +130,7 @@ pub async fn get(
 /// `GET /v1/api/upload-sessions/{identifier}/qr.svg?member_id=`: the QR code of `upload_url`.
 pub async fn qr_svg(
     State(services): State<Services>,
-    Path(identifier): Path<String>,
+    PathArgs(identifier): PathArgs<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -162,7 +169,7 @@ pub async fn qr_svg(
 /// `POST /v1/api/upload-sessions/{identifier}/complete?member_id=`
 pub async fn complete(
     State(services): State<Services>,
-    Path(identifier): Path<String>,
+    PathArgs(identifier): PathArgs<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -190,7 +197,7 @@ struct UploadInfo<'a> {
 /// call marks the session `scanned`, which the desktop shows as "phone connected".
 pub async fn upload_info(
     State(services): State<Services>,
-    Path(identifier): Path<String>,
+    PathArgs(identifier): PathArgs<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let token = bearer_token(&headers)?;

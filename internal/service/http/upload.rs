@@ -3,7 +3,7 @@
 use axum::{
     Json,
     body::Body,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -38,7 +38,7 @@ struct Uploaded<'a> {
 /// request's files is kept.
 pub async fn upload(
     State(services): State<Services>,
-    Path(identifier): Path<String>,
+    super::extract::PathArgs(identifier): super::extract::PathArgs<String>,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Body,
@@ -166,7 +166,7 @@ fn multipart_error(e: multer::Error) -> ApiError {
 /// token) or by the owner (`member_id` in dev mode, a bearer JWT in jwt mode).
 pub async fn delete_image(
     State(services): State<Services>,
-    Path((identifier, image_id)): Path<(String, String)>,
+    super::extract::PathArgs((identifier, image_id)): super::extract::PathArgs<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
