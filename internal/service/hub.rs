@@ -25,6 +25,7 @@ use super::{
     sse_frame::{SseEventName, encode_event},
 };
 use crate::{
+    api::image::v1::ImagesEvent,
     biz::{BizError, BusMessage, Image, ImageUsecase, UploadSession},
     metrics::Metrics,
 };
@@ -40,8 +41,9 @@ pub struct Snapshot {
     pub sse_frames: Bytes,
     /// The `session` event alone, for watchers of another event name.
     pub sse_session_frame: Bytes,
-    /// The gRPC event, built by the first gRPC watcher that needs it.
-    pub grpc: OnceLock<crate::service::grpc::pb::ImagesEvent>,
+    /// The same change as an `image.v1.ImagesEvent`, built by the first watcher of the
+    /// generated API that needs it and then shared.
+    pub api_event: OnceLock<ImagesEvent>,
 }
 
 impl Snapshot {
@@ -75,7 +77,7 @@ impl Snapshot {
             images_json,
             sse_frames: frames.freeze(),
             sse_session_frame,
-            grpc: OnceLock::new(),
+            api_event: OnceLock::new(),
         })
     }
 
