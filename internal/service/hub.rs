@@ -5,13 +5,15 @@
 //! into the exact bytes every watcher sends. Each watcher holds a `watch` receiver: a one-slot
 //! buffer that always holds the latest snapshot, so a watcher that falls behind skips straight
 //! to it and memory never grows with a stalled client. Heartbeats come from one shared ticker,
-//! not a timer per watcher.
+//! not a timer per watcher, and it rings one of [`HEARTBEAT_SLOTS`] groups of watchers at a
+//! time: the heartbeats of different streams are spread over the interval (SPEC), so 10,000
+//! watchers never wake, write and syscall in the same millisecond as an upload.
 
 use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, OnceLock, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -116,9 +118,16 @@ struct HubInner {
     metrics: Arc<Metrics>,
     sse: SseFormat,
     feeds: Mutex<HashMap<String, Weak<Feed>>>,
-    heartbeat: watch::Sender<()>,
+    /// One sender per slot; watcher n listens to slot n mod [`HEARTBEAT_SLOTS`].
+    heartbeats: Vec<watch::Sender<()>>,
+    next_slot: AtomicUsize,
     closing: watch::Sender<bool>,
 }
+
+/// Groups of watchers whose heartbeats fall due together; the ticker rings one group every
+/// `heartbeat / HEARTBEAT_SLOTS`. 64 keeps each group under 2% of the watchers while the
+/// ticker wakes only every ~234 ms at the default 15 s.
+pub const HEARTBEAT_SLOTS: usize = 64;
 
 /// The watchers of one session on this instance share one feed.
 struct Feed {
@@ -162,7 +171,8 @@ impl SessionHub {
             metrics,
             sse,
             feeds: Mutex::new(HashMap::new()),
-            heartbeat: watch::channel(()).0,
+            heartbeats: (0..HEARTBEAT_SLOTS).map(|_| watch::channel(()).0).collect(),
+            next_slot: AtomicUsize::new(0),
             closing: watch::channel(false).0,
         });
         tokio::spawn(follow_bus(Arc::downgrade(&inner)));
@@ -194,7 +204,7 @@ impl SessionHub {
         let watch = Watch {
             _feed: feed,
             rx,
-            heartbeat: self.inner.heartbeat.subscribe(),
+            heartbeat: self.inner.heartbeat_slot().subscribe(),
             closing: self.inner.closing.subscribe(),
             metrics: self.inner.metrics.clone(),
         };
@@ -225,6 +235,14 @@ impl SessionHub {
         });
         feeds.insert(identifier.to_owned(), Arc::downgrade(&feed));
         feed
+    }
+}
+
+impl HubInner {
+    /// The next watcher's heartbeat group: round-robin, so the groups stay even in size.
+    fn heartbeat_slot(&self) -> &watch::Sender<()> {
+        let n = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        &self.heartbeats[n % self.heartbeats.len()]
     }
 }
 
@@ -375,13 +393,18 @@ async fn follow_bus(hub: Weak<HubInner>) {
     }
 }
 
+/// Rings one heartbeat group per step, so each watcher hears one heartbeat per `every` and
+/// the groups' heartbeats are spread evenly over it.
 async fn tick(hub: Weak<HubInner>, every: Duration) {
-    let mut interval = tokio::time::interval(every);
+    let step = every / HEARTBEAT_SLOTS as u32;
+    let mut interval = tokio::time::interval(step.max(Duration::from_millis(1)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
+    let mut slot = 0usize;
     loop {
         interval.tick().await;
         let Some(hub) = hub.upgrade() else { return };
-        hub.heartbeat.send_replace(());
+        hub.heartbeats[slot].send_replace(());
+        slot = (slot + 1) % hub.heartbeats.len();
     }
 }
