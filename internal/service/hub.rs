@@ -121,6 +121,8 @@ struct HubInner {
     /// One sender per slot; watcher n listens to slot n mod [`HEARTBEAT_SLOTS`].
     heartbeats: Vec<watch::Sender<()>>,
     next_slot: AtomicUsize,
+    /// The slot the ticker rang last.
+    rung: AtomicUsize,
     closing: watch::Sender<bool>,
 }
 
@@ -173,6 +175,7 @@ impl SessionHub {
             feeds: Mutex::new(HashMap::new()),
             heartbeats: (0..HEARTBEAT_SLOTS).map(|_| watch::channel(()).0).collect(),
             next_slot: AtomicUsize::new(0),
+            rung: AtomicUsize::new(0),
             closing: watch::channel(false).0,
         });
         tokio::spawn(follow_bus(Arc::downgrade(&inner)));
@@ -239,10 +242,15 @@ impl SessionHub {
 }
 
 impl HubInner {
-    /// The next watcher's heartbeat group: round-robin, so the groups stay even in size.
+    /// The next watcher's heartbeat group: round-robin over the half of the groups that ring
+    /// between half an interval and a whole one from now, so watchers that connect together
+    /// still beat apart, and none hears a heartbeat right after its first events (a stream
+    /// stays quiet for at least half an interval when nothing changes).
     fn heartbeat_slot(&self) -> &watch::Sender<()> {
+        let slots = self.heartbeats.len();
         let n = self.next_slot.fetch_add(1, Ordering::Relaxed);
-        &self.heartbeats[n % self.heartbeats.len()]
+        let rung = self.rung.load(Ordering::Relaxed);
+        &self.heartbeats[(rung + slots / 2 + n % (slots / 2)) % slots]
     }
 }
 
@@ -405,6 +413,7 @@ async fn tick(hub: Weak<HubInner>, every: Duration) {
         interval.tick().await;
         let Some(hub) = hub.upgrade() else { return };
         hub.heartbeats[slot].send_replace(());
+        hub.rung.store(slot, Ordering::Relaxed);
         slot = (slot + 1) % hub.heartbeats.len();
     }
 }
