@@ -9,14 +9,14 @@ use axum::{
 use serde::Serialize;
 
 use super::{
-    QueryArgs, bearer_token,
+    QueryArgs,
     extract::{OptionalJsonBytes, PathArgs},
 };
 use crate::{
     biz::{Caller, UploadSession},
     service::{
         Services,
-        auth::{Member, TokenFrom},
+        auth::{Member, TokenFrom, upload_token},
         dto::{ImageJson, SessionJson, images_json, rfc3339},
         error::{ApiError, ApiResult},
     },
@@ -63,17 +63,7 @@ pub async fn create(
         None if !services.auth.is_jwt() => return Err(super::extract::json_required()),
         None => None,
     };
-    let member = services
-        .auth
-        .member(&headers, claimed.as_deref(), TokenFrom::Header)
-        .map_err(|e| {
-            // A body naming another member than the token is a bad request, not a lookup.
-            if e.reason == "NOT_FOUND" {
-                ApiError::invalid("member_id", "member_id must be the token's subject")
-            } else {
-                e
-            }
-        })?;
+    let member = services.auth.creator(&headers, claimed.as_deref())?;
     services.limits.create_session(member.id)?;
     let (session, _token) = services
         .usecase
@@ -107,9 +97,9 @@ fn body_member_id(body: &[u8], optional_body: bool) -> ApiResult<Option<String>>
 /// The member of a member route: `member_id` in the query (dev) or the bearer JWT (jwt).
 fn member(services: &Services, headers: &HeaderMap, query: Option<&str>) -> ApiResult<Member> {
     let args = QueryArgs::parse(query)?;
-    services
+    Ok(services
         .auth
-        .member(headers, args.get("member_id"), TokenFrom::Header)
+        .member(headers, args.get("member_id"), TokenFrom::Header)?)
 }
 
 /// `GET /v1/api/upload-sessions/{identifier}?member_id=`
@@ -200,7 +190,7 @@ pub async fn upload_info(
     PathArgs(identifier): PathArgs<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let token = bearer_token(&headers)?;
+    let token = upload_token(&headers)?;
     let (session, images) = services
         .usecase
         .open_for_upload(&token, &identifier)
