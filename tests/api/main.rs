@@ -5,6 +5,7 @@ mod cdp;
 mod helpers;
 
 mod browser;
+mod errors;
 mod faults;
 mod grpc;
 mod hostile;
