@@ -36,8 +36,7 @@ pub struct LeanRequest {
     pub keep_alive: bool,
 }
 
-/// A buffer for [`read_first`]; whether it holds bytes after a timeout tells a slow head
-/// (408) from an idle connection (closed silently).
+/// A buffer for [`read_first`].
 pub fn head_buffer() -> BytesMut {
     BytesMut::with_capacity(FIRST_READ)
 }
