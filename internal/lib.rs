@@ -3,6 +3,7 @@
 //!
 //! The layers, kratos-style, data flowing one way (transport → service → biz ← data):
 //!
+//! - [`api`]: the code generated from `proto/` (`api::image::v1`), shared by service and tests.
 //! - [`conf`]: typed configuration and its layered loader.
 //! - [`biz`]: domain types, the [`biz::ImageUsecase`], and the traits it needs
 //!   ([`biz::SessionRepo`], [`biz::BlobStore`], [`biz::EventBus`]). No transport or database crate.
@@ -13,6 +14,7 @@
 //! - [`web`]: the desktop and mobile pages, embedded.
 //! - [`app`]: the composition root that wires all of the above by hand.
 
+pub mod api;
 pub mod app;
 pub mod biz;
 pub mod conf;

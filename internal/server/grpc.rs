@@ -5,9 +5,9 @@ use std::future::Future;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::service::{
-    Services,
-    grpc::{ImageGrpc, pb},
+use crate::{
+    api::image::v1 as pb,
+    service::{Services, grpc::ImageGrpc},
 };
 
 pub async fn serve_grpc(

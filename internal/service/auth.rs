@@ -12,8 +12,13 @@
 //! `UNAUTHENTICATED` (one message for all, so nothing is learned from the difference); a
 //! valid token of another member → the same 404 as an unknown session.
 //!
-//! The phone's upload token is not a JWT and is handled by the usecase; the two never mix: a
+//! The phone's upload token is not a JWT and is checked by the usecase; the two never mix: a
 //! bearer value without the JWT's dots is never tried as a JWT.
+//!
+//! This module is the one place that decides who is calling: it reads the bearer value, checks
+//! a JWT's shape, and chooses between dev member, JWT and upload token ([`MemberAuth::caller`]).
+//! Its refusals are an [`AuthError`], mapped to SPEC.md's JSON error once (`From` for
+//! `ApiError`); handlers take the answer and hold no rule of their own.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,8 +26,90 @@ use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::{error::ApiError, http::parse_member_id};
-use crate::conf::{AuthConf, AuthMode, JwtAlgorithm};
+use super::error::ApiError;
+use crate::{
+    biz::Caller,
+    conf::{AuthConf, AuthMode, JwtAlgorithm},
+};
+
+/// Why a request's caller was refused, before any usecase call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// dev mode, and the request names no member.
+    #[error("member_id is required")]
+    MemberIdRequired,
+    #[error("member_id must be an unsigned 32-bit integer")]
+    InvalidMemberId,
+    /// The query string the member would be read from does not parse.
+    #[error("the query string is malformed")]
+    MalformedQuery,
+    /// jwt mode: no member token, or a malformed, wrongly signed or expired one.
+    #[error("a valid bearer token is required")]
+    MemberToken,
+    /// No `Authorization: Bearer …` where the upload token (or a member) was needed.
+    #[error("an Authorization: Bearer upload token is required")]
+    UploadToken,
+    /// A valid token of another member than the one the request names: the same answer as
+    /// an unknown session.
+    #[error("not found")]
+    OtherMember,
+    /// A create request whose body names another member than the token: a bad request.
+    #[error("member_id must be the token's subject")]
+    NotTokenSubject,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::MemberIdRequired
+            | AuthError::InvalidMemberId
+            | AuthError::NotTokenSubject => ApiError::invalid("member_id", e.to_string()),
+            AuthError::MalformedQuery => ApiError::invalid("query", e.to_string()),
+            AuthError::MemberToken => ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                e.to_string(),
+            ),
+            AuthError::UploadToken => ApiError::unauthenticated(),
+            AuthError::OtherMember => ApiError::not_found(),
+        }
+    }
+}
+
+/// `member_id` as text → the member: an unsigned 32-bit integer in ASCII digits; 0 is valid,
+/// as in the seed.
+pub fn parse_member_id(text: &str) -> Result<u32, AuthError> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AuthError::InvalidMemberId);
+    }
+    text.parse().map_err(|_| AuthError::InvalidMemberId)
+}
+
+/// The value of `Authorization: Bearer …`, trimmed; `None` when the header is absent, not
+/// text, of another scheme or empty.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The phone's upload token from `Authorization: Bearer …`.
+pub fn upload_token(headers: &HeaderMap) -> Result<String, AuthError> {
+    bearer(headers)
+        .map(str::to_owned)
+        .ok_or(AuthError::UploadToken)
+}
+
+/// The first `member_id` of a raw query string, as text.
+fn query_member_id(query: Option<&str>) -> Result<Option<String>, AuthError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|_| AuthError::MalformedQuery)?;
+    Ok(pairs
+        .into_iter()
+        .find(|(k, _)| k == "member_id")
+        .map(|(_, v)| v))
+}
 
 /// A member proven at the edge; `expires_at` is the token's `exp` in jwt mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,12 +207,12 @@ impl MemberAuth {
         headers: &HeaderMap,
         claimed: Option<&str>,
         from: TokenFrom,
-    ) -> Result<Member, ApiError> {
+    ) -> Result<Member, AuthError> {
         match self {
             MemberAuth::Dev => {
                 let id = match claimed {
                     Some(text) if !text.is_empty() => parse_member_id(text)?,
-                    _ => return Err(ApiError::invalid("member_id", "member_id is required")),
+                    _ => return Err(AuthError::MemberIdRequired),
                 };
                 Ok(Member {
                     id,
@@ -140,25 +227,56 @@ impl MemberAuth {
                 };
                 let token = verifier
                     .token(headers, from)
-                    .ok_or_else(member_unauthenticated)?;
+                    .ok_or(AuthError::MemberToken)?;
                 let member = verifier.verify(token)?;
                 match claimed {
-                    Some(id) if id != member.id => Err(ApiError::not_found()),
+                    Some(id) if id != member.id => Err(AuthError::OtherMember),
                     _ => Ok(member),
                 }
             }
         }
     }
+
+    /// The member creating a session, whose body may name one: a body naming another member
+    /// than the token is a bad request, not a lookup.
+    pub fn creator(&self, headers: &HeaderMap, claimed: Option<&str>) -> Result<Member, AuthError> {
+        self.member(headers, claimed, TokenFrom::Header)
+            .map_err(|e| match e {
+                AuthError::OtherMember => AuthError::NotTokenSubject,
+                e => e,
+            })
+    }
+
+    /// Who is calling a route open to both the phone and the owner (deleting an image): a
+    /// bearer value shaped like a JWT in jwt mode is the member, any other bearer value the
+    /// upload token; without a bearer value, dev mode reads `member_id` from the raw query.
+    pub fn caller(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Caller, AuthError> {
+        if headers.contains_key(header::AUTHORIZATION) {
+            let token = bearer(headers).ok_or(AuthError::UploadToken)?;
+            if self.is_jwt() && looks_like_jwt(token) {
+                let claimed = query_member_id(query)?;
+                let member = self.member(headers, claimed.as_deref(), TokenFrom::Header)?;
+                return Ok(Caller::Member(member.id));
+            }
+            return Ok(Caller::UploadToken(token.to_owned()));
+        }
+        if self.is_jwt() {
+            return Err(AuthError::UploadToken);
+        }
+        match query_member_id(query)? {
+            None => Err(AuthError::UploadToken),
+            Some(text) if text.is_empty() => Err(AuthError::MemberIdRequired),
+            Some(text) => Ok(Caller::Member(parse_member_id(&text)?)),
+        }
+    }
 }
 
 impl JwtVerifier {
+    /// The header's bearer value when the header is there (a bad one is not replaced by the
+    /// cookie), else the cookie where the route allows it.
     fn token<'h>(&self, headers: &'h HeaderMap, from: TokenFrom) -> Option<&'h str> {
-        if let Some(value) = headers.get(header::AUTHORIZATION) {
-            let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-            return scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim())
-                .filter(|t| !t.is_empty());
+        if headers.contains_key(header::AUTHORIZATION) {
+            return bearer(headers);
         }
         if from == TokenFrom::HeaderOrCookie {
             return cookie(headers, &self.cookie);
@@ -166,17 +284,17 @@ impl JwtVerifier {
         None
     }
 
-    fn verify(&self, token: &str) -> Result<Member, ApiError> {
-        if token.len() > 8 * 1024 || token.bytes().filter(|&b| b == b'.').count() != 2 {
-            return Err(member_unauthenticated());
+    fn verify(&self, token: &str) -> Result<Member, AuthError> {
+        if token.len() > 8 * 1024 || !looks_like_jwt(token) {
+            return Err(AuthError::MemberToken);
         }
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
                 // The kind only: the token itself never reaches a log line.
                 tracing::debug!(error = ?e.kind(), "jwt refused");
-                member_unauthenticated()
+                AuthError::MemberToken
             })?;
-        let id = parse_member_id(&data.claims.sub).map_err(|_| member_unauthenticated())?;
+        let id = parse_member_id(&data.claims.sub).map_err(|_| AuthError::MemberToken)?;
         Ok(Member {
             id,
             expires_at: Some(UNIX_EPOCH + Duration::from_secs(data.claims.exp)),
@@ -187,14 +305,6 @@ impl JwtVerifier {
 /// A bearer value that is shaped like a JWT (three dot-separated parts); upload tokens are not.
 pub fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|&b| b == b'.').count() == 2
-}
-
-fn member_unauthenticated() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "UNAUTHENTICATED",
-        "a valid bearer token is required",
-    )
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -228,6 +338,36 @@ mod tests {
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "c"), None);
         assert_eq!(cookie(&h, "qrupload"), None);
+    }
+
+    #[test]
+    fn member_ids() {
+        assert_eq!(parse_member_id("0").ok(), Some(0));
+        assert_eq!(parse_member_id("4294967295").ok(), Some(u32::MAX));
+        for bad in ["", "-1", "+1", "4294967296", "1.0", "abc", "١"] {
+            assert_eq!(
+                parse_member_id(bad),
+                Err(AuthError::InvalidMemberId),
+                "{bad:?}"
+            );
+            assert_eq!(
+                ApiError::from(AuthError::InvalidMemberId).field,
+                Some("member_id")
+            );
+        }
+    }
+
+    #[test]
+    fn bearer_values() {
+        let mut h = HeaderMap::new();
+        assert!(upload_token(&h).is_err());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(upload_token(&h).ok().as_deref(), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(upload_token(&h).is_err());
     }
 
     #[test]

@@ -11,17 +11,8 @@ use super::{
     dto::{image_url, thumbnail_url},
     hub::{Snapshot, Watch, WatchEvent},
 };
+use crate::api::image::v1 as pb;
 use crate::biz::{BizError, Caller, Image, SessionStatus, UploadFile, UploadSession};
-
-/// The generated messages, client and server.
-pub mod pb {
-    #![allow(clippy::all, clippy::pedantic)]
-    tonic::include_proto!("image.v1");
-
-    /// For server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/image_descriptor.bin"));
-}
 
 pub struct ImageGrpc {
     services: Services,
@@ -128,7 +119,7 @@ fn image_message(i: &Image) -> pb::Image {
 /// The gRPC form of a snapshot, built once per change and shared by gRPC watchers.
 fn event_message(snapshot: &Snapshot) -> pb::ImagesEvent {
     snapshot
-        .grpc
+        .api_event
         .get_or_init(|| pb::ImagesEvent {
             version: snapshot.version(),
             session: Some(session_message(&snapshot.session, None)),

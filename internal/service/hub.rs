@@ -5,13 +5,15 @@
 //! into the exact bytes every watcher sends. Each watcher holds a `watch` receiver: a one-slot
 //! buffer that always holds the latest snapshot, so a watcher that falls behind skips straight
 //! to it and memory never grows with a stalled client. Heartbeats come from one shared ticker,
-//! not a timer per watcher.
+//! not a timer per watcher, and it rings one of [`HEARTBEAT_SLOTS`] groups of watchers at a
+//! time: the heartbeats of different streams are spread over the interval (SPEC), so 10,000
+//! watchers never wake, write and syscall in the same millisecond as an upload.
 
 use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, OnceLock, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -25,6 +27,7 @@ use super::{
     sse_frame::{SseEventName, encode_event},
 };
 use crate::{
+    api::image::v1::ImagesEvent,
     biz::{BizError, BusMessage, Image, ImageUsecase, UploadSession},
     metrics::Metrics,
 };
@@ -40,8 +43,9 @@ pub struct Snapshot {
     pub sse_frames: Bytes,
     /// The `session` event alone, for watchers of another event name.
     pub sse_session_frame: Bytes,
-    /// The gRPC event, built by the first gRPC watcher that needs it.
-    pub grpc: OnceLock<crate::service::grpc::pb::ImagesEvent>,
+    /// The same change as an `image.v1.ImagesEvent`, built by the first watcher of the
+    /// generated API that needs it and then shared.
+    pub api_event: OnceLock<ImagesEvent>,
 }
 
 impl Snapshot {
@@ -75,7 +79,7 @@ impl Snapshot {
             images_json,
             sse_frames: frames.freeze(),
             sse_session_frame,
-            grpc: OnceLock::new(),
+            api_event: OnceLock::new(),
         })
     }
 
@@ -114,9 +118,18 @@ struct HubInner {
     metrics: Arc<Metrics>,
     sse: SseFormat,
     feeds: Mutex<HashMap<String, Weak<Feed>>>,
-    heartbeat: watch::Sender<()>,
+    /// One sender per slot; watcher n listens to slot n mod [`HEARTBEAT_SLOTS`].
+    heartbeats: Vec<watch::Sender<()>>,
+    next_slot: AtomicUsize,
+    /// The slot the ticker rang last.
+    rung: AtomicUsize,
     closing: watch::Sender<bool>,
 }
+
+/// Groups of watchers whose heartbeats fall due together; the ticker rings one group every
+/// `heartbeat / HEARTBEAT_SLOTS`. 64 keeps each group under 2% of the watchers while the
+/// ticker wakes only every ~234 ms at the default 15 s.
+pub const HEARTBEAT_SLOTS: usize = 64;
 
 /// The watchers of one session on this instance share one feed.
 struct Feed {
@@ -160,7 +173,9 @@ impl SessionHub {
             metrics,
             sse,
             feeds: Mutex::new(HashMap::new()),
-            heartbeat: watch::channel(()).0,
+            heartbeats: (0..HEARTBEAT_SLOTS).map(|_| watch::channel(()).0).collect(),
+            next_slot: AtomicUsize::new(0),
+            rung: AtomicUsize::new(0),
             closing: watch::channel(false).0,
         });
         tokio::spawn(follow_bus(Arc::downgrade(&inner)));
@@ -192,7 +207,7 @@ impl SessionHub {
         let watch = Watch {
             _feed: feed,
             rx,
-            heartbeat: self.inner.heartbeat.subscribe(),
+            heartbeat: self.inner.heartbeat_slot().subscribe(),
             closing: self.inner.closing.subscribe(),
             metrics: self.inner.metrics.clone(),
         };
@@ -223,6 +238,19 @@ impl SessionHub {
         });
         feeds.insert(identifier.to_owned(), Arc::downgrade(&feed));
         feed
+    }
+}
+
+impl HubInner {
+    /// The next watcher's heartbeat group: round-robin over the half of the groups that ring
+    /// between half an interval and a whole one from now, so watchers that connect together
+    /// still beat apart, and none hears a heartbeat right after its first events (a stream
+    /// stays quiet for at least half an interval when nothing changes).
+    fn heartbeat_slot(&self) -> &watch::Sender<()> {
+        let slots = self.heartbeats.len();
+        let n = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        let rung = self.rung.load(Ordering::Relaxed);
+        &self.heartbeats[(rung + slots / 2 + n % (slots / 2)) % slots]
     }
 }
 
@@ -373,13 +401,19 @@ async fn follow_bus(hub: Weak<HubInner>) {
     }
 }
 
+/// Rings one heartbeat group per step, so each watcher hears one heartbeat per `every` and
+/// the groups' heartbeats are spread evenly over it.
 async fn tick(hub: Weak<HubInner>, every: Duration) {
-    let mut interval = tokio::time::interval(every);
+    let step = every / HEARTBEAT_SLOTS as u32;
+    let mut interval = tokio::time::interval(step.max(Duration::from_millis(1)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
+    let mut slot = 0usize;
     loop {
         interval.tick().await;
         let Some(hub) = hub.upgrade() else { return };
-        hub.heartbeat.send_replace(());
+        hub.heartbeats[slot].send_replace(());
+        hub.rung.store(slot, Ordering::Relaxed);
+        slot = (slot + 1) % hub.heartbeats.len();
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use qrupload::service::grpc::pb;
+use qrupload::api::image::v1 as pb;
 use tonic::Code;
 
 use crate::helpers::{SseClient, TestApp, jpeg};

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use futures::StreamExt;
-use qrupload::{Application, conf::Config, service::grpc::pb};
+use qrupload::{Application, api::image::v1 as pb, conf::Config};
 use serde_json::Value;
 use tokio::sync::oneshot;
 

@@ -81,7 +81,7 @@ use std::{
 };
 
 use futures::{StreamExt, future::BoxFuture};
-use qrupload::{biz::imaging::testdata, service::grpc::pb};
+use qrupload::{api::image::v1 as pb, biz::imaging::testdata};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;

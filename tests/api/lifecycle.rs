@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use qrupload::service::grpc::pb;
+use qrupload::api::image::v1 as pb;
 use serde_json::Value;
 
 use crate::helpers::{SseClient, TestApp};

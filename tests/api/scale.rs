@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use qrupload::service::grpc::pb;
+use qrupload::api::image::v1 as pb;
 use sea_orm::ConnectionTrait;
 
 use crate::helpers::{SseClient, TestApp, config, jpeg};

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use qrupload::{biz::imaging::testdata, service::grpc::pb};
+use qrupload::{api::image::v1 as pb, biz::imaging::testdata};
 use serde_json::Value;
 
 use crate::helpers::{TestApp, jpeg};

@@ -14,11 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use axum::{
     Router,
     extract::{ConnectInfo, FromRequestParts},
-    http::{HeaderMap, header, request::Parts},
+    http::request::Parts,
     routing::{delete, get, post},
 };
 
-use super::{Services, error::ApiError};
+use super::{Services, auth::parse_member_id, error::ApiError};
 
 /// The API under `/v1/api` (REST, upload, SSE), with `Services` as state.
 pub fn api_routes(services: Services) -> Router {
@@ -103,65 +103,6 @@ impl QueryArgs {
 
     /// `member_id`: an unsigned 32-bit integer; 0 is valid, as in the seed.
     pub fn member_id(&self) -> Result<u32, ApiError> {
-        parse_member_id(self.required("member_id")?)
-    }
-}
-
-pub(crate) fn parse_member_id(text: &str) -> Result<u32, ApiError> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid(
-            "member_id",
-            "member_id must be an unsigned 32-bit integer",
-        ));
-    }
-    text.parse()
-        .map_err(|_| ApiError::invalid("member_id", "member_id must be an unsigned 32-bit integer"))
-}
-
-/// The phone's upload token from `Authorization: Bearer …`; a missing one is 401.
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<String, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(ApiError::unauthenticated)?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(ApiError::unauthenticated)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::unauthenticated());
-    }
-    Ok(token.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::http::HeaderValue;
-
-    use super::*;
-
-    #[test]
-    fn member_ids() {
-        assert_eq!(parse_member_id("0").ok(), Some(0));
-        assert_eq!(parse_member_id("4294967295").ok(), Some(u32::MAX));
-        for bad in ["", "-1", "+1", "4294967296", "1.0", "abc", "١"] {
-            assert!(
-                matches!(parse_member_id(bad), Err(e) if e.field == Some("member_id")),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn bearer() {
-        let mut h = HeaderMap::new();
-        assert!(bearer_token(&h).is_err());
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer abc"),
-        );
-        assert_eq!(bearer_token(&h).ok().as_deref(), Some("abc"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert!(bearer_token(&h).is_err());
+        Ok(parse_member_id(self.required("member_id")?)?)
     }
 }

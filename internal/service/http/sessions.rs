@@ -9,12 +9,12 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::{QueryArgs, bearer_token};
+use super::QueryArgs;
 use crate::{
     biz::{Caller, UploadSession},
     service::{
         Services,
-        auth::{Member, TokenFrom},
+        auth::{Member, TokenFrom, upload_token},
         dto::{ImageJson, SessionJson, images_json, rfc3339},
         error::{ApiError, ApiResult},
     },
@@ -56,17 +56,7 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let claimed = body_member_id(&body, services.auth.is_jwt())?;
-    let member = services
-        .auth
-        .member(&headers, claimed.as_deref(), TokenFrom::Header)
-        .map_err(|e| {
-            // A body naming another member than the token is a bad request, not a lookup.
-            if e.reason == "NOT_FOUND" {
-                ApiError::invalid("member_id", "member_id must be the token's subject")
-            } else {
-                e
-            }
-        })?;
+    let member = services.auth.creator(&headers, claimed.as_deref())?;
     services.limits.create_session(member.id)?;
     let (session, _token) = services
         .usecase
@@ -100,9 +90,9 @@ fn body_member_id(body: &[u8], optional_body: bool) -> ApiResult<Option<String>>
 /// The member of a member route: `member_id` in the query (dev) or the bearer JWT (jwt).
 fn member(services: &Services, headers: &HeaderMap, query: Option<&str>) -> ApiResult<Member> {
     let args = QueryArgs::parse(query)?;
-    services
+    Ok(services
         .auth
-        .member(headers, args.get("member_id"), TokenFrom::Header)
+        .member(headers, args.get("member_id"), TokenFrom::Header)?)
 }
 
 /// `GET /v1/api/upload-sessions/{identifier}?member_id=`
@@ -193,7 +183,7 @@ pub async fn upload_info(
     Path(identifier): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let token = bearer_token(&headers)?;
+    let token = upload_token(&headers)?;
     let (session, images) = services
         .usecase
         .open_for_upload(&token, &identifier)

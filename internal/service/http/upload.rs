@@ -11,14 +11,14 @@ use bytes::BytesMut;
 use serde::Serialize;
 
 use super::{
-    ClientIp, QueryArgs, bearer_token,
+    ClientIp,
     upload_body::{Meter, MeteredBody},
 };
 use crate::{
     biz::{Caller, ImageUsecase, StoredUpload, UploadFile},
     service::{
         Services,
-        auth::{TokenFrom, looks_like_jwt},
+        auth::upload_token,
         dto::{ImageJson, images_json},
         error::{ApiError, ApiResult},
     },
@@ -62,7 +62,7 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Vec<crate::biz::Image>> {
-    let token = bearer_token(headers)?;
+    let token = upload_token(headers)?;
     let usecase = &services.usecase;
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -170,27 +170,7 @@ pub async fn delete_image(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let caller = if headers.contains_key(header::AUTHORIZATION) {
-        let token = bearer_token(&headers)?;
-        if services.auth.is_jwt() && looks_like_jwt(&token) {
-            let args = QueryArgs::parse(query.as_deref())?;
-            let member =
-                services
-                    .auth
-                    .member(&headers, args.get("member_id"), TokenFrom::Header)?;
-            Caller::Member(member.id)
-        } else {
-            Caller::UploadToken(token)
-        }
-    } else if services.auth.is_jwt() {
-        return Err(ApiError::unauthenticated());
-    } else {
-        let args = QueryArgs::parse(query.as_deref())?;
-        if args.get("member_id").is_none() {
-            return Err(ApiError::unauthenticated());
-        }
-        Caller::Member(args.member_id()?)
-    };
+    let caller = services.auth.caller(&headers, query.as_deref())?;
     services
         .usecase
         .delete_image(&caller, &identifier, &image_id)

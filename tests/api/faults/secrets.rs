@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use qrupload::service::grpc::pb;
+use qrupload::api::image::v1 as pb;
 use serde_json::Value;
 
 use super::{
