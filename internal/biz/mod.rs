@@ -15,6 +15,7 @@ mod model;
 mod ports;
 mod secret;
 mod usecase;
+mod webhook;
 
 pub use error::{BizError, Result};
 pub use model::{
@@ -24,3 +25,6 @@ pub use model::{
 pub use ports::{AddImagesOutcome, BlobStore, BusMessage, BusSubscription, EventBus, SessionRepo};
 pub use secret::{UploadTokenKey, hash_token, new_id, new_token_key};
 pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};
+pub use webhook::{
+    EventType, OutboxStats, PendingDelivery, WebhookEvent, WebhookOutbox, WebhookRoutes,
+};

@@ -12,6 +12,7 @@ mod blob_s3;
 mod bus_memory;
 mod bus_redis;
 pub mod entity;
+mod outbox;
 mod repo;
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use blob_fs::FsBlobStore;
 pub use blob_s3::S3BlobStore;
 pub use bus_memory::MemoryBus;
 pub use bus_redis::RedisBus;
+pub use outbox::SqlWebhookOutbox;
 pub use repo::SqlSessionRepo;
 
 use crate::biz::BizError;

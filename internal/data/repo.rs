@@ -18,11 +18,12 @@ use sea_orm::{
 use super::{
     commit_outcome_unknown, db_err,
     entity::{image, upload_session},
+    outbox::write_events,
 };
 use crate::{
     biz::{
         AddImagesOutcome, BizError, Image, NewImage, NewSession, Result, SessionChange,
-        SessionRepo, SessionStatus, UploadSession,
+        SessionRepo, SessionStatus, UploadSession, WebhookEvent, WebhookRoutes,
     },
     metrics::Metrics,
 };
@@ -32,11 +33,46 @@ const OPEN: [&str; 2] = ["open", "scanned"];
 pub struct SqlSessionRepo {
     db: DatabaseConnection,
     metrics: Arc<Metrics>,
+    /// Where webhook events go; empty: no outbox rows are written.
+    routes: WebhookRoutes,
 }
 
 impl SqlSessionRepo {
     pub fn new(db: DatabaseConnection, metrics: Arc<Metrics>) -> Self {
-        SqlSessionRepo { db, metrics }
+        SqlSessionRepo {
+            db,
+            metrics,
+            routes: WebhookRoutes::default(),
+        }
+    }
+
+    /// Writes webhook events to the outbox, in the transaction of each change.
+    pub fn with_webhooks(mut self, routes: WebhookRoutes) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    async fn emit<C: ConnectionTrait>(&self, conn: &C, events: Vec<WebhookEvent>) -> Result<()> {
+        if self.routes.is_empty() {
+            return Ok(());
+        }
+        write_events(conn, &self.routes, events).await
+    }
+
+    /// A conditional change and its event (if it changed anything) in one transaction.
+    async fn bump_with_event(
+        &self,
+        identifier: &str,
+        update: sea_orm::UpdateMany<upload_session::Entity>,
+        event: fn(&UploadSession, DateTime<Utc>) -> WebhookEvent,
+    ) -> Result<Option<UploadSession>> {
+        let txn = self.db.begin().await.map_err(db_err)?;
+        let session = self.bump(&txn, identifier, update).await?;
+        if let Some(session) = &session {
+            self.emit(&txn, vec![event(session, Utc::now())]).await?;
+        }
+        txn.commit().await.map_err(db_err)?;
+        Ok(session)
     }
 
     async fn session_in<C: ConnectionTrait>(
@@ -109,11 +145,19 @@ impl SessionRepo for SqlSessionRepo {
             created_at: Set(new.created_at),
             completed_at: Set(None),
         };
+        let txn = self.db.begin().await.map_err(db_err)?;
         let model = upload_session::Entity::insert(model)
-            .exec_with_returning(&self.db)
+            .exec_with_returning(&txn)
             .await
             .map_err(db_err)?;
-        to_session(model)
+        let session = to_session(model)?;
+        self.emit(
+            &txn,
+            vec![WebhookEvent::session_created(&session, Utc::now())],
+        )
+        .await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(session)
     }
 
     #[tracing::instrument(skip(self))]
@@ -169,7 +213,8 @@ impl SessionRepo for SqlSessionRepo {
         let update = upload_session::Entity::update_many()
             .col_expr(upload_session::Column::Status, Expr::value("scanned"))
             .filter(upload_session::Column::Status.eq("open"));
-        self.bump(&self.db, identifier, update).await
+        self.bump_with_event(identifier, update, WebhookEvent::session_scanned)
+            .await
     }
 
     #[tracing::instrument(skip(self))]
@@ -184,7 +229,8 @@ impl SessionRepo for SqlSessionRepo {
             .col_expr(upload_session::Column::CompletedAt, Expr::value(now))
             .filter(upload_session::Column::Status.is_in(OPEN))
             .filter(upload_session::Column::ExpiresAt.gt(now));
-        self.bump(&self.db, identifier, update).await
+        self.bump_with_event(identifier, update, WebhookEvent::session_completed)
+            .await
     }
 
     #[tracing::instrument(skip(self, images), fields(count = images.len()))]
@@ -275,7 +321,14 @@ impl SessionRepo for SqlSessionRepo {
             }
             return Err(db_err(e));
         }
-        let added = self.images_in(&txn, identifier).await?;
+        let images: Vec<Image> = self
+            .images_in(&txn, identifier)
+            .await?
+            .into_iter()
+            .filter(|i| images.iter().any(|n| n.id == i.id))
+            .collect();
+        self.emit(&txn, WebhookEvent::images_added(&session, &images, now))
+            .await?;
         if let Err(e) = txn.commit().await {
             if commit_outcome_unknown(&e) {
                 tracing::warn!(error = %e, "no answer to an upload's COMMIT");
@@ -283,10 +336,6 @@ impl SessionRepo for SqlSessionRepo {
             }
             return Err(db_err(e));
         }
-        let images = added
-            .into_iter()
-            .filter(|i| images.iter().any(|n| n.id == i.id))
-            .collect();
         Ok(AddImagesOutcome::Added { session, images })
     }
 
@@ -295,7 +344,7 @@ impl SessionRepo for SqlSessionRepo {
         &self,
         identifier: &str,
         image_id: &str,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<Option<UploadSession>> {
         self.metrics.db_query();
         let txn = self.db.begin().await.map_err(db_err)?;
@@ -321,6 +370,10 @@ impl SessionRepo for SqlSessionRepo {
                 Expr::col(upload_session::Column::TotalBytes).sub(row.size),
             );
         let session = self.bump(&txn, identifier, update).await?;
+        if let Some(session) = &session {
+            let event = WebhookEvent::image_deleted(session, &to_image(row), now);
+            self.emit(&txn, vec![event]).await?;
+        }
         txn.commit().await.map_err(db_err)?;
         Ok(session)
     }
@@ -344,7 +397,10 @@ impl SessionRepo for SqlSessionRepo {
                 .col_expr(upload_session::Column::Status, Expr::value("expired"))
                 .filter(upload_session::Column::Status.is_in(OPEN))
                 .filter(upload_session::Column::ExpiresAt.lte(now));
-            if let Some(session) = self.bump(&self.db, &identifier, update).await? {
+            if let Some(session) = self
+                .bump_with_event(&identifier, update, WebhookEvent::session_expired)
+                .await?
+            {
                 changes.push(SessionChange {
                     identifier,
                     version: session.version,

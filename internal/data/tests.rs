@@ -461,3 +461,90 @@ fn a_server_going_away_is_unavailable_other_sqlstates_are_not() {
         assert!(!server_going_away(code), "{code}");
     }
 }
+
+/// Every change writes its events in its own transaction; a claimed row is leased, so a
+/// second claim (another instance) gets nothing until the lease ends or the row is retried.
+#[tokio::test]
+async fn changes_write_webhook_events_to_the_outbox() {
+    use crate::biz::{EventType, WebhookOutbox, WebhookRoutes};
+    for t in databases().await {
+        let routes = WebhookRoutes {
+            endpoints: vec![
+                ("https://a.example/hook".into(), None),
+                (
+                    "https://b.example/hook".into(),
+                    Some(vec![EventType::SessionCompleted]),
+                ),
+            ],
+        };
+        let repo = repo(&t.db).with_webhooks(routes);
+        let outbox = SqlWebhookOutbox::new(t.db.clone());
+        let now = Utc::now();
+        let s = repo
+            .create_session(new_session(3, 1000, Duration::minutes(5)))
+            .await
+            .expect("create");
+        repo.mark_scanned(&s.identifier).await.expect("scan");
+        let img = new_image(10, None);
+        let img_id = img.id.clone();
+        repo.add_images(&s.identifier, vec![img, new_image(10, None)], now)
+            .await
+            .expect("add");
+        repo.delete_image(&s.identifier, &img_id, now)
+            .await
+            .expect("delete");
+        repo.complete(&s.identifier, now).await.expect("complete");
+        // Completing again changes nothing, so it writes nothing.
+        repo.complete(&s.identifier, now).await.expect("complete");
+
+        let stats = outbox.stats().await.expect("stats");
+        assert_eq!(stats.pending, 7, "{}: 6 for a, 1 for b", t.name);
+        let later = Utc::now() + Duration::seconds(1);
+        let lease = later + Duration::seconds(60);
+        let claimed = outbox.claim(later, lease, 100).await.expect("claim");
+        let kinds: Vec<_> = claimed
+            .iter()
+            .filter(|d| d.endpoint.starts_with("https://a."))
+            .map(|d| d.event.kind.as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "session.created",
+                "session.scanned",
+                "image.added",
+                "image.added",
+                "image.deleted",
+                "session.completed"
+            ],
+            "{}",
+            t.name
+        );
+        assert_eq!(claimed.len(), 7);
+        let deleted = &claimed[4].event;
+        assert_eq!(
+            deleted.image.as_ref().map(|i| i.id.as_str()),
+            Some(img_id.as_str())
+        );
+        assert!(
+            outbox
+                .claim(later, lease, 100)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "{}: leased rows are not claimed twice",
+            t.name
+        );
+        outbox.delivered(claimed[0].row).await.expect("delivered");
+        outbox
+            .retry_at(claimed[1].row, 1, later)
+            .await
+            .expect("retry");
+        outbox.dead(claimed[2].row, 9).await.expect("dead");
+        let again = outbox.claim(later, lease, 100).await.expect("claim");
+        assert_eq!(again.len(), 1, "{}", t.name);
+        assert_eq!((again[0].row, again[0].attempts), (claimed[1].row, 1));
+        assert_eq!(outbox.stats().await.expect("stats").pending, 5);
+        t.cleanup().await;
+    }
+}

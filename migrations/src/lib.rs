@@ -4,14 +4,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_sessions_and_images;
+mod m20261202_000001_webhook_outbox;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261123_000001_create_sessions_and_images::Migration,
-        )]
+        vec![
+            Box::new(m20261123_000001_create_sessions_and_images::Migration),
+            Box::new(m20261202_000001_webhook_outbox::Migration),
+        ]
     }
 }

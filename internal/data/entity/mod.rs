@@ -2,3 +2,4 @@
 
 pub mod image;
 pub mod upload_session;
+pub mod webhook_outbox;
