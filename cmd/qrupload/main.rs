@@ -30,6 +30,8 @@ enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Print the REST API's OpenAPI document (the committed docs/openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -91,6 +93,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", qrupload::service::http::openapi::document_json());
             Ok(())
         }
     }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::biz::{Image, UploadSession};
 
@@ -18,7 +19,8 @@ pub fn thumbnail_url(id: &str) -> String {
 }
 
 /// SPEC.md's Image JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Image)]
 pub struct ImageJson<'a> {
     pub id: &'a str,
     pub identifier: &'a str,
@@ -29,7 +31,10 @@ pub struct ImageJson<'a> {
     pub height: u32,
     pub size: u64,
     pub sha256: &'a str,
+    /// 1-based display order; position 1 is the cover.
+    #[schema(minimum = 1)]
     pub position: u32,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -53,6 +58,17 @@ impl<'a> From<&'a Image> for ImageJson<'a> {
 
 pub fn images_json(images: &[Image]) -> Vec<ImageJson<'_>> {
     images.iter().map(ImageJson::from).collect()
+}
+
+/// A session's status as the JSON spells it (`SessionStatus::as_str`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // A schema only.
+pub enum SessionStatus {
+    Open,
+    Scanned,
+    Completed,
+    Expired,
 }
 
 /// The SSE `session` event's data.
@@ -80,16 +96,21 @@ impl<'a> From<&'a UploadSession> for SessionEventJson<'a> {
 }
 
 /// The session as the REST routes answer it to its owner.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionJson<'a> {
     pub identifier: &'a str,
+    #[schema(value_type = u64, maximum = 4294967295_u64)]
     pub member_id: u32,
+    #[schema(value_type = SessionStatus)]
     pub status: &'static str,
     pub image_count: u32,
     pub max_images: u32,
     pub total_bytes: u64,
     pub max_session_bytes: u64,
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -120,7 +120,7 @@ async fn setup(
 /// lingering close, so the client reads the answer instead of a reset caused by the head's
 /// unread rest.
 async fn refuse(mut tcp: TcpStream, refusal: head::Refusal) {
-    let now = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT");
+    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
     let error = ApiError {
         message: refusal.message.into(),
         ..ApiError::for_status(refusal.status)

@@ -248,7 +248,7 @@ fn encode_head(parts: &Parts, version: Version, framing: Framing, keep_alive: bo
         out.extend_from_slice(b"connection: close\r\n");
     }
     if !parts.headers.contains_key(header::DATE) {
-        let now = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT");
+        let now = httpdate::fmt_http_date(std::time::SystemTime::now());
         out.extend_from_slice(format!("date: {now}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");

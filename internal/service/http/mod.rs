@@ -4,6 +4,7 @@
 
 mod extract;
 mod images;
+pub mod openapi;
 mod pages;
 mod sessions;
 mod sse;

@@ -23,6 +23,7 @@ pub fn routes() -> Router<Services> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
 }
 
 async fn desktop() -> Response {
@@ -77,11 +78,12 @@ async fn healthz() -> &'static str {
 async fn readyz(State(services): State<Services>) -> Response {
     match services.usecase.ready().await {
         Ok(()) => "ready".into_response(),
-        Err(what) => (
+        Err(what) => crate::service::error::ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
             format!("not ready: {what}"),
         )
-            .into_response(),
+        .into_response(),
     }
 }
 
@@ -89,6 +91,15 @@ async fn metrics(State(services): State<Services>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         services.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.get_or_init(super::openapi::document_json).as_str(),
     )
         .into_response()
 }

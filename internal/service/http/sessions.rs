@@ -85,7 +85,15 @@ fn body_member_id(body: &[u8], optional_body: bool) -> ApiResult<Option<String>>
     }
     match value.get("member_id") {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        // JSON has one number type: `7.0` is the integer 7 (as JSON Schema's `integer` says).
+        Some(serde_json::Value::Number(n)) => Ok(Some(match n.as_f64() {
+            Some(f)
+                if n.is_f64() && f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) =>
+            {
+                format!("{f:.0}")
+            }
+            _ => n.to_string(),
+        })),
         Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
         Some(_) => Err(ApiError::invalid(
             "member_id",
@@ -168,9 +176,11 @@ pub async fn complete(
     Ok(Json(session_json(&services, &session)).into_response())
 }
 
-#[derive(Serialize)]
-struct UploadInfo<'a> {
+/// What the phone needs to know before it uploads.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UploadInfo<'a> {
     identifier: &'a str,
+    #[schema(value_type = crate::service::dto::SessionStatus)]
     status: &'static str,
     max_images: u32,
     image_count: u32,
@@ -178,6 +188,7 @@ struct UploadInfo<'a> {
     max_image_bytes: u64,
     remaining_bytes: u64,
     max_session_bytes: u64,
+    #[schema(format = DateTime)]
     expires_at: String,
     accepted_types: [&'static str; 4],
     images: Vec<ImageJson<'a>>,

@@ -27,8 +27,9 @@ use crate::{
 /// Parts that are not files (form fields) are skipped, but only this much of each is read.
 const MAX_OTHER_PART_BYTES: u64 = 64 * 1024;
 
-#[derive(Serialize)]
-struct Uploaded<'a> {
+/// The images one upload request stored, in position order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Uploaded<'a> {
     images: Vec<ImageJson<'a>>,
 }
 

@@ -1,0 +1,438 @@
+//! The REST API's OpenAPI 3.1 document, served at `GET /openapi.json` and kept in the repo as
+//! `docs/openapi.json`.
+//!
+//! Bodies are described by the very types the handlers serialize (`ToSchema` on the DTOs), so
+//! a field cannot change without the document changing. Each route is declared once below with
+//! the statuses its handler and the layers in front of it can give; the statuses every API
+//! route shares (a malformed query, an internal error, an unavailable backend) are added by
+//! [`SharedErrors`] rather than written out fifty times. Two tests keep it honest: the
+//! committed file must equal what the code generates, and every documented operation must
+//! reach a handler of the router (no 404 "unknown route", no 405).
+
+use utoipa::{
+    Modify, OpenApi, ToSchema,
+    openapi::{
+        self, ContentBuilder, Ref, RefOr, ResponseBuilder,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
+};
+
+use crate::service::dto::{ImageJson, SessionJson};
+
+/// SPEC.md's error body, in the kratos shape. Every 4xx and 5xx of the API has it.
+#[derive(ToSchema)]
+#[schema(example = json!({"code": 400, "reason": "INVALID_ARGUMENT",
+    "message": "member_id is required", "metadata": {"field": "member_id"}}))]
+#[allow(dead_code)] // A schema only: `ApiError` writes this shape.
+pub struct ErrorJson {
+    /// The HTTP status, repeated.
+    code: u16,
+    /// A stable machine-readable reason, e.g. `NOT_FOUND`, `QUOTA_EXCEEDED`.
+    reason: String,
+    /// English text for a developer; pages translate by `reason`.
+    message: String,
+    /// `field` names the offending input when there is one.
+    metadata: ErrorMetadata,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorMetadata {
+    field: Option<String>,
+}
+
+/// `POST /v1/api/upload-sessions`'s body in dev auth (jwt auth takes the member from the token).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CreateSessionBody {
+    /// The member who owns the session (dev auth; jwt auth takes it from the token). 0 is valid.
+    #[schema(value_type = u64, minimum = 0, maximum = 4294967295_u64)]
+    member_id: u32,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "qrupload",
+        description = "Upload photos from a phone to a desktop page by QR code, pushed live over \
+            Server-Sent Events. Member routes authenticate with `member_id` (dev auth) or a \
+            bearer JWT (jwt auth); phone routes with the upload token from the QR URL's \
+            fragment, as a bearer token.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        routes::create_session,
+        routes::get_session,
+        routes::qr_svg,
+        routes::complete_session,
+        routes::upload_info,
+        routes::upload_images,
+        routes::delete_image,
+        routes::image,
+        routes::thumbnail,
+        routes::sse_events,
+        routes::healthz,
+        routes::readyz,
+        routes::metrics,
+        routes::openapi_json,
+    ),
+    components(schemas(ErrorJson, ImageJson, SessionJson)),
+    modifiers(&SecuritySchemes, &SharedErrors),
+    tags(
+        (name = "sessions", description = "Upload sessions, for the member's desktop page"),
+        (name = "phone", description = "Routes the phone calls with its upload token"),
+        (name = "images", description = "Stored images and thumbnails"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served and committed.
+pub fn document() -> openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as pretty JSON, newline-terminated (the committed file's form).
+pub fn document_json() -> String {
+    let mut text = document()
+        .to_pretty_json()
+        .unwrap_or_else(|_| String::from("{}"));
+    text.push('\n');
+    text
+}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "upload_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The session's upload token, from the QR URL's fragment (`#t=TOKEN`).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "member_jwt",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "jwt auth: the host's JWT whose subject is the member. In dev auth the \
+                         member is named by `member_id` instead.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Statuses any `/v1/api` route can give whatever its handler does: 400 for a malformed or
+/// repeated query parameter or an undecodable path segment, 500 and 503. Added to every
+/// operation under `/v1/api` that does not describe them itself.
+struct SharedErrors;
+
+impl Modify for SharedErrors {
+    fn modify(&self, doc: &mut openapi::OpenApi) {
+        let shared = [
+            ("400", "Malformed request (query, path or body)"),
+            ("500", "Internal error (no detail is given)"),
+            (
+                "503",
+                "A backend (database, bus, blob store) is unavailable; retry later",
+            ),
+        ];
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/api/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                for (status, description) in shared {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_response(description));
+                }
+            }
+        }
+    }
+}
+
+fn error_response(description: &str) -> RefOr<openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorJson")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// One declaration per route. The functions are never called: they carry the attributes
+/// from which the document is generated, next to each other so the API reads at a glance.
+#[allow(dead_code)]
+mod routes {
+    use super::{CreateSessionBody, ErrorJson};
+    use crate::service::{
+        dto::SessionJson,
+        http::{sessions::UploadInfo, upload::Uploaded},
+    };
+
+    #[utoipa::path(
+        post, path = "/v1/api/upload-sessions", tag = "sessions",
+        summary = "Create an upload session",
+        request_body(content = CreateSessionBody, content_type = "application/json",
+            description = "Required in dev auth; optional (or `{}`) in jwt auth"),
+        security((), ("member_jwt" = [])),
+        responses(
+            (status = 201, description = "The new session, with its upload URL", body = SessionJson),
+            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
+            (status = 413, description = "The JSON body is over 64 KiB", body = ErrorJson),
+            (status = 415, description = "The body is not `application/json`", body = ErrorJson),
+            (status = 429, description = "Too many sessions for this member (`RATE_LIMITED`)", body = ErrorJson,
+                headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        )
+    )]
+    fn create_session() {}
+
+    #[utoipa::path(
+        get, path = "/v1/api/upload-sessions/{identifier}", tag = "sessions",
+        summary = "Read a session",
+        params(
+            ("identifier" = String, Path, description = "The session's identifier"),
+            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
+        ),
+        security((), ("member_jwt" = [])),
+        responses(
+            (status = 200, description = "The session", body = SessionJson),
+            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
+            (status = 404, description = "No such session for this member", body = ErrorJson),
+        )
+    )]
+    fn get_session() {}
+
+    #[utoipa::path(
+        get, path = "/v1/api/upload-sessions/{identifier}/qr.svg", tag = "sessions",
+        summary = "The QR code of the session's upload URL",
+        params(
+            ("identifier" = String, Path, description = "The session's identifier"),
+            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
+        ),
+        security((), ("member_jwt" = [])),
+        responses(
+            (status = 200, description = "An SVG image", content_type = "image/svg+xml", body = String),
+            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
+            (status = 404, description = "No such session for this member", body = ErrorJson),
+            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+        )
+    )]
+    fn qr_svg() {}
+
+    #[utoipa::path(
+        post, path = "/v1/api/upload-sessions/{identifier}/complete", tag = "sessions",
+        summary = "Close the session for uploads (idempotent)",
+        params(
+            ("identifier" = String, Path, description = "The session's identifier"),
+            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
+        ),
+        security((), ("member_jwt" = [])),
+        responses(
+            (status = 200, description = "The completed session (again, if already completed)", body = SessionJson),
+            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
+            (status = 404, description = "No such session for this member", body = ErrorJson),
+            (status = 409, description = "The session has expired (`SESSION_CLOSED`)", body = ErrorJson),
+        )
+    )]
+    fn complete_session() {}
+
+    #[utoipa::path(
+        get, path = "/v1/api/upload-sessions/{identifier}/upload-info", tag = "phone",
+        summary = "Limits and remaining quota for the phone; the first call marks the session scanned",
+        params(("identifier" = String, Path, description = "The session's identifier")),
+        security(("upload_token" = [])),
+        responses(
+            (status = 200, description = "Limits, quota and the images so far", body = UploadInfo),
+            (status = 401, description = "No upload token", body = ErrorJson),
+            (status = 404, description = "Unknown session or wrong token", body = ErrorJson),
+            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+        )
+    )]
+    fn upload_info() {}
+
+    #[utoipa::path(
+        post, path = "/v1/api/upload-sessions/{identifier}/images", tag = "phone",
+        summary = "Upload one or more images (all or nothing)",
+        params(
+            ("identifier" = String, Path, description = "The session's identifier"),
+            ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers the first upload's images", min_length = 1, max_length = 128, pattern = "^[!-~]{1,128}$"),
+        ),
+        request_body(content = String, content_type = "multipart/form-data",
+            description = "One or more parts named `file`; other parts are ignored"),
+        security(("upload_token" = [])),
+        responses(
+            (status = 201, description = "The stored images", body = Uploaded),
+            (status = 401, description = "No upload token", body = ErrorJson),
+            (status = 404, description = "Unknown session or wrong token", body = ErrorJson),
+            (status = 408, description = "The body arrived too slowly", body = ErrorJson),
+            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            (status = 413, description = "An image or the session is over its byte limit", body = ErrorJson),
+            (status = 415, description = "Not multipart, or a file that is not a supported image", body = ErrorJson),
+            (status = 422, description = "An image that no decoder renders", body = ErrorJson),
+            (status = 429, description = "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)", body = ErrorJson,
+                headers(("Retry-After" = u64, description = "Seconds to wait (rate limit only)"))),
+        )
+    )]
+    fn upload_images() {}
+
+    #[utoipa::path(
+        delete, path = "/v1/api/upload-sessions/{identifier}/images/{image_id}", tag = "phone",
+        summary = "Delete one image (the phone with its token, or the owner)",
+        params(
+            ("identifier" = String, Path, description = "The session's identifier"),
+            ("image_id" = String, Path, description = "The image's id"),
+            ("member_id" = Option<u64>, Query, description = "dev auth, owner: the member", minimum = 0, maximum = 4294967295_u64),
+        ),
+        security(("upload_token" = []), ("member_jwt" = []), ()),
+        responses(
+            (status = 204, description = "Deleted"),
+            (status = 401, description = "No credentials", body = ErrorJson),
+            (status = 404, description = "Unknown session or image, or wrong credentials", body = ErrorJson),
+            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+        )
+    )]
+    fn delete_image() {}
+
+    #[utoipa::path(
+        get, path = "/v1/api/images/{image_id}", tag = "images",
+        summary = "The image as stored",
+        params(
+            ("image_id" = String, Path, description = "The image's id"),
+            ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer"),
+        ),
+        responses(
+            (status = 200, description = "The bytes, with their detected type, a strong ETag and long-lived caching",
+                content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif"))),
+            (status = 304, description = "Not modified"),
+            (status = 404, description = "No such image", body = ErrorJson),
+        )
+    )]
+    fn image() {}
+
+    #[utoipa::path(
+        get, path = "/v1/api/images/{image_id}/thumbnail", tag = "images",
+        summary = "The image's thumbnail (JPEG, longest side 320 px by default)",
+        params(
+            ("image_id" = String, Path, description = "The image's id"),
+            ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier answer"),
+        ),
+        responses(
+            (status = 200, description = "The thumbnail", content(("image/jpeg"))),
+            (status = 304, description = "Not modified"),
+            (status = 404, description = "No such image", body = ErrorJson),
+        )
+    )]
+    fn thumbnail() {}
+
+    #[utoipa::path(
+        get, path = "/v1/api/sse/events", tag = "sessions",
+        summary = "The session's live stream (Server-Sent Events: `session`, the snapshot event, `progress`)",
+        params(
+            ("event" = String, Query, description = "The snapshot event's name, `[A-Za-z0-9_.:-]{1,64}`", pattern = "^[A-Za-z0-9_.:-]{1,64}$"),
+            ("identifier" = String, Query, description = "The session's identifier", min_length = 1),
+            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
+            ("last_event_id" = Option<String>, Query, description = "The version last seen, for a first connect (else the `Last-Event-ID` header)"),
+            ("Last-Event-ID" = Option<String>, Header, description = "The version last seen"),
+        ),
+        security((), ("member_jwt" = [])),
+        responses(
+            (status = 200, description = "An endless `text/event-stream` until the session ends", content_type = "text/event-stream", body = String),
+            (status = 204, description = "The session has ended: do not reconnect"),
+            (status = 401, description = "jwt auth: no valid credentials", body = ErrorJson),
+            (status = 404, description = "No such session for this member", body = ErrorJson),
+            (status = 429, description = "Too many streams from this client (`RATE_LIMITED`)", body = ErrorJson),
+        )
+    )]
+    fn sse_events() {}
+
+    #[utoipa::path(
+        get, path = "/healthz", tag = "operations", summary = "Liveness",
+        responses((status = 200, description = "The process answers", content_type = "text/plain", body = String))
+    )]
+    fn healthz() {}
+
+    #[utoipa::path(
+        get, path = "/readyz", tag = "operations",
+        summary = "Readiness: the database, the bus and the blob store are reachable",
+        responses(
+            (status = 200, description = "Ready", content_type = "text/plain", body = String),
+            (status = 503, description = "Not ready, naming the backend that is not", body = ErrorJson),
+        )
+    )]
+    fn readyz() {}
+
+    #[utoipa::path(
+        get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
+        responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String))
+    )]
+    fn metrics() {}
+
+    #[utoipa::path(
+        get, path = "/openapi.json", tag = "operations", summary = "This document",
+        responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object))
+    )]
+    fn openapi_json() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed document is what the code generates. After changing a route or a DTO,
+    /// regenerate it: `cargo run -- openapi > docs/openapi.json`.
+    #[test]
+    fn the_committed_document_is_current() {
+        let committed = include_str!("../../../docs/openapi.json");
+        assert!(
+            committed == document_json(),
+            "docs/openapi.json is stale: run `cargo run -- openapi > docs/openapi.json`"
+        );
+    }
+
+    #[test]
+    fn it_is_openapi_3_1_and_every_error_names_the_error_schema() {
+        let doc: serde_json::Value = serde_json::from_str(&document_json()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert_eq!(
+                            response["content"]["application/json"]["schema"]["$ref"],
+                            "#/components/schemas/ErrorJson",
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

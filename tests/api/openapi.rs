@@ -1,0 +1,103 @@
+//! The published OpenAPI document against the running app: it is served as committed, and
+//! every operation it lists reaches a handler and answers one of the statuses it documents.
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, jpeg};
+
+#[tokio::test]
+async fn the_served_document_is_the_committed_one() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let served: Value = res.json().await.unwrap();
+    let committed: Value =
+        serde_json::from_str(include_str!("../../docs/openapi.json")).expect("docs/openapi.json");
+    assert_eq!(served, committed);
+    assert_eq!(served["openapi"], "3.1.0");
+}
+
+#[tokio::test]
+async fn every_documented_operation_answers_a_documented_status() {
+    // Arrange: a session with one image, so each route has something real to act on.
+    let app = TestApp::spawn().await;
+    let (session, token) = app.create_session(7).await;
+    let identifier = session["identifier"].as_str().unwrap().to_owned();
+    let uploaded: Value = app
+        .upload(&identifier, &token, vec![("a.jpg", jpeg(16, 12))], None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let image_id = uploaded["images"][0]["id"].as_str().unwrap().to_owned();
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Operations that close or delete go last, so the others see an open session.
+    let mut operations: Vec<(String, String, Value)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations.push((method.clone(), path.clone(), op.clone()));
+        }
+    }
+    operations.sort_by_key(|(method, path, _)| (path.ends_with("/complete"), method == "delete"));
+    assert!(operations.len() >= 14, "{} operations", operations.len());
+
+    for (method, path, op) in operations {
+        // Act: fill the path with real ids and send what a client of this route sends.
+        let url = app.url(
+            &path
+                .replace("{identifier}", &identifier)
+                .replace("{image_id}", &image_id),
+        );
+        let mut req = app
+            .client
+            .request(method.to_uppercase().parse().unwrap(), &url)
+            .bearer_auth(&token);
+        if path.starts_with("/v1/api/upload-sessions") && !path.ends_with("/images") {
+            req = req.query(&[("member_id", "7")]);
+        }
+        if path == "/v1/api/upload-sessions" {
+            req = req.json(&serde_json::json!({ "member_id": 7 }));
+        }
+        if path.ends_with("/images") && method == "post" {
+            let form = reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(jpeg(8, 8)).file_name("b.jpg"),
+            );
+            req = req.multipart(form);
+        }
+        if path == "/v1/api/sse/events" {
+            req = req.query(&[
+                ("event", "upload_by_qr"),
+                ("member_id", "7"),
+                ("identifier", identifier.as_str()),
+            ]);
+        }
+        let res = req.send().await.unwrap();
+
+        // Assert: the status is one the document lists for this operation.
+        let status = res.status().as_u16().to_string();
+        assert!(
+            op["responses"].get(&status).is_some(),
+            "{method} {path} answered {status}, which it does not document"
+        );
+        assert!(
+            res.status().is_success(),
+            "{method} {path} answered {status} to a well-formed request"
+        );
+    }
+}
