@@ -24,15 +24,19 @@ pub async fn serve_grpc(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .ok();
-    let router = tonic::transport::Server::builder()
-        .trace_fn(|req| {
-            super::trace::request_span(
-                "grpc",
-                req.method().as_str(),
-                req.uri().path(),
-                req.headers(),
-            )
+    let trace = tower_http::trace::TraceLayer::new_for_grpc()
+        .make_span_with(super::trace::grpc_span)
+        .on_response(|res: &http::Response<_>, latency, span: &tracing::Span| {
+            super::trace::grpc_status(Some(res.headers()), latency, span)
         })
+        .on_eos(
+            |trailers: Option<&http::HeaderMap>, latency, span: &tracing::Span| {
+                super::trace::grpc_status(trailers, latency, span)
+            },
+        )
+        .on_failure(());
+    let router = tonic::transport::Server::builder()
+        .layer(trace)
         .add_service(health)
         .add_service(ImageGrpc::new(services).into_server())
         .add_optional_service(reflection);

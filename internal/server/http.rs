@@ -20,7 +20,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::Request,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -77,6 +76,8 @@ pub fn router(services: Services, cors: &CorsConf, limits: &HttpLimits) -> Route
         api = api.layer(layer);
     }
     api.merge(page_routes(services))
+        // Route layers see the matched route: the span is renamed after its template.
+        .route_layer(axum::middleware::from_fn(super::trace::record_route))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -94,22 +95,8 @@ pub fn router(services: Services, cors: &CorsConf, limits: &HttpLimits) -> Route
         }))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    // The path only: query strings may carry member ids and are not needed here.
-                    super::trace::request_span(
-                        "http",
-                        req.method().as_str(),
-                        req.uri().path(),
-                        req.headers(),
-                    )
-                })
-                .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(
-                        status = res.status().as_u16(),
-                        latency_ms = latency.as_millis() as u64,
-                        "response"
-                    );
-                }),
+                .make_span_with(super::trace::http_span)
+                .on_response(super::trace::http_response),
         )
 }
 

@@ -16,4 +16,5 @@ mod scale;
 mod security;
 mod server;
 mod sse;
+mod traces;
 mod upload;
