@@ -4,9 +4,11 @@
 
 mod extract;
 mod images;
+mod order;
 mod pages;
 mod sessions;
 mod sse;
+mod tickets;
 mod upload;
 mod upload_body;
 
@@ -16,7 +18,7 @@ use axum::{
     Router,
     extract::{ConnectInfo, FromRequestParts},
     http::request::Parts,
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
 };
 
 use super::{Services, auth::parse_member_id, error::ApiError};
@@ -36,12 +38,20 @@ pub fn api_routes(services: Services) -> Router {
             post(sessions::complete),
         )
         .route(
+            "/v1/api/upload-sessions/{identifier}/stream-ticket",
+            post(tickets::create),
+        )
+        .route(
             "/v1/api/upload-sessions/{identifier}/upload-info",
             get(sessions::upload_info),
         )
         .route(
             "/v1/api/upload-sessions/{identifier}/images",
             post(upload::upload),
+        )
+        .route(
+            "/v1/api/upload-sessions/{identifier}/images/order",
+            put(order::reorder),
         )
         .route(
             "/v1/api/upload-sessions/{identifier}/images/{image_id}",
