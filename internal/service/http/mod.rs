@@ -57,6 +57,7 @@ pub fn api_routes(services: Services) -> Router {
             "/v1/api/upload-sessions/{identifier}/images/{image_id}",
             delete(upload::delete_image),
         )
+        .route("/v1/widget.js", get(pages::widget))
         .route("/v1/api/images/{image_id}", get(images::original))
         .route(
             "/v1/api/images/{image_id}/thumbnail",
