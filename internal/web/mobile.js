@@ -261,8 +261,8 @@
 
     var moves = document.createElement('div');
     moves.className = 'photo-moves';
-    moves.appendChild(photoButton('move-up', t('move_up')));
-    moves.appendChild(photoButton('move-down', t('move_down')));
+    moves.appendChild(photoButton('move-up', '\u2191'));
+    moves.appendChild(photoButton('move-down', '\u2193'));
 
     li.appendChild(thumb);
     li.appendChild(badge);
@@ -282,7 +282,9 @@
       var up = li.querySelector('.move-up');
       var down = li.querySelector('.move-down');
       up.setAttribute('aria-label', t('move_up_n', { n: n }));
+      up.title = t('move_up_n', { n: n });
       down.setAttribute('aria-label', t('move_down_n', { n: n }));
+      down.title = t('move_down_n', { n: n });
       var busy = li.classList.contains('is-deleting');
       up.disabled = closed || busy || i === 0;
       down.disabled = closed || busy || i === list.length - 1;

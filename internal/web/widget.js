@@ -45,7 +45,7 @@ p { margin: 0; }
 .status[data-status="expired"] { color: #b42318; }
 .error { color: #b42318; font-weight: 600; }
 progress { width: 100%; height: 8px; accent-color: #2563c9; }
-.grid { list-style: none; margin: 0; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 12px; }
+.grid { list-style: none; margin: 0; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px; }
 .tile { border: 1px solid #e1e5ea; border-radius: 10px; overflow: hidden; background: #fff; }
 .tile.is-cover { border-color: #2563c9; }
 .tile[draggable="true"] { cursor: grab; }
@@ -53,6 +53,7 @@ progress { width: 100%; height: 8px; accent-color: #2563c9; }
 .thumb { display: block; width: 100%; aspect-ratio: 1; object-fit: cover; background: #eef1f4; }
 .bar { display: flex; align-items: center; gap: 6px; padding: 6px 6px 0 8px; }
 .label { font-size: .8125rem; color: #5d6878; }
+.label, .badge, .delete { white-space: nowrap; }
 .badge { display: none; padding: 0 8px; border-radius: 999px; background: #e8f0fc; color: #1d4f9f; font-size: .75rem; font-weight: 600; }
 .is-cover .badge { display: inline-block; }
 .tools { display: flex; gap: 4px; padding: 6px; }
