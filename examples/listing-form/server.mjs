@@ -8,12 +8,13 @@ import fs from 'node:fs';
 const QRUPLOAD = (process.env.QRUPLOAD_URL || 'http://localhost:8000').replace(/\/+$/, '');
 const SECRET = process.env.JWT_SECRET || ''; // qrupload's auth.jwt.secret
 const PORT = Number(process.env.PORT ?? 3000);
+const TTL = Number(process.env.JWT_TTL || 300); // seconds a minted JWT lives
 if (SECRET.length < 32) { console.error('set JWT_SECRET to qrupload\'s auth.jwt.secret (32+ characters)'); process.exit(1); }
 
 const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
-function mint(sub) { // valid 5 minutes; the widget asks for a fresh one whenever it needs one
+function mint(sub) { // short-lived; the widget asks for a fresh one whenever it needs one
   const now = Math.floor(Date.now() / 1000);
-  const signed = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64({ sub: String(sub), iat: now, exp: now + 300 });
+  const signed = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64({ sub: String(sub), iat: now, exp: now + TTL });
   return signed + '.' + crypto.createHmac('sha256', SECRET).update(signed).digest('base64url');
 }
 const members = new Map(); // session cookie -> member id; a real host checks a password

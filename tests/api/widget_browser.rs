@@ -73,6 +73,9 @@ impl Host {
             .env("PORT", port.to_string())
             .env("QRUPLOAD_URL", service)
             .env("JWT_SECRET", SECRET)
+            // Short-lived tokens: each stream ends with its JWT, so the widget must reconnect
+            // (with a fresh JWT and a fresh ticket) while the test runs.
+            .env("JWT_TTL", "4")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -372,6 +375,59 @@ async fn one_listing(app: &TestApp, dev: &TestApp, browser: &Browser, host: &Hos
     let violations = axe(&desktop).await;
     assert!(violations.is_empty(), "{lang} desktop page: {violations:?}");
     screenshot(&desktop, &format!("desktop-{lang}.png")).await;
+
+    // The streams end with their short-lived JWTs and come back, each with a new ticket.
+    let stream_urls = || {
+        pc.requested_urls()
+            .into_iter()
+            .filter(|u| u.contains("/v1/api/sse/events"))
+            .collect::<Vec<_>>()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stream_urls().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the widget reconnects"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tickets: std::collections::BTreeSet<String> = pc
+        .requested_urls()
+        .iter()
+        .filter(|u| u.contains("/v1/api/sse/events"))
+        .filter_map(|u| u.split_once("ticket=").map(|(_, t)| t.to_owned()))
+        .collect();
+    let streams = pc
+        .requested_urls()
+        .iter()
+        .filter(|u| u.contains("/v1/api/sse/events"))
+        .count();
+    assert!(
+        streams >= 2,
+        "the widget reconnected: {streams} stream requests"
+    );
+    assert_eq!(tickets.len(), streams, "a fresh ticket for every connect");
+    // Still live after its reconnects: completing the session (as the host would, over gRPC)
+    // reaches the widget as `qrupload:complete` with the ordered ids.
+    app.grpc_client()
+        .await
+        .complete_upload_session(pb::CompleteUploadSessionRequest {
+            member_id: MEMBER,
+            identifier: identifier.clone(),
+        })
+        .await
+        .expect("complete");
+    pc.wait_for(
+        "window.qruploadEvents.some(e => e.type === 'qrupload:complete')",
+        WAIT,
+        "the widget announces the completed session",
+    )
+    .await;
+    let complete = pc
+        .eval("window.qruploadEvents.find(e => e.type === 'qrupload:complete').detail")
+        .await;
+    assert_eq!(complete["identifier"], identifier.as_str());
+    assert_eq!(complete["image_ids"], serde_json::json!(wanted));
 
     // The host's plain form submit carries the ordered ids.
     pc.eval("document.querySelector('#listing button[type=submit]').click()")
