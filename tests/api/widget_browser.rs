@@ -144,18 +144,7 @@ async fn ids(page: &Page<'_>) -> Vec<String> {
 }
 
 async fn stored_order(app: &TestApp, identifier: &str) -> Vec<String> {
-    let mut grpc = app.grpc_client().await;
-    grpc.get_images_by_identifier(pb::GetImagesByIdentifierRequest {
-        member_id: MEMBER,
-        identifier: identifier.to_owned(),
-    })
-    .await
-    .expect("list")
-    .into_inner()
-    .images
-    .into_iter()
-    .map(|i| i.id)
-    .collect()
+    stored_order_of(app, MEMBER, identifier).await
 }
 
 /// Focuses a button of the widget's `n`th tile (0-based) and presses `key` on it.
@@ -503,4 +492,159 @@ async fn the_widget_in_a_host_form_under_a_strict_csp_in_jwt_mode() {
         },
     )
     .await;
+}
+
+/// Dev mode (`member-id`), a session named by `session-url`, `lang="zh-Hans"`, `setOrder`
+/// and drag and drop, with the host page served by a tiny server on another origin.
+#[tokio::test]
+async fn the_widget_in_dev_mode_shows_a_named_session_and_reorders_by_script_and_by_drag() {
+    if !can_run() {
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("host listener");
+    let host = format!("http://{}", listener.local_addr().expect("address"));
+    let app = TestApp::spawn_with(&[("QRUPLOAD__CORS__ALLOWED_ORIGINS", &host)]).await;
+    let service = format!("http://{}", app.http);
+    // The host made this session itself (over gRPC) and names it.
+    let created = app
+        .grpc_client()
+        .await
+        .create_upload_session(pb::CreateUploadSessionRequest {
+            member_id: 5,
+            ttl_seconds: None,
+            max_images: None,
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let id = created.identifier.clone();
+    let res = app
+        .upload(
+            &id,
+            &created.upload_token,
+            vec![
+                ("a.jpg", jpeg(50, 40)),
+                ("b.jpg", jpeg(51, 40)),
+                ("c.jpg", jpeg(52, 40)),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let uploaded = stored_order_of(&app, 5, &id).await;
+
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Host</title>\
+         <script type=\"module\" src=\"{service}/v1/widget.js\"></script></head><body><main>\
+         <form id=\"f\"><qrupload-panel member-id=\"5\" lang=\"zh-Hans\" api-base=\"{service}\" \
+         session-url=\"/v1/api/upload-sessions/{id}\"></qrupload-panel></form></main></body></html>"
+    );
+    let csp = format!(
+        "default-src 'none'; script-src {service}; connect-src {service}; img-src {service}"
+    );
+    let router = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let (html, csp) = (html.clone(), csp.clone());
+            async move {
+                (
+                    [
+                        ("content-type", "text/html; charset=utf-8".to_owned()),
+                        ("content-security-policy", csp),
+                    ],
+                    html,
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let browser = Browser::launch().await;
+    let page = browser.new_page(1280, 800, false).await;
+    page.goto(&format!("{host}/")).await;
+    page.wait_for(
+        &format!("{PANEL}?.imageIds?.length === 3"),
+        WAIT,
+        "the widget shows the named session's photos",
+    )
+    .await;
+    assert_eq!(ids(&page).await, uploaded);
+    assert_eq!(
+        page.eval(&format!(
+            "{PANEL}.shadowRoot.querySelector('.tile .delete').getAttribute('aria-label')"
+        ))
+        .await,
+        "删除第 1 张照片",
+        "lang=\"zh-Hans\" wins over the document's language"
+    );
+    assert_eq!(
+        page.eval("document.querySelector('#f input[type=hidden]').name")
+            .await,
+        "qrupload_image_ids",
+        "the default form field name"
+    );
+
+    // setOrder from script.
+    let wanted = vec![
+        uploaded[1].clone(),
+        uploaded[2].clone(),
+        uploaded[0].clone(),
+    ];
+    let answered = page
+        .eval(&format!(
+            "{PANEL}.setOrder({}).then(images => images.map(i => i.id))",
+            serde_json::json!(wanted)
+        ))
+        .await;
+    assert_eq!(answered, serde_json::json!(wanted));
+    assert_eq!(stored_order_of(&app, 5, &id).await, wanted);
+    assert_eq!(
+        page.eval("document.querySelector('#f input[type=hidden]').value")
+            .await,
+        wanted.join(",")
+    );
+    // A list that is not the session's is refused and the order stays.
+    let refused = page
+        .eval(&format!(
+            "{PANEL}.setOrder({}).then(() => 'accepted', e => e.reason)",
+            serde_json::json!(wanted[..2])
+        ))
+        .await;
+    assert_eq!(refused, "INVALID_ARGUMENT");
+    assert_eq!(ids(&page).await, wanted);
+
+    // Drag the last photo onto the left half of the first: it becomes the cover.
+    page.eval(&format!(
+        "(() => {{ const tiles = {PANEL}.shadowRoot.querySelectorAll('.tile'); \
+         const dt = new DataTransfer(); const r = tiles[0].getBoundingClientRect(); \
+         tiles[2].dispatchEvent(new DragEvent('dragstart', {{ bubbles: true, composed: true, dataTransfer: dt }})); \
+         tiles[0].dispatchEvent(new DragEvent('dragover', {{ bubbles: true, cancelable: true, dataTransfer: dt, clientX: r.left + 2, clientY: r.top + 2 }})); \
+         tiles[0].dispatchEvent(new DragEvent('drop', {{ bubbles: true, cancelable: true, dataTransfer: dt, clientX: r.left + 2, clientY: r.top + 2 }})); \
+         tiles[2].dispatchEvent(new DragEvent('dragend', {{ bubbles: true }})); }})()"
+    ))
+    .await;
+    let dragged = vec![wanted[2].clone(), wanted[0].clone(), wanted[1].clone()];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stored_order_of(&app, 5, &id).await != dragged {
+        assert!(tokio::time::Instant::now() < deadline, "the drop is stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ids(&page).await, dragged);
+}
+
+async fn stored_order_of(app: &TestApp, member_id: u32, identifier: &str) -> Vec<String> {
+    let mut grpc = app.grpc_client().await;
+    grpc.get_images_by_identifier(pb::GetImagesByIdentifierRequest {
+        member_id,
+        identifier: identifier.to_owned(),
+    })
+    .await
+    .expect("list")
+    .into_inner()
+    .images
+    .into_iter()
+    .map(|i| i.id)
+    .collect()
 }
