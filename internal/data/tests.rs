@@ -632,3 +632,64 @@ async fn reorder_sets_positions_with_one_version_and_one_event() {
         t.cleanup().await;
     }
 }
+
+/// A ticket is taken once: the second take (another attempt, on any instance) finds nothing;
+/// expired tickets are purged when the next one is stored.
+#[tokio::test]
+async fn stream_tickets_are_taken_once_and_purged_when_expired() {
+    use crate::biz::{NewStreamTicket, StreamTicketRepo};
+    for t in databases().await {
+        let sessions = repo(&t.db);
+        let tickets = SqlStreamTicketRepo::new(t.db.clone());
+        let s = sessions
+            .create_session(new_session(3, 1000, Duration::minutes(5)))
+            .await
+            .expect("create");
+        let now = Utc::now();
+        let ticket = |hash: &str, expires: Duration| NewStreamTicket {
+            ticket_hash: crate::biz::hash_token(hash),
+            identifier: s.identifier.clone(),
+            member_id: 42,
+            member_expires_at: Some(now + Duration::minutes(1)),
+            expires_at: now + expires,
+            created_at: now,
+        };
+        let old = ticket("old", Duration::seconds(-1));
+        let live = ticket("live", Duration::seconds(60));
+        tickets
+            .insert(old.clone(), now - Duration::seconds(2))
+            .await
+            .expect("insert old");
+        tickets
+            .insert(live.clone(), now)
+            .await
+            .expect("insert live");
+
+        let taken = tickets.take(&live.ticket_hash).await.expect("take");
+        assert_eq!(
+            taken.map(|t| (t.member_id, t.identifier)),
+            Some((42, s.identifier.clone())),
+            "{}",
+            t.name
+        );
+        assert!(
+            tickets
+                .take(&live.ticket_hash)
+                .await
+                .expect("take")
+                .is_none(),
+            "{}: once",
+            t.name
+        );
+        assert!(
+            tickets
+                .take(&old.ticket_hash)
+                .await
+                .expect("take")
+                .is_none(),
+            "{}: the expired ticket was purged",
+            t.name
+        );
+        t.cleanup().await;
+    }
+}

@@ -157,6 +157,13 @@ export class QruploadPanel extends HTMLElement {
   // ---------- lifecycle ----------
 
   connectedCallback() {
+    // A tokenProvider set before this element was defined sits on the instance and would hide
+    // the accessor: move it over.
+    if (Object.prototype.hasOwnProperty.call(this, 'tokenProvider')) {
+      const fn = this.tokenProvider;
+      delete this.tokenProvider;
+      this._provider = typeof fn === 'function' ? fn : null;
+    }
     this._input();
     this._relabel();
     if (!this._started && (this._devMode() || this._provider)) this._start();
@@ -181,7 +188,9 @@ export class QruploadPanel extends HTMLElement {
     const candidates = [this.getAttribute('lang')];
     const scoped = this.parentElement && this.parentElement.closest('[lang]');
     candidates.push(scoped ? scoped.getAttribute('lang') : null, document.documentElement.lang);
-    for (const tag of candidates) { if (tag) { const l = langOfTag(tag); if (l) return l; if (tag) return 'en'; } }
+    // The first language given decides; one we do not speak means English.
+    const given = candidates.find((tag) => tag);
+    if (given) return langOfTag(given) || 'en';
     for (const tag of navigator.languages || [navigator.language]) { const l = langOfTag(tag); if (l) return l; }
     return 'en';
   }
@@ -257,7 +266,7 @@ export class QruploadPanel extends HTMLElement {
     e.empty.textContent = this._t('empty');
     e.grid.setAttribute('aria-label', this._t('photos_label'));
     e.qr.setAttribute('aria-label', this._t('qr_alt'));
-    e.progressBar.setAttribute('aria-label', this._t('receiving', { count: '' }).trim());
+    e.progressBar.setAttribute('aria-label', this._t('progress_label'));
     if (!this._session) e.qrText.textContent = this._t('loading');
   }
 
