@@ -1,7 +1,8 @@
 //! The widget in a host's form, in a real browser: the example host application
 //! (`examples/listing-form`, Node) on another origin with a strict CSP embeds `<qrupload-panel>`
-//! in jwt mode; a phone context uploads three photos; the member reorders them with the
-//! keyboard; the form's submit carries the ordered ids. Once in English and once in
+//! in jwt mode; a phone context uploads three photos and moves one down (the widget follows
+//! live); the member reorders them with the keyboard in the widget, and on the bundled desktop
+//! page; the form's submit carries the ordered ids. Once in English and once in
 //! Traditional Chinese. No JWT appears in any URL the browser requests, and axe-core finds no
 //! serious or critical violation on the widget or on either page, in both languages.
 //!
@@ -249,7 +250,33 @@ async fn one_listing(app: &TestApp, dev: &TestApp, browser: &Browser, host: &Hos
         "the thumbnails load under the host's CSP",
     )
     .await;
-    let uploaded = ids(&pc).await;
+    let first = ids(&pc).await;
+    assert_eq!(stored_order(app, &identifier).await, first);
+
+    // The phone moves its first photo down (keyboard); the widget follows live.
+    phone
+        .wait_for(
+            "document.querySelectorAll('#photos .photo').length === 3",
+            WAIT,
+            "the phone lists the three photos",
+        )
+        .await;
+    let focused = phone
+        .eval("(b => { b.focus(); return document.activeElement === b; })(document.querySelector('#photos .photo .move-down'))")
+        .await;
+    assert_eq!(focused, true);
+    phone.press("Enter").await;
+    let uploaded = vec![first[1].clone(), first[0].clone(), first[2].clone()];
+    pc.wait_for(
+        &format!(
+            "JSON.stringify({}) === '{}'",
+            ids_js(),
+            serde_json::json!(uploaded)
+        ),
+        WAIT,
+        "the widget shows the phone's new order",
+    )
+    .await;
     assert_eq!(stored_order(app, &identifier).await, uploaded);
     assert_eq!(
         pc.eval(&format!(
@@ -361,6 +388,32 @@ async fn one_listing(app: &TestApp, dev: &TestApp, browser: &Browser, host: &Hos
             "the desktop page shows the photos",
         )
         .await;
+    let shown = desktop
+        .eval("[...document.querySelectorAll('#grid .tile')].map(t => t.dataset.imageId)")
+        .await;
+    let focused = desktop
+        .eval("(b => { b.focus(); return document.activeElement === b; })(document.querySelectorAll('#grid .tile')[1].querySelector('.make-cover'))")
+        .await;
+    assert_eq!(focused, true);
+    desktop.press("Enter").await;
+    let swapped = serde_json::json!([shown[1], shown[0]]);
+    desktop
+        .wait_for(
+            &format!(
+                "JSON.stringify([...document.querySelectorAll('#grid .tile')].map(t => t.dataset.imageId)) === '{swapped}'"
+            ),
+            WAIT,
+            "the desktop page makes the second photo the cover",
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while serde_json::json!(stored_order_of(dev, 1, dev_id).await) != swapped {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the desktop's order is stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let violations = axe(&desktop).await;
     assert!(violations.is_empty(), "{lang} desktop page: {violations:?}");
     screenshot(&desktop, &format!("desktop-{lang}.png")).await;
