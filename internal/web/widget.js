@@ -166,7 +166,8 @@ export class QruploadPanel extends HTMLElement {
     }
     this._input();
     this._relabel();
-    if (!this._started && (this._devMode() || this._provider)) this._start();
+    if (!this._started && this._session) this._resume();
+    else if (!this._started && (this._devMode() || this._provider)) this._start();
     else if (!this._started) this._setStatus(null, this._t('signing_in'));
   }
 
@@ -179,7 +180,15 @@ export class QruploadPanel extends HTMLElement {
     if (before === after) return;
     if (name === 'lang') { this._relabel(); this._renderTiles(); this._renderSession(); return; }
     if (name === 'name') { this._input(); return; }
-    if (this._started) { this._stop(); this._started = false; if (this.isConnected) this.connectedCallback(); }
+    // The attributes the parser sets come before connectedCallback: nothing to restart yet.
+    if (!this._started && !this._session) return;
+    // Another service, member or session: start over with a new one.
+    this._stop();
+    this._started = false;
+    this._session = null;
+    this._images = [];
+    this._renderTiles();
+    if (this.isConnected) this.connectedCallback();
   }
 
   // ---------- strings ----------
@@ -369,6 +378,15 @@ export class QruploadPanel extends HTMLElement {
       this._els.qrText.textContent = '';
       this._showError(this._errorText(err));
     }
+  }
+
+  // Back in the document (the host moved the element): the same session, a new stream.
+  _resume() {
+    this._started = true;
+    const gen = ++this._generation;
+    this._tick = this._tick || setInterval(() => this._renderClock(), 1000);
+    this._renderSession();
+    if (!isTerminal(this._session.status)) this._connect(gen);
   }
 
   _stop() {

@@ -685,6 +685,26 @@ async fn the_widget_in_dev_mode_shows_a_named_session_and_reorders_by_script_and
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ids(&page).await, dragged);
+
+    // Moved elsewhere in the page, it keeps its session and follows it again.
+    page.eval(&format!("document.body.appendChild({PANEL}).identifier"))
+        .await;
+    assert_eq!(page.eval(&format!("{PANEL}.identifier")).await, id.as_str());
+    let res = app
+        .upload(
+            &id,
+            &created.upload_token,
+            vec![("d.jpg", jpeg(53, 40))],
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    page.wait_for(
+        &format!("{}.length === 4", ids_js()),
+        WAIT,
+        "the moved widget shows the next upload",
+    )
+    .await;
 }
 
 async fn stored_order_of(app: &TestApp, member_id: u32, identifier: &str) -> Vec<String> {
