@@ -299,6 +299,7 @@ mod tests {
             (Page::Desktop, include_str!("desktop.js")),
             (Page::Mobile, include_str!("mobile.js")),
             (Page::Widget, include_str!("widget.js")),
+            (Page::Widget, include_str!("widget_view.js")),
         ];
         for (page, js) in scripts {
             // Calls look like t('key'), t('key', {...}) or this._t('key').

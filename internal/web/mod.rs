@@ -36,6 +36,11 @@ pub fn widget_js() -> &'static str {
     &WIDGET
 }
 
+/// `/v1/widget-view.js`: the styles, tiles and QR code `widget.js` imports.
+pub fn widget_view_js() -> &'static str {
+    include_str!("widget_view.js")
+}
+
 /// A static asset by file name, with its content type.
 pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
     Some(match name {

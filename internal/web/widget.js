@@ -15,89 +15,18 @@
  * {identifier, image_ids} and `qrupload:expired` {identifier}.
  *
  * Rules: everything renders in a shadow root built with createElement and
- * textContent (no HTML strings); styles are a constructed stylesheet, so the
+ * textContent (no HTML strings; the tiles, the QR code and the styles are in
+ * widget-view.js); styles are a constructed stylesheet, so the
  * host's CSP needs the service origin in script-src, connect-src and img-src
  * only. The JWT travels only in `Authorization`; the stream (EventSource sends
  * no headers) opens with a fresh single-use ticket at every (re)connect.
  */
 
+import { dropIndex, el, isTerminal, labelTiles, langOfTag, placeTiles, styleSheet, svgFromText } from './widget-view.js';
+
 const STRINGS = /*@strings*/{};
 const SCRIPT_ORIGIN = new URL(import.meta.url).origin;
-const SVG_NS = 'http://www.w3.org/2000/svg';
 const DEFAULT_NAME = 'qrupload_image_ids';
-
-const CSS = `
-:host { display: block; color: #1c2430; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; }
-:host([hidden]) { display: none; }
-[hidden] { display: none !important; }
-* { box-sizing: border-box; }
-.panel { display: grid; grid-template-columns: minmax(180px, 240px) 1fr; gap: 16px; padding: 16px;
-  border: 1px solid #e1e5ea; border-radius: 12px; background: #fff; }
-@media (max-width: 560px) { .panel { grid-template-columns: 1fr; } }
-.title { margin: 0 0 8px; font-weight: 650; font-size: 1.0625rem; }
-.qr { display: grid; place-items: center; aspect-ratio: 1; border: 1px solid #e1e5ea; border-radius: 10px; background: #fff; padding: 8px; }
-.qr svg { width: 100%; height: auto; display: block; }
-.muted { color: #5d6878; }
-p { margin: 0; }
-.side { display: flex; flex-direction: column; gap: 8px; }
-.status { font-weight: 600; }
-.status[data-status="scanned"], .status[data-status="completed"] { color: #17803d; }
-.status[data-status="expired"] { color: #b42318; }
-.error { color: #b42318; font-weight: 600; }
-progress { width: 100%; height: 8px; accent-color: #2563c9; }
-.grid { list-style: none; margin: 0; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px; }
-.tile { border: 1px solid #e1e5ea; border-radius: 10px; overflow: hidden; background: #fff; }
-.tile.is-cover { border-color: #2563c9; }
-.tile[draggable="true"] { cursor: grab; }
-.tile.is-dragging, .tile.is-busy { opacity: .5; }
-.thumb { display: block; width: 100%; aspect-ratio: 1; object-fit: cover; background: #eef1f4; }
-.bar { display: flex; align-items: center; gap: 6px; padding: 6px 6px 0 8px; }
-.label { font-size: .8125rem; color: #5d6878; }
-.label, .badge, .delete { white-space: nowrap; }
-.badge { display: none; padding: 0 8px; border-radius: 999px; background: #e8f0fc; color: #1d4f9f; font-size: .75rem; font-weight: 600; }
-.is-cover .badge { display: inline-block; }
-.tools { display: flex; gap: 4px; padding: 6px; }
-button { font: inherit; min-height: 34px; padding: 0 8px; border-radius: 8px; border: 1px solid #cfd5dc; background: #fff; color: #1c2430; cursor: pointer; }
-button:hover:not(:disabled) { background: #f4f6f8; }
-button:disabled { opacity: .45; cursor: not-allowed; }
-button:focus-visible { outline: 3px solid rgba(37, 99, 201, .5); outline-offset: 1px; }
-.tools button { flex: 1; }
-.delete { margin-left: auto; color: #b42318; font-size: .8125rem; }
-.empty { padding: 24px 12px; text-align: center; color: #5d6878; border: 2px dashed #e1e5ea; border-radius: 10px; }
-.hint { font-size: .8125rem; margin-bottom: 8px; }
-.sr { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
-`;
-
-let sharedSheet = null;
-function styleSheet() {
-  if (!sharedSheet) {
-    sharedSheet = new CSSStyleSheet();
-    sharedSheet.replaceSync(CSS);
-  }
-  return sharedSheet;
-}
-
-// SPEC's negotiation, for one tag: zh-TW/HK/MO/Hant → zh-Hant; zh, zh-CN/SG/Hans → zh-Hans.
-function langOfTag(tag) {
-  const parts = String(tag || '').toLowerCase().split(/[-_]/);
-  if (parts[0] === 'en') return 'en';
-  if (parts[0] !== 'zh') return null;
-  const rest = parts.slice(1);
-  if (rest.includes('hant')) return 'zh-Hant';
-  if (rest.includes('hans')) return 'zh-Hans';
-  if (['tw', 'hk', 'mo'].includes(rest[0])) return 'zh-Hant';
-  if (rest.length === 0 || ['cn', 'sg'].includes(rest[0])) return 'zh-Hans';
-  return null;
-}
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function isTerminal(status) { return status === 'completed' || status === 'expired'; }
 
 class ApiFailure extends Error {
   constructor(status, reason, message) {
@@ -407,24 +336,8 @@ export class QruploadPanel extends HTMLElement {
     try {
       const { text } = await this._api('GET', this._url(path));
       if (gen !== this._generation) return;
-      const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
-      const src = doc.documentElement;
-      if (!src || src.localName !== 'svg') throw new ApiFailure(500, 'INTERNAL');
-      const svg = document.createElementNS(SVG_NS, 'svg');
-      for (const name of ['viewBox', 'width', 'height', 'shape-rendering']) {
-        const v = src.getAttribute(name);
-        if (v && /^[\w .-]+$/.test(v)) svg.setAttribute(name, v);
-      }
-      svg.setAttribute('aria-hidden', 'true');
-      for (const node of src.children) {
-        if (node.localName !== 'rect' && node.localName !== 'path') continue;
-        const copy = document.createElementNS(SVG_NS, node.localName);
-        for (const name of ['x', 'y', 'width', 'height', 'fill', 'd']) {
-          const v = node.getAttribute(name);
-          if (v && /^[#\w .,-]+$/.test(v)) copy.setAttribute(name, v);
-        }
-        svg.appendChild(copy);
-      }
+      const svg = svgFromText(text);
+      if (!svg) throw new ApiFailure(500, 'INTERNAL');
       this._els.qr.replaceChildren(svg);
     } catch (err) {
       if (gen === this._generation) this._els.qrText.textContent = this._errorText(err);
@@ -604,55 +517,14 @@ export class QruploadPanel extends HTMLElement {
   }
 
   _renderTiles() {
-    const grid = this._els.grid;
-    const keep = new Map();
-    for (const tile of Array.from(grid.children)) keep.set(tile.dataset.imageId, tile);
-    const ordered = this._images.map((im) => keep.get(im.id) || this._buildTile(im));
-    for (const [id, tile] of keep) { if (!this._images.some((im) => im.id === id)) tile.remove(); }
-    ordered.forEach((tile, i) => { if (grid.children[i] !== tile) grid.insertBefore(tile, grid.children[i] || null); });
-    this._els.empty.hidden = ordered.length > 0;
-    this._els.hint.hidden = ordered.length < 2;
+    const count = placeTiles(this._els.grid, this._images, this._base());
+    this._els.empty.hidden = count > 0;
+    this._els.hint.hidden = count < 2;
     this._labelTiles();
   }
 
-  _buildTile(im) {
-    const li = el('li', 'tile');
-    li.dataset.imageId = im.id;
-    const img = el('img', 'thumb');
-    img.draggable = false;
-    img.decoding = 'async';
-    try { img.src = new URL(im.thumbnail_url || im.url, this._base()).href; } catch (e) { /* no picture */ }
-    const bar = el('div', 'bar');
-    bar.append(el('span', 'label'), el('span', 'badge'), el('button', 'delete'));
-    const tools = el('div', 'tools');
-    tools.append(el('button', 'earlier', '\u2190'), el('button', 'later', '\u2192'), el('button', 'cover', '\u2605'));
-    li.append(img, bar, tools);
-    li.querySelectorAll('button').forEach((b) => { b.type = 'button'; });
-    return li;
-  }
-
   _labelTiles() {
-    const tiles = Array.from(this._els.grid.children);
-    const locked = !this._session || isTerminal(this._session.status);
-    tiles.forEach((li, i) => {
-      const n = i + 1;
-      const busy = li.classList.contains('is-busy');
-      li.classList.toggle('is-cover', i === 0);
-      li.draggable = !locked;
-      li.querySelector('img').alt = this._t('photo_n', { n });
-      li.querySelector('.label').textContent = this._t('photo_n', { n });
-      li.querySelector('.badge').textContent = this._t('cover');
-      const del = li.querySelector('.delete');
-      del.textContent = this._t('delete');
-      del.setAttribute('aria-label', this._t('delete_photo_n', { n }));
-      del.disabled = locked || busy;
-      for (const [cls, key, off] of [['earlier', 'move_earlier_n', i === 0], ['later', 'move_later_n', i === tiles.length - 1], ['cover', 'make_cover_n', i === 0]]) {
-        const b = li.querySelector('.' + cls);
-        b.setAttribute('aria-label', this._t(key, { n }));
-        b.title = this._t(key, { n });
-        b.disabled = locked || busy || off;
-      }
-    });
+    labelTiles(this._els.grid, (key, vars) => this._t(key, vars), !this._session || isTerminal(this._session.status));
   }
 
   // ---------- order and delete ----------
@@ -741,15 +613,9 @@ export class QruploadPanel extends HTMLElement {
     ev.preventDefault();
     const tiles = Array.from(this._els.grid.children);
     const from = tiles.indexOf(li);
-    const target = ev.target.closest && ev.target.closest('.tile');
-    let to = tiles.length - 1;
-    if (target) {
-      const rect = target.getBoundingClientRect();
-      const at = tiles.indexOf(target);
-      to = at + (ev.clientX > rect.left + rect.width / 2 ? 1 : 0) - (from < at ? 1 : 0);
-    }
+    const to = dropIndex(ev, tiles, from);
     this._endDrag();
-    this._move(from, Math.max(0, Math.min(tiles.length - 1, to)), 'later');
+    this._move(from, to, 'later');
   }
 
   _endDrag() {

@@ -20,6 +20,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/api/upload-sessions/ID/images/order"),
     ("POST", "/v1/api/upload-sessions/ID/stream-ticket"),
     ("GET", "/v1/widget.js"),
+    ("GET", "/v1/widget-view.js"),
     ("GET", "/v1/api/images/IMG"),
     ("GET", "/v1/api/images/IMG/thumbnail"),
     ("GET", "/healthz"),

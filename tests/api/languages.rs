@@ -113,6 +113,24 @@ async fn the_widget_module_is_javascript_with_cors_for_allowed_origins() {
     assert!(js.contains("\"zh-Hant\":{") && js.contains("\"zh-Hans\":{"));
     assert!(!js.contains("innerHTML"), "no HTML-string sinks");
 
+    // The module it imports, under the same rules.
+    let res = app
+        .client
+        .get(app.url("/v1/widget-view.js"))
+        .header("Origin", "https://host.example")
+        .send()
+        .await
+        .expect("widget-view.js");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://host.example")
+    );
+    assert!(js.contains("from './widget-view.js'"));
+    assert!(!res.text().await.expect("body").contains("innerHTML"));
+
     let res = app
         .client
         .get(app.url("/v1/widget.js"))

@@ -58,6 +58,7 @@ pub fn api_routes(services: Services) -> Router {
             delete(upload::delete_image),
         )
         .route("/v1/widget.js", get(pages::widget))
+        .route("/v1/widget-view.js", get(pages::widget_view))
         .route("/v1/api/images/{image_id}", get(images::original))
         .route(
             "/v1/api/images/{image_id}/thumbnail",

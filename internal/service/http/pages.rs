@@ -96,13 +96,22 @@ async fn asset(super::extract::PathArgs(name): super::extract::PathArgs<String>)
 /// `GET /v1/widget.js`: the `<qrupload-panel>` module. Mounted with the API routes, so it
 /// gets the same CORS answer (a cross-origin module script is fetched in CORS mode).
 pub(super) async fn widget() -> Response {
+    javascript(crate::web::widget_js())
+}
+
+/// `GET /v1/widget-view.js`, which `widget.js` imports.
+pub(super) async fn widget_view() -> Response {
+    javascript(crate::web::widget_view_js())
+}
+
+fn javascript(source: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        crate::web::widget_js(),
+        source,
     )
         .into_response()
 }
