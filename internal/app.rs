@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    biz::{BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, UploadTokenKey, new_token_key},
+    biz::{
+        BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, StreamTickets, UploadTokenKey,
+        new_token_key,
+    },
     conf::{BlobKind, BusKind, Config},
     data,
     metrics::Metrics,
@@ -57,6 +60,7 @@ impl Application {
         if config.data.database.run_migrations {
             data::migrate_up(&db).await.context("running migrations")?;
         }
+        let tickets_repo = Arc::new(data::SqlStreamTicketRepo::new(db.clone()));
         let repo: Arc<dyn SessionRepo> = Arc::new(data::SqlSessionRepo::new(db, metrics.clone()));
 
         let blobs: Arc<dyn BlobStore> = match config.data.blob.kind {
@@ -107,6 +111,11 @@ impl Application {
             max_concurrent_decodes: upload.max_concurrent_decodes,
         };
         let usecase = Arc::new(ImageUsecase::new(repo, blobs, bus, limits, token_key));
+        let tickets = Arc::new(StreamTickets::new(
+            tickets_repo,
+            usecase.clone(),
+            config.sse.ticket_ttl,
+        ));
 
         let hub = SessionHub::start(
             usecase.clone(),
@@ -140,6 +149,7 @@ impl Application {
         };
         let services = Services {
             usecase,
+            tickets,
             hub,
             metrics,
             auth: Arc::new(MemberAuth::from_config(&config.auth)?),

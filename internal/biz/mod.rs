@@ -2,7 +2,7 @@
 //!
 //! Rules of this layer:
 //! - It owns the traits it needs from the outside world ([`SessionRepo`], [`BlobStore`],
-//!   [`EventBus`]); `data` implements them, `app` injects them as `Arc<dyn Trait>`.
+//!   [`EventBus`], [`StreamTicketRepo`]); `data` implements them, `app` injects them as `Arc<dyn Trait>`.
 //! - It imports no transport or database crate (no web framework, gRPC stack or ORM). Errors leave it as
 //!   [`BizError`], which each edge maps once to an HTTP or gRPC status.
 //! - Every change of a session goes through the usecase, which bumps the session's version in
@@ -14,6 +14,7 @@ pub mod imaging;
 mod model;
 mod ports;
 mod secret;
+mod ticket;
 mod usecase;
 mod webhook;
 
@@ -22,8 +23,11 @@ pub use model::{
     Image, NewImage, NewSession, SessionChange, SessionStatus, UploadSession, is_safe_event_name,
     is_well_formed_id,
 };
-pub use ports::{AddImagesOutcome, BlobStore, BusMessage, BusSubscription, EventBus, SessionRepo};
-pub use secret::{UploadTokenKey, hash_token, new_id, new_token_key};
+pub use ports::{
+    AddImagesOutcome, BlobStore, BusMessage, BusSubscription, EventBus, ReorderOutcome, SessionRepo,
+};
+pub use secret::{UploadTokenKey, hash_token, new_id, new_ticket, new_token_key};
+pub use ticket::{NewStreamTicket, StreamGrant, StreamTicketRepo, StreamTickets};
 pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};
 pub use webhook::{
     EventType, OutboxStats, PendingDelivery, WebhookEvent, WebhookOutbox, WebhookRoutes,

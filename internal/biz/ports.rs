@@ -25,6 +25,20 @@ pub enum AddImagesOutcome {
     InDoubt,
 }
 
+/// What happened to a reorder; decided inside one transaction, so a concurrent upload or
+/// delete cannot slip between the check of the list and the write of the positions.
+#[derive(Debug)]
+pub enum ReorderOutcome {
+    Reordered {
+        session: UploadSession,
+        images: Vec<Image>,
+    },
+    NotFound,
+    Closed,
+    /// The list is not exactly the session's image ids.
+    Mismatch,
+}
+
 /// Persistence of sessions and images. Every method that changes a session bumps its version
 /// in the same statement, so the version is the one truth the event stream follows.
 #[async_trait]
@@ -56,6 +70,14 @@ pub trait SessionRepo: Send + Sync {
         image_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<UploadSession>>;
+    /// Gives the images of an open session the positions 1..n in the order of `image_ids`,
+    /// which must be exactly the session's ids; one version bump and one event.
+    async fn reorder_images(
+        &self,
+        identifier: &str,
+        image_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<ReorderOutcome>;
     /// Marks open sessions past `expires_at` as expired; returns their changes.
     async fn expire_due(&self, now: DateTime<Utc>) -> Result<Vec<SessionChange>>;
     /// Sessions never completed whose expiry is before `before`, to be deleted with their blobs.

@@ -9,6 +9,11 @@ pub fn new_id() -> String {
     random_text::<16>()
 }
 
+/// A new stream ticket: 256 random bits as 43 base64url characters.
+pub fn new_ticket() -> String {
+    random_text::<32>()
+}
+
 /// A new random key of 256 bits, for [`UploadTokenKey`] when none is configured.
 pub fn new_token_key() -> [u8; 32] {
     let mut key = [0u8; 32];

@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::{
-    AddImagesOutcome, BizError, BlobStore, EventBus, Image, NewImage, NewSession, Result,
-    SessionChange, SessionRepo, SessionStatus, UploadSession, imaging,
+    AddImagesOutcome, BizError, BlobStore, EventBus, Image, NewImage, NewSession, ReorderOutcome,
+    Result, SessionChange, SessionRepo, SessionStatus, UploadSession, imaging,
     secret::{UploadTokenKey, hash_token, hex, new_id, same_hash},
 };
 
@@ -394,6 +394,46 @@ impl ImageUsecase {
         // Row first, blobs after: a failure here leaves an orphan for the sweep, which is safe.
         self.delete_blobs(identifier, image_id).await;
         Ok(())
+    }
+
+    /// Puts the session's images in the order of `image_ids` (position 1 is the cover). The
+    /// list must be exactly the session's ids, each once; the owner and the phone may reorder
+    /// while the session is open. Returns the images in their new order.
+    #[tracing::instrument(skip_all, fields(identifier, count = image_ids.len()))]
+    pub async fn reorder(
+        &self,
+        caller: &Caller,
+        identifier: &str,
+        image_ids: &[String],
+    ) -> Result<Vec<Image>> {
+        let session = self.get_session(caller, identifier).await?;
+        if !session.accepts_uploads(Utc::now()) {
+            return Err(BizError::SessionClosed);
+        }
+        let mut seen = std::collections::HashSet::with_capacity(image_ids.len());
+        if let Some(dup) = image_ids.iter().find(|id| !seen.insert(id.as_str())) {
+            return Err(BizError::invalid(
+                "image_ids",
+                format!("image_ids names {dup:?} more than once"),
+            ));
+        }
+        match self
+            .repo
+            .reorder_images(identifier, image_ids, Utc::now())
+            .await?
+        {
+            ReorderOutcome::Reordered { session, images } => {
+                self.publish(&session).await;
+                tracing::info!("images reordered");
+                Ok(images)
+            }
+            ReorderOutcome::NotFound => Err(BizError::NotFound),
+            ReorderOutcome::Closed => Err(BizError::SessionClosed),
+            ReorderOutcome::Mismatch => Err(BizError::invalid(
+                "image_ids",
+                "image_ids must list exactly the session's images, each once",
+            )),
+        }
     }
 
     /// Deletes an image by id alone, for internal services that name the member.

@@ -149,7 +149,6 @@ fn jwt_mode_and_origins_from_variables() {
     )
     .expect("loads");
     assert_eq!(c.auth.mode, AuthMode::Jwt);
-    assert_eq!(c.auth.jwt.cookie, "qrupload_jwt");
     assert_eq!(
         c.cors.allowed_origins,
         ["https://a.example", "https://b.example:8443"]

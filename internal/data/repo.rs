@@ -23,8 +23,8 @@ use super::{
 };
 use crate::{
     biz::{
-        AddImagesOutcome, BizError, Image, NewImage, NewSession, Result, SessionChange,
-        SessionRepo, SessionStatus, UploadSession, WebhookEvent, WebhookRoutes,
+        AddImagesOutcome, BizError, Image, NewImage, NewSession, ReorderOutcome, Result,
+        SessionChange, SessionRepo, SessionStatus, UploadSession, WebhookEvent, WebhookRoutes,
     },
     metrics::Metrics,
 };
@@ -377,6 +377,57 @@ impl SessionRepo for SqlSessionRepo {
         }
         txn.commit().await.map_err(db_err)?;
         Ok(session)
+    }
+
+    #[tracing::instrument(skip(self, image_ids), fields(count = image_ids.len()))]
+    async fn reorder_images(
+        &self,
+        identifier: &str,
+        image_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<ReorderOutcome> {
+        self.metrics.db_query();
+        let count = i32::try_from(image_ids.len()).unwrap_or(i32::MAX);
+        let txn = self.db.begin().await.map_err(db_err)?;
+        // The session row first: its lock orders this reorder after (or before) any upload
+        // or delete in flight, so the list checked below is the one the positions apply to.
+        let update = upload_session::Entity::update_many()
+            .col_expr(
+                upload_session::Column::NextPosition,
+                Expr::value(count.saturating_add(1)),
+            )
+            .filter(upload_session::Column::Status.is_in(OPEN))
+            .filter(upload_session::Column::ExpiresAt.gt(now));
+        let Some(session) = self.bump(&txn, identifier, update).await? else {
+            txn.rollback().await.map_err(db_err)?;
+            return Ok(match self.session_in(&self.db, identifier).await? {
+                None => ReorderOutcome::NotFound,
+                Some(_) => ReorderOutcome::Closed,
+            });
+        };
+        let current = self.images_in(&txn, identifier).await?;
+        let same = current.len() == image_ids.len()
+            && image_ids
+                .iter()
+                .all(|id| current.iter().any(|i| &i.id == id));
+        if !same {
+            txn.rollback().await.map_err(db_err)?;
+            return Ok(ReorderOutcome::Mismatch);
+        }
+        for (n, id) in image_ids.iter().enumerate() {
+            image::Entity::update_many()
+                .col_expr(image::Column::Position, Expr::value(n as i32 + 1))
+                .filter(image::Column::Id.eq(id.as_str()))
+                .filter(image::Column::Identifier.eq(identifier))
+                .exec(&txn)
+                .await
+                .map_err(db_err)?;
+        }
+        let images = self.images_in(&txn, identifier).await?;
+        let event = WebhookEvent::images_reordered(&session, image_ids.to_vec(), now);
+        self.emit(&txn, vec![event]).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(ReorderOutcome::Reordered { session, images })
     }
 
     // Called every second by the janitor: no span of its own (an exported trace per instance

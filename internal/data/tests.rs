@@ -548,3 +548,148 @@ async fn changes_write_webhook_events_to_the_outbox() {
         t.cleanup().await;
     }
 }
+
+/// A reorder gives positions 1..n in the new order, bumps the version once and writes one
+/// `images.reordered` event with the ids; a list that is not exactly the session's changes
+/// nothing.
+#[tokio::test]
+async fn reorder_sets_positions_with_one_version_and_one_event() {
+    use crate::biz::{EventType, ReorderOutcome, WebhookOutbox, WebhookRoutes};
+    for t in databases().await {
+        let routes = WebhookRoutes {
+            endpoints: vec![(
+                "https://a.example/hook".into(),
+                Some(vec![EventType::ImagesReordered]),
+            )],
+        };
+        let repo = repo(&t.db).with_webhooks(routes);
+        let outbox = SqlWebhookOutbox::new(t.db.clone());
+        let now = Utc::now();
+        let s = repo
+            .create_session(new_session(5, 1000, Duration::minutes(5)))
+            .await
+            .expect("create");
+        let imgs = vec![new_image(1, None), new_image(1, None), new_image(1, None)];
+        let ids: Vec<String> = imgs.iter().map(|i| i.id.clone()).collect();
+        let AddImagesOutcome::Added { session, .. } = repo
+            .add_images(&s.identifier, imgs, now)
+            .await
+            .expect("add")
+        else {
+            panic!("{}: added", t.name);
+        };
+        let wanted = vec![ids[2].clone(), ids[0].clone(), ids[1].clone()];
+
+        let short = repo
+            .reorder_images(&s.identifier, &wanted[..2], now)
+            .await
+            .expect("reorder");
+        assert!(matches!(short, ReorderOutcome::Mismatch), "{}", t.name);
+        let ReorderOutcome::Reordered {
+            session: after,
+            images,
+        } = repo
+            .reorder_images(&s.identifier, &wanted, now)
+            .await
+            .expect("reorder")
+        else {
+            panic!("{}: reordered", t.name);
+        };
+
+        assert_eq!(after.version, session.version + 1, "{}", t.name);
+        let got: Vec<(String, u32)> = images.into_iter().map(|i| (i.id, i.position)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (wanted[0].clone(), 1),
+                (wanted[1].clone(), 2),
+                (wanted[2].clone(), 3)
+            ],
+            "{}",
+            t.name
+        );
+        let later = Utc::now() + Duration::seconds(1);
+        let claimed = outbox
+            .claim(later, later + Duration::seconds(60), 100)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "{}", t.name);
+        assert_eq!(claimed[0].event.kind, EventType::ImagesReordered);
+        assert_eq!(claimed[0].event.image_ids.as_deref(), Some(&wanted[..]));
+        assert_eq!(claimed[0].event.session.version, after.version);
+
+        repo.complete(&s.identifier, now).await.expect("complete");
+        let closed = repo
+            .reorder_images(&s.identifier, &ids, now)
+            .await
+            .expect("reorder");
+        assert!(matches!(closed, ReorderOutcome::Closed), "{}", t.name);
+        let unknown = repo
+            .reorder_images("nope", &ids, now)
+            .await
+            .expect("reorder");
+        assert!(matches!(unknown, ReorderOutcome::NotFound), "{}", t.name);
+        t.cleanup().await;
+    }
+}
+
+/// A ticket is taken once: the second take (another attempt, on any instance) finds nothing;
+/// expired tickets are purged when the next one is stored.
+#[tokio::test]
+async fn stream_tickets_are_taken_once_and_purged_when_expired() {
+    use crate::biz::{NewStreamTicket, StreamTicketRepo};
+    for t in databases().await {
+        let sessions = repo(&t.db);
+        let tickets = SqlStreamTicketRepo::new(t.db.clone());
+        let s = sessions
+            .create_session(new_session(3, 1000, Duration::minutes(5)))
+            .await
+            .expect("create");
+        let now = Utc::now();
+        let ticket = |hash: &str, expires: Duration| NewStreamTicket {
+            ticket_hash: crate::biz::hash_token(hash),
+            identifier: s.identifier.clone(),
+            member_id: 42,
+            member_expires_at: Some(now + Duration::minutes(1)),
+            expires_at: now + expires,
+            created_at: now,
+        };
+        let old = ticket("old", Duration::seconds(-1));
+        let live = ticket("live", Duration::seconds(60));
+        tickets
+            .insert(old.clone(), now - Duration::seconds(2))
+            .await
+            .expect("insert old");
+        tickets
+            .insert(live.clone(), now)
+            .await
+            .expect("insert live");
+
+        let taken = tickets.take(&live.ticket_hash).await.expect("take");
+        assert_eq!(
+            taken.map(|t| (t.member_id, t.identifier)),
+            Some((42, s.identifier.clone())),
+            "{}",
+            t.name
+        );
+        assert!(
+            tickets
+                .take(&live.ticket_hash)
+                .await
+                .expect("take")
+                .is_none(),
+            "{}: once",
+            t.name
+        );
+        assert!(
+            tickets
+                .take(&old.ticket_hash)
+                .await
+                .expect("take")
+                .is_none(),
+            "{}: the expired ticket was purged",
+            t.name
+        );
+        t.cleanup().await;
+    }
+}

@@ -4,9 +4,10 @@
 //!   seed. Fine on a laptop; never on the internet.
 //! - `jwt`: the member is the `sub` claim of a bearer JWT of the host application, verified
 //!   with `jsonwebtoken` (HS256 secret or RS256 public key), `exp` required. A `member_id` in
-//!   the request is then optional; when present it must be the token's subject. The SSE route
-//!   also reads the token from a cookie, because `EventSource` cannot send headers; it never
-//!   reads one from a query string, which would end up in access logs.
+//!   the request is then optional; when present it must be the token's subject. A JWT is read
+//!   from `Authorization` only, never from a cookie or a query string (which would end up in
+//!   access logs); a browser's `EventSource`, which cannot send headers, opens the SSE stream
+//!   with a single-use stream ticket instead (see `biz::StreamTickets`).
 //!
 //! Answers follow SPEC.md: no token, a malformed, wrongly signed or expired one → 401
 //! `UNAUTHENTICATED` (one message for all, so nothing is learned from the difference); a
@@ -118,14 +119,6 @@ pub struct Member {
     pub expires_at: Option<SystemTime>,
 }
 
-/// Where a request may carry its JWT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenFrom {
-    Header,
-    /// The `Authorization` header, or else the configured cookie (the SSE route only).
-    HeaderOrCookie,
-}
-
 pub enum MemberAuth {
     Dev,
     Jwt(Box<JwtVerifier>),
@@ -134,7 +127,6 @@ pub enum MemberAuth {
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
-    cookie: Box<str>,
 }
 
 #[derive(Deserialize)]
@@ -189,11 +181,7 @@ impl MemberAuth {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,
         }
-        Ok(MemberAuth::Jwt(Box::new(JwtVerifier {
-            key,
-            validation,
-            cookie: jwt.cookie.as_str().into(),
-        })))
+        Ok(MemberAuth::Jwt(Box::new(JwtVerifier { key, validation })))
     }
 
     pub fn is_jwt(&self) -> bool {
@@ -202,12 +190,7 @@ impl MemberAuth {
 
     /// The member of a request. `claimed` is the request's own `member_id` (query or body),
     /// already read as text; in dev mode it is required, in jwt mode optional.
-    pub fn member(
-        &self,
-        headers: &HeaderMap,
-        claimed: Option<&str>,
-        from: TokenFrom,
-    ) -> Result<Member, AuthError> {
+    pub fn member(&self, headers: &HeaderMap, claimed: Option<&str>) -> Result<Member, AuthError> {
         match self {
             MemberAuth::Dev => {
                 let id = match claimed {
@@ -225,9 +208,7 @@ impl MemberAuth {
                     Some(text) if !text.is_empty() => Some(parse_member_id(text)?),
                     _ => None,
                 };
-                let token = verifier
-                    .token(headers, from)
-                    .ok_or(AuthError::MemberToken)?;
+                let token = bearer(headers).ok_or(AuthError::MemberToken)?;
                 let member = verifier.verify(token)?;
                 match claimed {
                     Some(id) if id != member.id => Err(AuthError::OtherMember),
@@ -240,11 +221,10 @@ impl MemberAuth {
     /// The member creating a session, whose body may name one: a body naming another member
     /// than the token is a bad request, not a lookup.
     pub fn creator(&self, headers: &HeaderMap, claimed: Option<&str>) -> Result<Member, AuthError> {
-        self.member(headers, claimed, TokenFrom::Header)
-            .map_err(|e| match e {
-                AuthError::OtherMember => AuthError::NotTokenSubject,
-                e => e,
-            })
+        self.member(headers, claimed).map_err(|e| match e {
+            AuthError::OtherMember => AuthError::NotTokenSubject,
+            e => e,
+        })
     }
 
     /// Who is calling a route open to both the phone and the owner (deleting an image): a
@@ -255,7 +235,7 @@ impl MemberAuth {
             let token = bearer(headers).ok_or(AuthError::UploadToken)?;
             if self.is_jwt() && looks_like_jwt(token) {
                 let claimed = query_member_id(query)?;
-                let member = self.member(headers, claimed.as_deref(), TokenFrom::Header)?;
+                let member = self.member(headers, claimed.as_deref())?;
                 return Ok(Caller::Member(member.id));
             }
             return Ok(Caller::UploadToken(token.to_owned()));
@@ -272,18 +252,6 @@ impl MemberAuth {
 }
 
 impl JwtVerifier {
-    /// The header's bearer value when the header is there (a bad one is not replaced by the
-    /// cookie), else the cookie where the route allows it.
-    fn token<'h>(&self, headers: &'h HeaderMap, from: TokenFrom) -> Option<&'h str> {
-        if headers.contains_key(header::AUTHORIZATION) {
-            return bearer(headers);
-        }
-        if from == TokenFrom::HeaderOrCookie {
-            return cookie(headers, &self.cookie);
-        }
-        None
-    }
-
     fn verify(&self, token: &str) -> Result<Member, AuthError> {
         if token.len() > 8 * 1024 || !looks_like_jwt(token) {
             return Err(AuthError::MemberToken);
@@ -307,38 +275,11 @@ pub fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|&b| b == b'.').count() == 2
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
-        .filter(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
-
-    #[test]
-    fn cookies() {
-        let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; qrupload_jwt=x.y.z"),
-        );
-        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
-        assert_eq!(cookie(&h, "qrupload_jwt"), Some("x.y.z"));
-        assert_eq!(cookie(&h, "b"), Some("2"));
-        assert_eq!(cookie(&h, "c"), None);
-        assert_eq!(cookie(&h, "qrupload"), None);
-    }
 
     #[test]
     fn member_ids() {

@@ -298,6 +298,23 @@ impl pb::image_service_server::ImageService for ImageGrpc {
             .map_err(status_from)?;
         Ok(Response::new(self.session(&session, None)))
     }
+
+    async fn reorder_images(
+        &self,
+        request: Request<pb::ReorderImagesRequest>,
+    ) -> Result<Response<pb::ReorderImagesResponse>, Status> {
+        let r = request.into_inner();
+        required_identifier(&r.identifier)?;
+        let images = self
+            .services
+            .usecase
+            .reorder(&Caller::Member(r.member_id), &r.identifier, &r.image_ids)
+            .await
+            .map_err(status_from)?;
+        Ok(Response::new(pb::ReorderImagesResponse {
+            images: images.iter().map(image_message).collect(),
+        }))
+    }
 }
 
 /// The next message, or an error once the stream has been silent for `idle`.

@@ -20,12 +20,17 @@ pub mod sse_frame;
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{biz::ImageUsecase, metrics::Metrics};
+use crate::{
+    biz::{ImageUsecase, StreamTickets},
+    metrics::Metrics,
+};
 
 /// What every handler needs; cloned into axum's state and the gRPC service.
 #[derive(Clone)]
 pub struct Services {
     pub usecase: Arc<ImageUsecase>,
+    /// Single-use credentials for the SSE route (jwt-mode browsers).
+    pub tickets: Arc<StreamTickets>,
     pub hub: hub::SessionHub,
     pub metrics: Arc<Metrics>,
     /// Who the member of an HTTP request is (dev or jwt mode).

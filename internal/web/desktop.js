@@ -5,7 +5,13 @@
  * and follows the session live over Server-Sent Events: "phone connected",
  * the photo count, a countdown to expiry, and a grid of the uploaded photos
  * (reconciled from each complete snapshot, keyed by image id). The member can
- * delete a photo, complete the session with "Done", or start a new session.
+ * delete a photo, put the photos in order (drag and drop, or the "move
+ * earlier", "move later" and "make cover" buttons of each tile; position 1 is
+ * the cover), complete the session with "Done", or start a new session.
+ *
+ * Strings come from the page's JSON data block (#i18n), filled by the server
+ * in the language Accept-Language asked for; error answers are shown by their
+ * `reason` code, translated, and dates and numbers go through Intl.
  *
  * Rule: data from the server goes into the page only through textContent and
  * attributes/properties of elements built with createElement. Never parse
@@ -14,12 +20,8 @@
 'use strict';
 
 (function () {
-  var STATUS_TEXT = {
-    open: 'Waiting for phone…',
-    scanned: 'Phone connected',
-    completed: 'Done',
-    expired: 'Expired'
-  };
+  var STRINGS = readStrings();
+  var LANG = document.documentElement.lang || 'en';
   var API = '/v1/api/upload-sessions';
   var MAX_MEMBER_ID = 4294967295;
 
@@ -29,7 +31,7 @@
     qr: $('qr'), qrPlaceholder: $('qr-placeholder'),
     status: $('status'), conn: $('conn'), count: $('count'), countdown: $('countdown'),
     link: $('upload-url'), copy: $('copy'), error: $('error'), done: $('done'),
-    empty: $('empty'), grid: $('grid')
+    empty: $('empty'), grid: $('grid'), orderHint: $('order-hint'), orderLive: $('order-live')
   };
 
   var session = null;        // current session, see startSession()
@@ -38,6 +40,36 @@
   var snapshotVersion = -1;  // version of the last snapshot applied
   var closeTimer = 0;
   var tiles = new Map();     // image id -> tile element
+  var lastImages = null;     // the last snapshot's list, to undo a refused move
+  var dragged = null;        // tile being dragged
+
+  // ---------- strings ----------
+
+  function readStrings() {
+    var el = document.getElementById('i18n');
+    try { return JSON.parse(el ? el.textContent : '{}') || {}; } catch (e) { return {}; }
+  }
+
+  // The string for key, with {name} replaced from vars.
+  function t(key, vars) {
+    var text = Object.prototype.hasOwnProperty.call(STRINGS, key) ? STRINGS[key] : key;
+    return text.replace(/\{(\w+)\}/g, function (m, name) {
+      return vars && vars[name] !== undefined ? String(vars[name]) : m;
+    });
+  }
+
+  // An error answer in the page's language: its reason code if we have words for
+  // it, else the server's (English) message.
+  function errorText(reason, message, status) {
+    var key = 'reason_' + reason;
+    if (reason && Object.prototype.hasOwnProperty.call(STRINGS, key)) return t(key);
+    return message || t('request_failed', { status: status });
+  }
+
+  function statusText(status) {
+    var key = 'status_' + status;
+    return Object.prototype.hasOwnProperty.call(STRINGS, key) ? t(key) : status;
+  }
 
   // ---------- helpers ----------
 
@@ -68,17 +100,17 @@
         var data = null;
         if (text) { try { data = JSON.parse(text); } catch (e) { data = null; } }
         if (!res.ok) {
-          var msg = data && typeof data.message === 'string' && data.message
-            ? data.message : 'Request failed (HTTP ' + res.status + ').';
-          var err = new Error(msg);
+          var reason = data && typeof data.reason === 'string' ? data.reason : '';
+          var message = data && typeof data.message === 'string' ? data.message : '';
+          var err = new Error(errorText(reason, message, res.status));
           err.status = res.status;
-          err.reason = data && data.reason;
+          err.reason = reason;
           throw err;
         }
         return data;
       });
     }, function () {
-      throw new Error('Network error. Check the connection and try again.');
+      throw new Error(t('network_error'));
     });
   }
 
@@ -93,21 +125,18 @@
     if (!session) return;
     var status = session.status;
     if (!isTerminal(status) && serverNow() >= session.expiresAt) status = 'expired';
-    els.status.textContent = STATUS_TEXT[status] || status;
+    els.status.textContent = statusText(status);
     els.status.setAttribute('data-status', status);
     els.done.disabled = isTerminal(status);
     var locked = isTerminal(status);
     document.body.classList.toggle('is-closed', locked);
     els.copy.disabled = locked || !els.link.textContent;
-    tiles.forEach(function (tile) {
-      var btn = tile.querySelector('.delete');
-      if (btn && !tile.classList.contains('is-deleting')) btn.disabled = locked;
-    });
+    labelTiles();
   }
 
   function renderCount() {
     if (!session) return;
-    els.count.textContent = session.imageCount + ' / ' + session.maxImages + ' photos';
+    els.count.textContent = t('count', { count: session.imageCount, max: session.maxImages });
   }
 
   function serverNow() { return Date.now() + (session ? session.clockOffset : 0); }
@@ -125,21 +154,39 @@
       return;
     }
     var left = Math.max(0, Math.ceil((session.expiresAt - serverNow()) / 1000));
+    els.countdown.title = t('expires_at', { time: clockTime(session.expiresAt - session.clockOffset) });
     els.countdown.textContent = pad(Math.floor(left / 60)) + ':' + pad(left % 60);
     els.countdown.classList.toggle('is-low', left < 60);
     if (left === 0) renderStatus();
   }
 
+  var timeFormat = null;
+  function clockTime(ms) {
+    try {
+      if (!timeFormat) timeFormat = new Intl.DateTimeFormat(LANG, { hour: 'numeric', minute: '2-digit' });
+      return timeFormat.format(new Date(ms));
+    } catch (e) { return new Date(ms).toLocaleTimeString(); }
+  }
+
   function renderEmpty() {
     els.empty.hidden = tiles.size > 0;
+    els.orderHint.hidden = tiles.size < 2;
+  }
+
+  function button(cls, glyph) {
+    var b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'tile-btn ' + cls;
+    b.textContent = glyph;
+    return b;
   }
 
   function buildTile(img) {
     var id = String(img.id);
-    var n = Number(img.position) || (tiles.size + 1);
     var tile = document.createElement('figure');
     tile.className = 'tile';
     tile.setAttribute('data-image-id', id);
+    tile.draggable = true;
 
     var link = document.createElement('a');
     link.className = 'tile-link';
@@ -147,30 +194,69 @@
     if (href) link.setAttribute('href', href);
     link.setAttribute('target', '_blank');
     link.setAttribute('rel', 'noopener noreferrer');
+    link.draggable = false;
 
     var thumb = document.createElement('img');
     var src = safeUrl(img.thumbnail_url) || href;
     if (src) thumb.setAttribute('src', src);
-    thumb.setAttribute('alt', 'Photo ' + n);
     thumb.setAttribute('decoding', 'async');
+    thumb.draggable = false;
     link.appendChild(thumb);
 
     var caption = document.createElement('figcaption');
     var label = document.createElement('span');
     label.className = 'tile-label';
-    label.textContent = 'Photo ' + n;
+    var badge = document.createElement('span');
+    badge.className = 'cover-badge';
+    badge.textContent = t('cover');
     var del = document.createElement('button');
     del.type = 'button';
     del.className = 'delete';
-    del.textContent = 'Delete';
-    del.setAttribute('title', 'Delete photo ' + n);
-    del.disabled = !session || isTerminal(session.status);
-    caption.appendChild(label);
-    caption.appendChild(del);
+    del.textContent = t('delete');
+    var head = document.createElement('div');
+    head.className = 'tile-head';
+    head.appendChild(label);
+    head.appendChild(badge);
 
+    var tools = document.createElement('div');
+    tools.className = 'tile-tools';
+    tools.appendChild(button('move-earlier', '\u2190'));
+    tools.appendChild(button('move-later', '\u2192'));
+    tools.appendChild(button('make-cover', '\u2605'));
+    tools.appendChild(del);
+
+    caption.appendChild(head);
+    caption.appendChild(tools);
     tile.appendChild(link);
     tile.appendChild(caption);
     return tile;
+  }
+
+  // Numbers, names and enabled buttons follow the tiles' order in the grid.
+  function labelTiles() {
+    var list = Array.prototype.slice.call(els.grid.children);
+    var locked = !session || isTerminal(session.status);
+    list.forEach(function (tile, i) {
+      var n = i + 1;
+      var last = i === list.length - 1;
+      var deleting = tile.classList.contains('is-deleting');
+      tile.classList.toggle('is-cover', i === 0);
+      tile.draggable = !locked;
+      tile.querySelector('.tile-label').textContent = t('photo_n', { n: n });
+      tile.querySelector('img').setAttribute('alt', t('photo_n', { n: n }));
+      var del = tile.querySelector('.delete');
+      del.setAttribute('aria-label', t('delete_photo_n', { n: n }));
+      del.disabled = locked || deleting;
+      [['.move-earlier', 'move_earlier_n', i === 0],
+       ['.move-later', 'move_later_n', last],
+       ['.make-cover', 'make_cover_n', i === 0]].forEach(function (b) {
+        var btn = tile.querySelector(b[0]);
+        var name = t(b[1], { n: n });
+        btn.setAttribute('aria-label', name);
+        btn.title = name;
+        btn.disabled = locked || deleting || b[2];
+      });
+    });
   }
 
   // The snapshot is the complete list: add missing tiles, drop the others,
@@ -195,6 +281,7 @@
       prev = tile;
     });
     renderEmpty();
+    labelTiles();
   }
 
   function clearTiles() {
@@ -226,6 +313,7 @@
       if (v < snapshotVersion) return;
       snapshotVersion = v;
     }
+    lastImages = images;
     reconcile(images);
     if (session) {
       session.imageCount = tiles.size;
@@ -254,7 +342,7 @@
 
   function connect() {
     var url = safeUrl(session.eventsUrl);
-    if (!url) { showError('The server did not give an events URL.'); return; }
+    if (!url) { showError(t('no_events_url')); return; }
     var es = new EventSource(url);
     source = es;
 
@@ -279,7 +367,7 @@
       if (es !== source) return;
       if (session && isTerminal(session.status)) { stopStream(); return; }
       if (es.readyState === EventSource.CONNECTING) {
-        els.conn.textContent = 'reconnecting…';
+        els.conn.textContent = t('reconnecting');
         els.conn.hidden = false;
       } else if (es.readyState === EventSource.CLOSED) {
         // The server ended the stream for good (204 for a finished session,
@@ -297,12 +385,12 @@
       if (gen !== generation) return;
       applySession(data);
       if (!isTerminal(session.status)) {
-        els.conn.textContent = 'live updates stopped — reload the page';
+        els.conn.textContent = t('live_stopped_reload');
         els.conn.hidden = false;
       }
     }, function (err) {
       if (gen !== generation) return;
-      els.conn.textContent = 'live updates stopped';
+      els.conn.textContent = t('live_stopped');
       els.conn.hidden = false;
       showError(err.message);
     });
@@ -324,6 +412,7 @@
     };
     if (Math.abs(session.clockOffset) < 2000) session.clockOffset = 0;
     snapshotVersion = -1;
+    lastImages = null;
     clearTiles();
 
     var qr = safeUrl(data.qr_svg_url);
@@ -332,7 +421,7 @@
       els.qr.hidden = false;
       els.qrPlaceholder.hidden = true;
     } else {
-      els.qrPlaceholder.textContent = 'No QR code available.';
+      els.qrPlaceholder.textContent = t('no_qr');
     }
 
     var upload = safeUrl(data.upload_url);
@@ -350,7 +439,7 @@
     var raw = els.member.value.trim();
     var memberId = Number(raw);
     if (raw === '' || !Number.isInteger(memberId) || memberId < 0 || memberId > MAX_MEMBER_ID) {
-      showError('Member ID must be a whole number from 0 to ' + MAX_MEMBER_ID + '.');
+      showError(t('member_id_invalid', { max: MAX_MEMBER_ID }));
       els.member.focus();
       return;
     }
@@ -365,23 +454,23 @@
     els.copy.disabled = true;
     els.qr.hidden = true;
     els.qr.removeAttribute('src');
-    els.qrPlaceholder.textContent = 'Creating QR code…';
+    els.qrPlaceholder.textContent = t('creating_qr');
     els.qrPlaceholder.hidden = false;
     els.link.textContent = '';
     els.link.removeAttribute('href');
-    els.status.textContent = 'Creating session…';
+    els.status.textContent = t('creating_session');
     els.status.removeAttribute('data-status');
-    els.count.textContent = '0 / 0 photos';
+    els.count.textContent = t('count', { count: 0, max: 0 });
     els.countdown.textContent = '--:--';
 
     api('POST', API, { member_id: memberId }).then(function (data) {
       if (gen !== generation) return;
-      if (!data || !data.identifier) throw new Error('The server answered without a session.');
+      if (!data || !data.identifier) throw new Error(t('server_no_session'));
       startSession(data, memberId, Date.now());
     }).catch(function (err) {
       if (gen !== generation) return;
-      els.status.textContent = 'No session';
-      els.qrPlaceholder.textContent = 'No QR code';
+      els.status.textContent = t('no_session');
+      els.qrPlaceholder.textContent = t('no_qr_short');
       showError(err.message);
     }).then(function () {
       if (gen === generation) els.newQr.disabled = false;
@@ -394,7 +483,7 @@
     var btn = tile.querySelector('.delete');
     var gen = generation;
     tile.classList.add('is-deleting');
-    if (btn) btn.disabled = true;
+    labelTiles();
     showError('');
     api('DELETE', sessionPath('/images/' + encodeURIComponent(id))).then(function () {
       remove();
@@ -402,7 +491,7 @@
       if (gen !== generation) return;
       if (err.status === 404) { remove(); return; }
       tile.classList.remove('is-deleting');
-      if (btn) btn.disabled = isTerminal(session.status);
+      labelTiles();
       showError(err.message);
     });
     function remove() {
@@ -410,7 +499,97 @@
       tile.remove();
       tiles.delete(id);
       renderEmpty();
+      labelTiles();
     }
+  }
+
+  // ---------- order ----------
+
+  function order() {
+    return Array.prototype.map.call(els.grid.children, function (tile) {
+      return tile.getAttribute('data-image-id');
+    });
+  }
+
+  // Moves a tile to index `to` at once, then asks the server; the snapshot that
+  // follows (or the answer) is the truth, and a refusal puts the server's order back.
+  function moveTile(tile, to, focusClass) {
+    if (!session || isTerminal(session.status)) return;
+    var list = Array.prototype.slice.call(els.grid.children);
+    var from = list.indexOf(tile);
+    to = Math.max(0, Math.min(list.length - 1, to));
+    if (from < 0 || from === to) return;
+    list.splice(from, 1);
+    list.splice(to, 0, tile);
+    list.forEach(function (el) { els.grid.appendChild(el); });
+    labelTiles();
+    var focus = focusClass && tile.querySelector('.' + focusClass);
+    if (focus && focus.disabled) focus = tile.querySelector('.tile-btn:not(:disabled)');
+    if (focus) focus.focus();
+    els.orderLive.textContent = t('moved_to', { n: to + 1, count: list.length });
+    sendOrder();
+  }
+
+  function sendOrder() {
+    var gen = generation;
+    showError('');
+    api('PUT', sessionPath('/images/order'), { image_ids: order() }).then(function (data) {
+      if (gen !== generation) return;
+      if (data && Array.isArray(data.images)) reconcile(data.images);
+    }, function (err) {
+      if (gen !== generation) return;
+      showError(err.message);
+      if (lastImages) reconcile(lastImages);
+    });
+  }
+
+  function onTileButton(btn) {
+    var tile = btn.closest('.tile');
+    if (!tile || btn.disabled) return;
+    var at = Array.prototype.indexOf.call(els.grid.children, tile);
+    if (btn.classList.contains('move-earlier')) moveTile(tile, at - 1, 'move-earlier');
+    else if (btn.classList.contains('move-later')) moveTile(tile, at + 1, 'move-later');
+    else if (btn.classList.contains('make-cover')) moveTile(tile, 0, 'move-later');
+  }
+
+  function onDragStart(ev) {
+    var tile = ev.target.closest && ev.target.closest('.tile');
+    if (!tile || !tile.draggable) return;
+    dragged = tile;
+    tile.classList.add('is-dragging');
+    ev.dataTransfer.effectAllowed = 'move';
+    try { ev.dataTransfer.setData('text/plain', tile.getAttribute('data-image-id')); } catch (e) { /* ignore */ }
+  }
+
+  function onDragOver(ev) {
+    if (!dragged) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = 'move';
+  }
+
+  function onDrop(ev) {
+    if (!dragged) return;
+    ev.preventDefault();
+    var tile = dragged;
+    var target = ev.target.closest && ev.target.closest('.tile');
+    var list = Array.prototype.slice.call(els.grid.children);
+    var to = list.length - 1;
+    if (target && target !== tile) {
+      var rect = target.getBoundingClientRect();
+      var after = ev.clientX > rect.left + rect.width / 2;
+      var at = list.indexOf(target);
+      var from = list.indexOf(tile);
+      to = at + (after ? 1 : 0) - (from < at ? 1 : 0);
+    } else if (target === tile) {
+      to = list.indexOf(tile);
+    }
+    endDrag();
+    moveTile(tile, to, null);
+  }
+
+  function endDrag() {
+    if (dragged) dragged.classList.remove('is-dragging');
+    dragged = null;
   }
 
   function complete() {
@@ -437,10 +616,10 @@
     if (!text) return;
     function flash(label) {
       els.copy.textContent = label;
-      setTimeout(function () { els.copy.textContent = 'Copy link'; }, 1500);
+      setTimeout(function () { els.copy.textContent = t('copy_link'); }, 1500);
     }
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(function () { flash('Copied'); }, selectLink);
+      navigator.clipboard.writeText(text).then(function () { flash(t('copied')); }, selectLink);
     } else {
       selectLink();
     }
@@ -452,7 +631,7 @@
       sel.addRange(range);
       var ok = false;
       try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
-      flash(ok ? 'Copied' : 'Press Ctrl+C');
+      flash(ok ? t('copied') : t('press_ctrl_c'));
     }
   }
 
@@ -465,11 +644,17 @@
   els.done.addEventListener('click', complete);
   els.copy.addEventListener('click', copyLink);
   els.grid.addEventListener('click', function (ev) {
+    var tool = ev.target.closest('.tile-btn');
+    if (tool) { onTileButton(tool); return; }
     var btn = ev.target.closest('.delete');
     if (!btn || btn.disabled) return;
     var tile = btn.closest('.tile');
     if (tile) deleteImage(tile);
   });
+  els.grid.addEventListener('dragstart', onDragStart);
+  els.grid.addEventListener('dragover', onDragOver);
+  els.grid.addEventListener('drop', onDrop);
+  els.grid.addEventListener('dragend', endDrag);
   window.addEventListener('pagehide', stopStream);
   window.addEventListener('pageshow', function (ev) {
     // Back/forward cache: the stream was closed on pagehide, open it again.

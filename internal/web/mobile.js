@@ -7,7 +7,11 @@
  * "Authorization: Bearer" header, never in a URL. The page shows the remaining
  * quota, uploads each chosen file as its own request (at most 2 at a time,
  * with a progress bar, an Idempotency-Key reused on retry, and a clear error
- * message), and lists the uploaded photos with a Delete button each.
+ * message), and lists the uploaded photos with Delete, Move up and Move down
+ * buttons each (the first photo is the cover).
+ *
+ * Strings come from the page's JSON data block (#i18n), in the language the
+ * server chose from Accept-Language; sizes and percentages go through Intl.
  *
  * Rule: data from the server (and file names) goes into the page only through
  * textContent and attributes/properties of elements built with createElement.
@@ -16,6 +20,8 @@
 'use strict';
 
 (function () {
+  var STRINGS = readStrings();
+  var LANG = document.documentElement.lang || 'en';
   var MAX_PARALLEL = 2;
   var MIB = 1048576;
   var STORAGE_PREFIX = 'qrupload.token.';
@@ -42,6 +48,27 @@
   var deleted = new Set();  // ids deleted from this page, never shown again
   var jobs = [];            // uploads, in the order chosen
   var active = 0;
+
+  // ---------- strings ----------
+
+  function readStrings() {
+    var el = document.getElementById('i18n');
+    try { return JSON.parse(el ? el.textContent : '{}') || {}; } catch (e) { return {}; }
+  }
+
+  function has(key) { return Object.prototype.hasOwnProperty.call(STRINGS, key); }
+
+  // The string for key, with {name} replaced from vars.
+  function t(key, vars) {
+    var text = has(key) ? STRINGS[key] : key;
+    return text.replace(/\{(\w+)\}/g, function (m, name) {
+      return vars && vars[name] !== undefined ? String(vars[name]) : m;
+    });
+  }
+
+  function number(value, options) {
+    try { return new Intl.NumberFormat(LANG, options).format(value); } catch (e) { return String(value); }
+  }
 
   // ---------- token and identifier ----------
 
@@ -71,15 +98,20 @@
 
   // ---------- helpers ----------
 
+  function unit(value, name, digits) {
+    return number(value, { style: 'unit', unit: name, unitDisplay: 'short', maximumFractionDigits: digits });
+  }
+
+  // Megabytes, e.g. "15 MB" (one decimal below 10).
   function mb(bytes) {
     var v = bytes / MIB;
-    return String(v >= 10 ? Math.round(v) : Math.round(v * 10) / 10);
+    return unit(v, 'megabyte', v >= 10 ? 0 : 1);
   }
 
   function fileSize(bytes) {
-    if (bytes < 1024) return bytes + ' B';
-    if (bytes < MIB) return Math.max(1, Math.round(bytes / 1024)) + ' KB';
-    return mb(bytes) + ' MB';
+    if (bytes < 1024) return unit(bytes, 'byte', 0);
+    if (bytes < MIB) return unit(Math.max(1, Math.round(bytes / 1024)), 'kilobyte', 0);
+    return mb(bytes);
   }
 
   function uuid() {
@@ -143,8 +175,8 @@
     closed = true;
     ready = false;
     lockPicker();
-    showNotice('This upload link is not valid.', false);
-    failQueued('This upload link is not valid');
+    showNotice(t('link_invalid'), false);
+    failQueued(t('reason_NOT_FOUND'));
     els.uploader.hidden = true;
     els.photosSection.hidden = true;
   }
@@ -153,13 +185,12 @@
     closed = true;
     ready = false;
     lockPicker();
-    showNotice('This upload session is finished.', false);
-    failQueued('This upload session is finished');
-    els.quota.textContent = 'Uploads are closed for this link.';
+    showNotice(t('session_finished'), false);
+    failQueued(t('reason_SESSION_CLOSED'));
+    els.quota.textContent = t('uploads_closed');
     els.expires.textContent = '';
     photos.forEach(function (p) {
-      var btn = p.el.querySelector('.delete');
-      if (btn) btn.hidden = true;
+      p.el.querySelectorAll('button').forEach(function (btn) { btn.hidden = true; });
     });
     if (hideEverything) {
       els.uploader.hidden = true;
@@ -182,11 +213,11 @@
     var left = Math.max(0, info.max_images - photos.size);
     var text;
     if (left === 0) {
-      text = 'Limit reached (' + info.max_images + ' photos). Delete a photo to add another.';
+      text = t('limit_reached_n', { max: info.max_images });
     } else {
-      text = left + ' of ' + info.max_images + ' photos left · up to ' + mb(info.max_image_bytes) + ' MB each';
+      text = t('photos_left', { left: left, max: info.max_images, size: mb(info.max_image_bytes) });
       var bytesLeft = bytesRemaining();
-      if (bytesLeft < info.max_image_bytes) text += ' · ' + mb(Math.max(0, bytesLeft)) + ' MB left in total';
+      if (bytesLeft < info.max_image_bytes) text += ' · ' + t('total_left', { size: mb(Math.max(0, bytesLeft)) });
     }
     els.quota.textContent = text;
   }
@@ -199,34 +230,65 @@
     if (!isFinite(expiresAt)) { els.expires.textContent = ''; return; }
     var left = Math.max(0, Math.ceil((expiresAt - (Date.now() + clockOffset)) / 1000));
     if (left === 0) { setFinished(false); return; }
-    els.expires.textContent = '· link expires in ' + pad(Math.floor(left / 60)) + ':' + pad(left % 60);
+    els.expires.textContent = t('link_expires', { time: pad(Math.floor(left / 60)) + ':' + pad(left % 60) });
   }
 
   // ---------- photos ----------
+
+  function photoButton(cls, text) {
+    var b = document.createElement('button');
+    b.type = 'button';
+    b.className = cls;
+    b.textContent = text;
+    b.hidden = closed;
+    return b;
+  }
 
   function buildPhoto(img) {
     var id = String(img.id);
     var li = document.createElement('li');
     li.className = 'photo';
     li.setAttribute('data-image-id', id);
-    var n = Number(img.position) || (photos.size + 1);
 
     var thumb = document.createElement('img');
     var src = safeUrl(img.thumbnail_url) || safeUrl(img.url);
     if (src) thumb.setAttribute('src', src);
-    thumb.setAttribute('alt', 'Photo ' + n);
     thumb.setAttribute('decoding', 'async');
 
-    var del = document.createElement('button');
-    del.type = 'button';
-    del.className = 'delete';
-    del.textContent = 'Delete';
-    del.setAttribute('title', 'Delete photo ' + n);
-    del.hidden = closed;
+    var badge = document.createElement('span');
+    badge.className = 'cover-badge';
+    badge.textContent = t('cover');
+
+    var moves = document.createElement('div');
+    moves.className = 'photo-moves';
+    moves.appendChild(photoButton('move-up', '\u2191'));
+    moves.appendChild(photoButton('move-down', '\u2193'));
 
     li.appendChild(thumb);
-    li.appendChild(del);
+    li.appendChild(badge);
+    li.appendChild(moves);
+    li.appendChild(photoButton('delete', t('delete')));
     return li;
+  }
+
+  // Names and enabled buttons follow the photos' order.
+  function labelPhotos() {
+    var list = Array.prototype.slice.call(els.photos.children);
+    list.forEach(function (li, i) {
+      var n = i + 1;
+      li.classList.toggle('is-cover', i === 0);
+      li.querySelector('img').setAttribute('alt', t('photo_n', { n: n }));
+      li.querySelector('.delete').setAttribute('aria-label', t('delete_photo_n', { n: n }));
+      var up = li.querySelector('.move-up');
+      var down = li.querySelector('.move-down');
+      up.setAttribute('aria-label', t('move_up_n', { n: n }));
+      up.title = t('move_up_n', { n: n });
+      down.setAttribute('aria-label', t('move_down_n', { n: n }));
+      down.title = t('move_down_n', { n: n });
+      var busy = li.classList.contains('is-deleting');
+      up.disabled = closed || busy || i === 0;
+      down.disabled = closed || busy || i === list.length - 1;
+    });
   }
 
   function renderPhotos() {
@@ -240,7 +302,8 @@
       prev = p.el;
     });
     els.photosEmpty.hidden = photos.size > 0;
-    els.photoCount.textContent = photos.size ? '(' + photos.size + ')' : '';
+    els.photoCount.textContent = photos.size ? t('photo_count', { count: number(photos.size) }) : '';
+    labelPhotos();
     renderQuota();
   }
 
@@ -249,7 +312,8 @@
     images.forEach(function (img) {
       if (!img || (typeof img.id !== 'string' && typeof img.id !== 'number')) return;
       var id = String(img.id);
-      if (photos.has(id) || deleted.has(id)) return;
+      if (photos.has(id)) { photos.get(id).image.position = img.position; return; }
+      if (deleted.has(id)) return;
       photos.set(id, { el: buildPhoto(img), image: img, seq: ++photoSeq });
     });
     renderPhotos();
@@ -280,8 +344,9 @@
     var id = li.getAttribute('data-image-id');
     var btn = li.querySelector('.delete');
     btn.disabled = true;
-    btn.textContent = 'Deleting…';
+    btn.textContent = t('deleting');
     li.classList.add('is-deleting');
+    labelPhotos();
     fetch(base + '/images/' + encodeURIComponent(id), {
       method: 'DELETE',
       headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' },
@@ -291,17 +356,52 @@
       return res.text().then(function (text) {
         var data = parseJson(text);
         if (reasonOf(res.status, data) === 'SESSION_CLOSED') { restore(); setFinished(false); return; }
-        restore('Could not delete: ' + ((data && data.message) || 'HTTP ' + res.status));
+        restore(t('could_not_delete', { message: messageFor(res.status, data) }));
       });
     }, function () {
-      restore('Network error');
+      restore(t('network_error'));
     });
     function restore(message) {
       li.classList.remove('is-deleting');
-      btn.textContent = 'Delete';
+      btn.textContent = t('delete');
       btn.disabled = closed;
+      labelPhotos();
       if (message) showNotice(message, false);
     }
+  }
+
+  // Moves a photo one place up or down, then sends the whole order; the answer
+  // is the truth (a refusal puts the server's order back on the next sync).
+  function movePhoto(li, delta) {
+    var list = Array.prototype.slice.call(els.photos.children);
+    var from = list.indexOf(li);
+    var to = from + delta;
+    if (from < 0 || to < 0 || to >= list.length || closed) return;
+    list.splice(from, 1);
+    list.splice(to, 0, li);
+    var ids = list.map(function (el) { return el.getAttribute('data-image-id'); });
+    ids.forEach(function (id, i) { var p = photos.get(id); if (p) p.image.position = i + 1; });
+    renderPhotos();
+    var again = li.querySelector(delta < 0 ? '.move-up' : '.move-down');
+    if (again && again.disabled) again = li.querySelector('.move-up:not(:disabled), .move-down:not(:disabled)');
+    if (again) again.focus();
+    fetch(base + '/images/order', {
+      method: 'PUT',
+      headers: { Authorization: 'Bearer ' + token, Accept: 'application/json', 'Content-Type': 'application/json' },
+      cache: 'no-store',
+      body: JSON.stringify({ image_ids: ids })
+    }).then(function (res) {
+      return res.text().then(function (text) {
+        var data = parseJson(text);
+        if (res.ok) { if (data) addPhotos(data.images); return; }
+        if (reasonOf(res.status, data) === 'SESSION_CLOSED') { setFinished(false); return; }
+        showNotice(t('could_not_reorder', { message: messageFor(res.status, data) }), false);
+        loadInfo(true);
+      });
+    }, function () {
+      showNotice(t('could_not_reorder', { message: t('network_error') }), false);
+      loadInfo(true);
+    });
   }
 
   // ---------- uploads ----------
@@ -313,7 +413,7 @@
     head.className = 'upload-head';
     var name = document.createElement('span');
     name.className = 'upload-name';
-    name.textContent = file.name || 'photo';
+    name.textContent = file.name || t('default_name');
     var size = document.createElement('span');
     size.className = 'upload-size muted';
     size.textContent = fileSize(file.size);
@@ -324,7 +424,7 @@
     bar.className = 'upload-bar';
     bar.max = 1;
     bar.value = 0;
-    bar.setAttribute('aria-label', 'Upload progress');
+    bar.setAttribute('aria-label', t('upload_progress'));
 
     var foot = document.createElement('div');
     foot.className = 'upload-foot';
@@ -333,7 +433,7 @@
     var retry = document.createElement('button');
     retry.type = 'button';
     retry.className = 'retry btn btn-small';
-    retry.textContent = 'Retry';
+    retry.textContent = t('retry');
     retry.hidden = true;
     foot.appendChild(state);
     foot.appendChild(retry);
@@ -358,10 +458,10 @@
       job.row.retry.addEventListener('click', function () {
         if (closed || job.state !== 'error') return;
         job.row.bar.value = 0;
-        setJob(job, 'queued', 'Waiting…', false);
+        setJob(job, 'queued', t('waiting'), false);
         pump();
       });
-      setJob(job, 'queued', 'Waiting…', false);
+      setJob(job, 'queued', t('waiting'), false);
       jobs.push(job);
       els.uploads.appendChild(job.row.li);
     });
@@ -376,29 +476,23 @@
   }
 
   function messageFor(status, data) {
-    switch (reasonOf(status, data)) {
-      case 'PAYLOAD_TOO_LARGE': return info ? 'Too big (max ' + mb(info.max_image_bytes) + ' MB)' : 'Too big';
-      case 'UNSUPPORTED_MEDIA_TYPE': return 'Not a photo (JPEG, PNG, WebP or GIF only)';
-      case 'QUOTA_EXCEEDED': return 'Limit reached';
-      case 'SESSION_CLOSED': return 'This upload session is finished';
-      case 'UNPROCESSABLE_IMAGE': return 'This image could not be read';
-      case 'RATE_LIMITED': return 'Too many uploads, try again shortly';
-      case 'NOT_FOUND':
-      case 'UNAUTHENTICATED': return 'This upload link is not valid';
-      default:
-        if (status >= 500) return 'Server problem, please try again';
-        return (data && typeof data.message === 'string' && data.message) || 'Upload failed (HTTP ' + status + ')';
+    var reason = reasonOf(status, data);
+    if (reason === 'PAYLOAD_TOO_LARGE') {
+      return info && isFinite(info.max_image_bytes) ? t('too_big_max', { size: mb(info.max_image_bytes) }) : t('too_big');
     }
+    if (has('reason_' + reason)) return t('reason_' + reason);
+    if (status >= 500) return t('reason_INTERNAL');
+    return (data && typeof data.message === 'string' && data.message) || t('upload_failed', { status: status });
   }
 
   function start(job) {
     // Courtesy check only: the server decides.
     if (info && job.file.size > info.max_image_bytes) {
-      setJob(job, 'error', 'Too big (max ' + mb(info.max_image_bytes) + ' MB)', false);
+      setJob(job, 'error', t('too_big_max', { size: mb(info.max_image_bytes) }), false);
       return;
     }
     active++;
-    setJob(job, 'uploading', 'Uploading… 0%', false);
+    setJob(job, 'uploading', t('uploading', { percent: number(0, { style: 'percent' }) }), false);
     var bar = job.row.bar;
     bar.value = 0;
 
@@ -411,16 +505,17 @@
       if (!ev.lengthComputable || !ev.total) return;
       var f = ev.loaded / ev.total;
       bar.value = f;
-      job.row.state.textContent = f >= 1 ? 'Processing…' : 'Uploading… ' + Math.floor(f * 100) + '%';
+      job.row.state.textContent = f >= 1 ? t('processing')
+        : t('uploading', { percent: number(Math.floor(f * 100) / 100, { style: 'percent' }) });
     });
     xhr.upload.addEventListener('load', function () {
       bar.value = 1;
-      job.row.state.textContent = 'Processing…';
+      job.row.state.textContent = t('processing');
     });
     xhr.addEventListener('load', function () {
       var data = parseJson(xhr.responseText);
       if (xhr.status >= 200 && xhr.status < 300) {
-        setJob(job, 'done', 'Uploaded', false);
+        setJob(job, 'done', t('uploaded'), false);
         addPhotos(data && data.images);
         return;
       }
@@ -433,7 +528,7 @@
     });
     function networkError() {
       bar.value = 0;
-      setJob(job, 'error', 'Network error', true);
+      setJob(job, 'error', t('network_error'), true);
     }
     xhr.addEventListener('error', networkError);
     xhr.addEventListener('timeout', networkError);
@@ -462,7 +557,7 @@
     var sinceSeq = photoSeq;
     if (!refresh) {
       hideNotice();
-      els.quota.textContent = 'Checking the upload link…';
+      els.quota.textContent = t('checking');
     }
     fetch(base + '/upload-info', {
       headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' },
@@ -482,7 +577,7 @@
           return;
         }
         if (!data || typeof data !== 'object') {
-          if (!refresh) showNotice('The server sent an unexpected answer.', true);
+          if (!refresh) showNotice(t('unexpected'), true);
           return;
         }
         if (isFinite(serverDate)) {
@@ -506,7 +601,7 @@
       infoInFlight = false;
       if (refresh) return;
       els.quota.textContent = '';
-      showNotice('Network error. Check your connection.', true);
+      showNotice(t('network_check'), true);
     });
   }
 
@@ -521,6 +616,11 @@
   });
 
   els.photos.addEventListener('click', function (ev) {
+    var move = ev.target.closest('.move-up, .move-down');
+    if (move) {
+      if (!move.disabled) movePhoto(move.closest('.photo'), move.classList.contains('move-up') ? -1 : 1);
+      return;
+    }
     var btn = ev.target.closest('.delete');
     if (!btn || btn.disabled) return;
     var li = btn.closest('.photo');

@@ -31,6 +31,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Reply = Result<Value, String>;
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>;
+/// (session id, URL) of every request a page with the network domain enabled sent.
+type Requests = Arc<Mutex<Vec<(String, String)>>>;
 type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
 
 /// A headless Chromium, killed on drop.
@@ -38,6 +40,7 @@ pub struct Browser {
     child: Child,
     sink: tokio::sync::Mutex<Sink>,
     pending: Pending,
+    requests: Requests,
     next_id: AtomicU64,
     _profile: tempfile::TempDir,
 }
@@ -87,6 +90,8 @@ impl Browser {
         let (sink, mut stream) = ws.split();
         let pending = Pending::default();
         let replies = pending.clone();
+        let requests = Requests::default();
+        let seen = requests.clone();
         tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
                 let Message::Text(text) = message else {
@@ -95,8 +100,18 @@ impl Browser {
                 let Ok(reply) = serde_json::from_str::<Value>(text.as_str()) else {
                     continue;
                 };
-                // Events carry no id; nothing here needs them.
+                // Events carry no id; only the requests pages send are kept.
                 let Some(id) = reply["id"].as_u64() else {
+                    if reply["method"] == "Network.requestWillBeSent"
+                        && let (Some(session), Some(url)) = (
+                            reply["sessionId"].as_str(),
+                            reply["params"]["request"]["url"].as_str(),
+                        )
+                    {
+                        seen.lock()
+                            .expect("requests lock")
+                            .push((session.to_owned(), url.to_owned()));
+                    }
                     continue;
                 };
                 let result = match reply.get("error") {
@@ -115,6 +130,7 @@ impl Browser {
             child,
             sink: tokio::sync::Mutex::new(sink),
             pending,
+            requests,
             next_id: AtomicU64::new(1),
             _profile: profile,
         }
@@ -210,6 +226,52 @@ impl Page<'_> {
         // Let layout and paint catch up before anyone looks.
         self.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
             .await;
+    }
+
+    /// Records every request this page sends from now on (see [`Page::requested_urls`]), and
+    /// sends `Accept-Language` when given.
+    pub async fn record_requests(&self, accept_language: Option<&str>) {
+        self.call("Network.enable", json!({})).await;
+        if let Some(lang) = accept_language {
+            self.call(
+                "Network.setExtraHTTPHeaders",
+                json!({ "headers": { "Accept-Language": lang } }),
+            )
+            .await;
+        }
+    }
+
+    /// The URLs of the requests this page sent since [`Page::record_requests`].
+    pub fn requested_urls(&self) -> Vec<String> {
+        self.browser
+            .requests
+            .lock()
+            .expect("requests lock")
+            .iter()
+            .filter(|(session, _)| *session == self.session)
+            .map(|(_, url)| url.clone())
+            .collect()
+    }
+
+    /// Presses and releases a key on the focused element, as a keyboard does
+    /// (`Enter` or a space).
+    pub async fn press(&self, key: &str) {
+        let (code, key_code, text) = match key {
+            "Enter" => ("Enter", 13, "\r"),
+            " " => ("Space", 32, " "),
+            "Tab" => ("Tab", 9, ""),
+            other => panic!("no key code for {other:?}"),
+        };
+        for kind in ["keyDown", "keyUp"] {
+            let mut event = json!({
+                "type": kind, "key": key, "code": code,
+                "windowsVirtualKeyCode": key_code, "nativeVirtualKeyCode": key_code,
+            });
+            if kind == "keyDown" && !text.is_empty() {
+                event["text"] = text.into();
+            }
+            self.call("Input.dispatchKeyEvent", event).await;
+        }
     }
 
     /// Navigates and waits for the load event.

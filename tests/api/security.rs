@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{SseClient, TestApp, jpeg};
 
-const SECRET: &str = "a test secret that is long enough for HS256";
+pub(crate) const SECRET: &str = "a test secret that is long enough for HS256";
 const PUBLIC_PEM: &str = include_str!("../fixtures/jwt_rs256_public.pem");
 const PRIVATE_PEM: &str = include_str!("../fixtures/jwt_rs256_private.pem");
 
@@ -30,7 +30,7 @@ fn sign(alg: Algorithm, key: &EncodingKey, sub: &str, exp: i64) -> String {
 }
 
 /// An HS256 token for member `sub`, valid for `ttl` seconds (negative: already expired).
-fn hs256(sub: &str, ttl: i64) -> String {
+pub(crate) fn hs256(sub: &str, ttl: i64) -> String {
     sign(
         Algorithm::HS256,
         &EncodingKey::from_secret(SECRET.as_bytes()),
@@ -39,7 +39,7 @@ fn hs256(sub: &str, ttl: i64) -> String {
     )
 }
 
-async fn jwt_app(extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn jwt_app(extra: &[(&str, &str)]) -> TestApp {
     let mut overrides = vec![
         ("QRUPLOAD__AUTH__MODE", "jwt"),
         ("QRUPLOAD__AUTH__JWT__SECRET", SECRET),
@@ -50,7 +50,7 @@ async fn jwt_app(extra: &[(&str, &str)]) -> TestApp {
 }
 
 /// Creates a session with a bearer JWT; returns the identifier and the phone's upload token.
-async fn create_with(app: &TestApp, jwt: &str) -> (String, String) {
+pub(crate) async fn create_with(app: &TestApp, jwt: &str) -> (String, String) {
     let res = app
         .client
         .post(app.url("/v1/api/upload-sessions"))
@@ -185,19 +185,47 @@ async fn jwt_mode_refuses_missing_expired_forged_and_foreign_tokens() {
     }
 }
 
+/// A stream ticket for session `id`, asked for with the member's JWT.
+pub(crate) async fn ticket_for(app: &TestApp, id: &str, jwt: &str) -> String {
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/api/upload-sessions/{id}/stream-ticket")))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .expect("ticket");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.expect("json");
+    body["ticket"].as_str().expect("ticket").to_owned()
+}
+
 #[tokio::test]
-async fn jwt_sse_reads_the_cookie_and_ends_when_the_token_expires() {
+async fn jwt_sse_takes_a_bearer_or_a_ticket_never_a_cookie_and_ends_when_the_token_expires() {
     let app = jwt_app(&[]).await;
     let (id, upload_token) = create_with(&app, &hs256("7", 600)).await;
 
-    // EventSource cannot send headers: the cookie carries the token.
-    let mut long = SseClient::open(app.client.get(sse_url(&app, &id, Some(7))).header(
-        header::COOKIE,
-        format!("theme=dark; qrupload_jwt={}", hs256("7", 600)),
-    ))
+    // EventSource cannot send headers: a stream ticket stands in for the token.
+    let ticket = ticket_for(&app, &id, &hs256("7", 600)).await;
+    let mut long = SseClient::open(
+        app.client
+            .get(format!("{}&ticket={ticket}", sse_url(&app, &id, Some(7)))),
+    )
     .await;
     assert_eq!(long.status, StatusCode::OK);
     long.snapshot_where(|_| true).await;
+
+    // The cookie the SSE route once read is not a credential.
+    let res = app
+        .client
+        .get(sse_url(&app, &id, Some(7)))
+        .header(
+            header::COOKIE,
+            format!("theme=dark; qrupload_jwt={}", hs256("7", 600)),
+        )
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
     // Never from the query string.
     let res = app

@@ -5,9 +5,11 @@
 mod extract;
 mod images;
 pub mod openapi;
+mod order;
 mod pages;
 mod sessions;
 mod sse;
+mod tickets;
 mod upload;
 mod upload_body;
 
@@ -17,7 +19,7 @@ use axum::{
     Router,
     extract::{ConnectInfo, FromRequestParts},
     http::request::Parts,
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
 };
 
 use super::{Services, auth::parse_member_id, error::ApiError};
@@ -37,6 +39,10 @@ pub fn api_routes(services: Services) -> Router {
             post(sessions::complete),
         )
         .route(
+            "/v1/api/upload-sessions/{identifier}/stream-ticket",
+            post(tickets::create),
+        )
+        .route(
             "/v1/api/upload-sessions/{identifier}/upload-info",
             get(sessions::upload_info),
         )
@@ -45,9 +51,15 @@ pub fn api_routes(services: Services) -> Router {
             post(upload::upload),
         )
         .route(
+            "/v1/api/upload-sessions/{identifier}/images/order",
+            put(order::reorder),
+        )
+        .route(
             "/v1/api/upload-sessions/{identifier}/images/{image_id}",
             delete(upload::delete_image),
         )
+        .route("/v1/widget.js", get(pages::widget))
+        .route("/v1/widget-view.js", get(pages::widget_view))
         .route("/v1/api/images/{image_id}", get(images::original))
         .route(
             "/v1/api/images/{image_id}/thumbnail",

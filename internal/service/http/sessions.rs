@@ -16,7 +16,7 @@ use crate::{
     biz::{Caller, UploadSession},
     service::{
         Services,
-        auth::{Member, TokenFrom, upload_token},
+        auth::{Member, upload_token},
         dto::{ImageJson, SessionJson, images_json, rfc3339},
         error::{ApiError, ApiResult},
     },
@@ -103,11 +103,13 @@ fn body_member_id(body: &[u8], optional_body: bool) -> ApiResult<Option<String>>
 }
 
 /// The member of a member route: `member_id` in the query (dev) or the bearer JWT (jwt).
-fn member(services: &Services, headers: &HeaderMap, query: Option<&str>) -> ApiResult<Member> {
+pub(super) fn member(
+    services: &Services,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> ApiResult<Member> {
     let args = QueryArgs::parse(query)?;
-    Ok(services
-        .auth
-        .member(headers, args.get("member_id"), TokenFrom::Header)?)
+    Ok(services.auth.member(headers, args.get("member_id"))?)
 }
 
 /// `GET /v1/api/upload-sessions/{identifier}?member_id=`

@@ -5,6 +5,10 @@
 //! a completed or expired session; a reconnect to a finished session gets `204 No Content`,
 //! which tells `EventSource` to stop retrying. In jwt mode the stream also ends when the
 //! token expires; the client reconnects with a fresh one.
+//!
+//! The member proves itself with `member_id` (dev), a bearer JWT (jwt, for clients that can
+//! send headers), or `ticket=` (a single-use stream ticket, for `EventSource`), which takes
+//! the place of both.
 
 use std::{
     convert::Infallible,
@@ -28,7 +32,7 @@ use crate::{
     biz::Caller,
     service::{
         Services,
-        auth::TokenFrom,
+        auth::Member,
         error::{ApiError, ApiResult},
         hub::{SessionHub, Snapshot, Watch, WatchEvent},
         limits::StreamSlot,
@@ -45,11 +49,26 @@ pub async fn events(
     headers: HeaderMap,
     version: Version,
 ) -> ApiResult<Response> {
-    // Validation as in the seed, in the seed's order (in jwt mode `member_id` is optional).
     let args = QueryArgs::parse(query.as_deref())?;
-    if !services.auth.is_jwt() || args.get("member_id").is_some_and(|m| !m.is_empty()) {
-        args.member_id()?;
-    }
+    // A ticket is spent by any attempt that names it, before anything else is checked, so a
+    // failed attempt cannot be retried with it.
+    let ticket = match args.get("ticket") {
+        Some(ticket) => Some(
+            services
+                .tickets
+                .redeem(ticket, args.get("identifier").unwrap_or_default())
+                .await,
+        ),
+        None => None,
+    };
+    // Validation as in the seed, in the seed's order (with a ticket or in jwt mode
+    // `member_id` is optional).
+    let named_member = args.get("member_id").is_some_and(|m| !m.is_empty());
+    let claimed = if named_member || (ticket.is_none() && !services.auth.is_jwt()) {
+        Some(args.member_id()?)
+    } else {
+        None
+    };
     let identifier = args.required("identifier")?.to_owned();
     let event = SseEventName::new(args.required("event")?)
         .ok_or_else(|| ApiError::invalid("event", "event must match [A-Za-z0-9_.:-]{1,64}"))?;
@@ -59,10 +78,19 @@ pub async fn events(
         .or_else(|| args.get("last_event_id"))
         .and_then(|v| v.trim().parse::<u64>().ok());
 
-    let member =
-        services
-            .auth
-            .member(&headers, args.get("member_id"), TokenFrom::HeaderOrCookie)?;
+    let member = match ticket {
+        Some(grant) => {
+            let grant = grant?;
+            if claimed.is_some_and(|id| id != grant.member_id) {
+                return Err(ApiError::not_found());
+            }
+            Member {
+                id: grant.member_id,
+                expires_at: grant.member_expires_at.map(SystemTime::from),
+            }
+        }
+        None => services.auth.member(&headers, args.get("member_id"))?,
+    };
 
     let (watch, current) = services.hub.watch(&identifier).await?;
     services

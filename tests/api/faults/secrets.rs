@@ -82,11 +82,23 @@ async fn assert_whole_flow_keeps_secrets_out_of_debug_logs(
     }
     let events_url =
         format!("{base}/v1/api/sse/events?event=upload_by_qr&member_id={member}&identifier={id}");
-    // EventSource sends no headers: in jwt mode the token rides in the configured cookie.
+    // EventSource sends no headers: in jwt mode a stream ticket stands in for the token.
     let sse = match &auth.bearer {
-        Some(jwt) => client
-            .get(&events_url)
-            .header(reqwest::header::COOKIE, format!("qrupload_jwt={jwt}")),
+        Some(jwt) => {
+            let res = within(
+                "stream ticket",
+                client
+                    .post(format!("{base}/v1/api/upload-sessions/{id}/stream-ticket"))
+                    .bearer_auth(jwt)
+                    .send(),
+            )
+            .await
+            .expect("stream ticket");
+            assert_eq!(res.status(), 201);
+            let body: Value = res.json().await.expect("ticket JSON");
+            let ticket = body["ticket"].as_str().expect("ticket").to_owned();
+            client.get(format!("{events_url}&ticket={ticket}"))
+        }
         None => client.get(&events_url),
     };
     let mut watcher = Watcher::connect_with(sse, None).await;
@@ -232,7 +244,7 @@ async fn debug_logs_of_a_whole_flow_never_show_an_upload_token() {
     assert_whole_flow_keeps_secrets_out_of_debug_logs(&[], MemberAuth::dev(7)).await;
 }
 
-/// In jwt auth the member's JWT (sent as a bearer header and as the SSE cookie) is a secret too.
+/// In jwt auth the member's JWT (sent as a bearer header) is a secret too.
 #[tokio::test]
 async fn debug_logs_of_a_whole_jwt_flow_never_show_the_jwt_or_an_upload_token() {
     const SECRET: &str = "a debug-log test secret, long enough for HS256";

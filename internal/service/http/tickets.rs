@@ -1,0 +1,60 @@
+//! `POST /v1/api/upload-sessions/{identifier}/stream-ticket`: the owner trades its credentials
+//! (dev `member_id`, or the JWT in `Authorization`) for a single-use ticket the SSE route
+//! accepts as `ticket=`, so no JWT ever goes into a URL.
+
+use axum::{
+    Json,
+    extract::{RawQuery, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::extract::{OptionalJsonBytes, PathArgs};
+use crate::service::{
+    Services,
+    dto::rfc3339,
+    error::{ApiError, ApiResult},
+};
+
+#[derive(Serialize)]
+struct Ticket {
+    ticket: String,
+    expires_at: String,
+}
+
+/// No body, or a JSON object (`{}`; other fields are ignored) → 201 `{"ticket","expires_at"}`.
+pub async fn create(
+    State(services): State<Services>,
+    PathArgs(identifier): PathArgs<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    OptionalJsonBytes(body): OptionalJsonBytes,
+) -> ApiResult<Response> {
+    if let Some(body) = body {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| ApiError::invalid("body", "the body must be a JSON object"))?;
+        if !value.is_object() {
+            return Err(ApiError::invalid("body", "the body must be a JSON object"));
+        }
+    }
+    let member = super::sessions::member(&services, &headers, query.as_deref())?;
+    let (ticket, expires_at) = services
+        .tickets
+        .issue(
+            member.id,
+            member.expires_at.map(DateTime::<Utc>::from),
+            &identifier,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(Ticket {
+            ticket,
+            expires_at: rfc3339(expires_at),
+        }),
+    )
+        .into_response())
+}
