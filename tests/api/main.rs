@@ -18,7 +18,7 @@ mod scale;
 mod security;
 mod server;
 mod sse;
-mod traces;
 mod tickets;
+mod traces;
 mod upload;
 mod widget_browser;

@@ -50,6 +50,15 @@ pub struct CreateSessionBody {
     member_id: u32,
 }
 
+/// `PUT …/images/order`'s body: exactly the session's image ids, in the new order.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OrderBody {
+    /// Every image id of the session once; the first becomes the cover (position 1).
+    #[schema(max_items = 1000)]
+    image_ids: Vec<String>,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -68,6 +77,8 @@ pub struct CreateSessionBody {
         routes::upload_info,
         routes::upload_images,
         routes::delete_image,
+        routes::reorder_images,
+        routes::stream_ticket,
         routes::image,
         routes::thumbnail,
         routes::sse_events,
@@ -75,6 +86,8 @@ pub struct CreateSessionBody {
         routes::readyz,
         routes::metrics,
         routes::openapi_json,
+        routes::widget_js,
+        routes::widget_view_js,
     ),
     components(schemas(ErrorJson, ImageJson, SessionJson)),
     modifiers(&SecuritySchemes, &SharedErrors),
@@ -191,10 +204,10 @@ fn error_response(description: &str) -> RefOr<openapi::Response> {
 /// from which the document is generated, next to each other so the API reads at a glance.
 #[allow(dead_code)]
 mod routes {
-    use super::{CreateSessionBody, ErrorJson};
+    use super::{CreateSessionBody, ErrorJson, OrderBody};
     use crate::service::{
         dto::SessionJson,
-        http::{sessions::UploadInfo, upload::Uploaded},
+        http::{order::Ordered, sessions::UploadInfo, tickets::Ticket, upload::Uploaded},
     };
 
     #[utoipa::path(
@@ -322,6 +335,45 @@ mod routes {
     fn delete_image() {}
 
     #[utoipa::path(
+        put, path = "/v1/api/upload-sessions/{identifier}/images/order", tag = "sessions",
+        summary = "Reorder the session's images (the owner, or the phone with its token); the first is the cover",
+        params(
+            ("identifier" = String, Path, description = "The session's identifier"),
+            ("member_id" = Option<u64>, Query, description = "dev auth, owner: the member", minimum = 0, maximum = 4294967295_u64),
+        ),
+        request_body(content = OrderBody, content_type = "application/json"),
+        security(("upload_token" = []), ("member_jwt" = []), ()),
+        responses(
+            (status = 200, description = "The images in their new order", body = Ordered),
+            (status = 401, description = "No credentials", body = ErrorJson),
+            (status = 404, description = "Unknown session, or wrong credentials", body = ErrorJson),
+            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            (status = 413, description = "The JSON body is over 64 KiB", body = ErrorJson),
+            (status = 415, description = "The body is not `application/json`", body = ErrorJson),
+        )
+    )]
+    fn reorder_images() {}
+
+    #[utoipa::path(
+        post, path = "/v1/api/upload-sessions/{identifier}/stream-ticket", tag = "sessions",
+        summary = "A single-use, 60-second ticket for opening the session's stream (EventSource sends no headers)",
+        params(
+            ("identifier" = String, Path, description = "The session's identifier"),
+            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
+        ),
+        request_body(content = Option<Object>, content_type = "application/json", description = "None, or `{}`"),
+        security((), ("member_jwt" = [])),
+        responses(
+            (status = 201, description = "The ticket", body = Ticket),
+            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
+            (status = 404, description = "No such session for this member", body = ErrorJson),
+            (status = 413, description = "The JSON body is over 64 KiB", body = ErrorJson),
+            (status = 415, description = "A body that is not `application/json`", body = ErrorJson),
+        )
+    )]
+    fn stream_ticket() {}
+
+    #[utoipa::path(
         get, path = "/v1/api/images/{image_id}", tag = "images",
         summary = "The image as stored",
         params(
@@ -359,6 +411,7 @@ mod routes {
             ("event" = String, Query, description = "The snapshot event's name, `[A-Za-z0-9_.:-]{1,64}`", pattern = "^[A-Za-z0-9_.:-]{1,64}$"),
             ("identifier" = String, Query, description = "The session's identifier", min_length = 1),
             ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
+            ("ticket" = Option<String>, Query, description = "A stream ticket, in place of member credentials"),
             ("last_event_id" = Option<String>, Query, description = "The version last seen, for a first connect (else the `Last-Event-ID` header)"),
             ("Last-Event-ID" = Option<String>, Header, description = "The version last seen"),
         ),
@@ -366,7 +419,7 @@ mod routes {
         responses(
             (status = 200, description = "An endless `text/event-stream` until the session ends", content_type = "text/event-stream", body = String),
             (status = 204, description = "The session has ended: do not reconnect"),
-            (status = 401, description = "jwt auth: no valid credentials", body = ErrorJson),
+            (status = 401, description = "A spent, expired or unknown ticket, or (jwt auth) no valid credentials", body = ErrorJson),
             (status = 404, description = "No such session for this member", body = ErrorJson),
             (status = 429, description = "Too many streams from this client (`RATE_LIMITED`)", body = ErrorJson),
         )
@@ -400,6 +453,20 @@ mod routes {
         responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object))
     )]
     fn openapi_json() {}
+
+    #[utoipa::path(
+        get, path = "/v1/widget.js", tag = "operations",
+        summary = "The embeddable `<qrupload-panel>` element (an ES module; CORS for the allowed origins)",
+        responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String))
+    )]
+    fn widget_js() {}
+
+    #[utoipa::path(
+        get, path = "/v1/widget-view.js", tag = "operations",
+        summary = "The module `widget.js` imports",
+        responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String))
+    )]
+    fn widget_view_js() {}
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@ use crate::service::{
 /// More ids than any session may hold is refused before any lookup.
 const MAX_IDS: usize = 1000;
 
-#[derive(Serialize)]
-struct Ordered<'a> {
+/// The session's images in their new order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Ordered<'a> {
     images: Vec<ImageJson<'a>>,
 }
 

@@ -18,9 +18,11 @@ use crate::service::{
     error::{ApiError, ApiResult},
 };
 
-#[derive(Serialize)]
-struct Ticket {
+/// A single-use stream ticket for `GET /v1/api/sse/events?ticket=`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Ticket {
     ticket: String,
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
