@@ -16,6 +16,7 @@ mod ports;
 mod secret;
 mod usecase;
 mod webhook;
+mod webhook_policy;
 
 pub use error::{BizError, Result};
 pub use model::{
@@ -28,3 +29,4 @@ pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};
 pub use webhook::{
     EventType, OutboxStats, PendingDelivery, WebhookEvent, WebhookOutbox, WebhookRoutes,
 };
+pub use webhook_policy::{AfterFailure, RetryPolicy, is_public_ip};
