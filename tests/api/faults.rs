@@ -4,7 +4,7 @@
 //! rows against the blobs: every image row has its blobs, every blob has its row.
 
 mod postgres;
-mod process;
+pub mod process;
 mod secrets;
 mod wire;
 

@@ -16,3 +16,4 @@ mod security;
 mod server;
 mod sse;
 mod upload;
+mod webhooks;

@@ -126,7 +126,8 @@ impl Sender {
                 if e.is_timeout() {
                     AttemptError::Timeout
                 } else {
-                    AttemptError::Network(error_chain(&e))
+                    // The URL's path or query may hold the receiver's own token.
+                    AttemptError::Network(error_chain(&e.without_url()))
                 }
             })?;
         let status = answer.status();
