@@ -29,6 +29,8 @@ use send::{AttemptError, Sender};
 
 /// How often the outbox is looked at when the last round found little to do.
 const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How often the outbox gauges of `/metrics` are read again.
+const STATS_EVERY: Duration = Duration::from_secs(1);
 /// Rows claimed per round; a full batch starts the next round at once.
 const BATCH: u64 = 32;
 /// Sessions (or endpoints) delivered at once.
@@ -73,6 +75,7 @@ impl Dispatcher {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stats_read: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -88,6 +91,10 @@ impl Dispatcher {
                     }
                 }
             }
+            if stats_read.is_some_and(|at| at.elapsed() < STATS_EVERY) {
+                continue;
+            }
+            stats_read = Some(tokio::time::Instant::now());
             match self.outbox.stats().await {
                 Ok(stats) => self.metrics.webhook_outbox(
                     stats.pending,
