@@ -342,6 +342,23 @@ async fn a_receiver_that_hangs_times_out_and_gets_a_retry() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+    let hooks = Receiver::start(&[Reply::Redirect]).await;
+    let app = spawn_app(&endpoint_vars(&hooks.url(), "whsec_redirect_c4a1")).await;
+
+    app.create_session(13).await;
+
+    let received = hooks
+        .until("a delivery after the redirect", |r| r.iter().any(accepted))
+        .await;
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].reply, Reply::Redirect);
+    assert_eq!(received[0].id(), received[1].id());
+    // Followed, the second request would have been part of the first attempt.
+    assert_eq!(app.metric("qrupload_webhook_failures_total").await, 1.0);
+}
+
+#[tokio::test]
 async fn events_past_max_age_are_dead_and_counted() {
     let hooks = Receiver::start(&[]).await;
     hooks.answer_otherwise(Reply::Status(500));
@@ -447,6 +464,10 @@ async fn an_event_committed_before_a_sigkill_is_delivered_after_restart_and_no_l
     assert_eq!(body["session"]["identifier"], identifier.as_str());
     assert_eq!(body["type"], "session.created");
 
+    // SIGTERM still stops promptly with the dispatcher running.
+    let mut second = second;
+    second.terminate();
+    assert!(second.wait_exit(Duration::from_secs(30)).await.success());
     for output in [first.output(), second.output()] {
         assert!(output.contains("webhook attempt failed") || output.contains("serving"));
         assert!(

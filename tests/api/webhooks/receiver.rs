@@ -20,6 +20,8 @@ pub enum Reply {
     Status(u16),
     /// Never answers.
     Hang,
+    /// 307 to this same URL: followed, it would arrive again at once.
+    Redirect,
 }
 
 #[derive(Debug, Clone)]
@@ -146,7 +148,12 @@ impl Receiver {
     }
 }
 
-async fn hook(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn hook(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let reply = inner
         .script
         .lock()
@@ -162,11 +169,18 @@ async fn hook(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
         });
     }
     match reply {
-        Reply::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        Reply::Status(code) => StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::OK)
+            .into_response(),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            StatusCode::OK
+            StatusCode::OK.into_response()
         }
+        Reply::Redirect => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, "/hook")],
+        )
+            .into_response(),
     }
 }
 
