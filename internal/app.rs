@@ -62,6 +62,7 @@ impl Application {
         }
         // Every change writes its webhook events in its own transaction; the dispatcher
         // delivers them from the same database.
+        let outbox_written = Arc::new(tokio::sync::Notify::new());
         let webhooks = if config.webhooks.endpoints.is_empty() {
             None
         } else {
@@ -72,12 +73,15 @@ impl Application {
                     &config.webhooks,
                     config.sse.event.clone(),
                     metrics.clone(),
+                    outbox_written.clone(),
                 )
                 .context("webhooks: cannot build the HTTP client")?,
             )
         };
         let repo: Arc<dyn SessionRepo> = Arc::new(
-            data::SqlSessionRepo::new(db, metrics.clone()).with_webhooks(config.webhooks.routes()),
+            data::SqlSessionRepo::new(db, metrics.clone())
+                .with_webhooks(config.webhooks.routes())
+                .with_outbox_signal(outbox_written),
         );
 
         let blobs: Arc<dyn BlobStore> = match config.data.blob.kind {

@@ -16,7 +16,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 pub use send::{render_body, signature};
 
@@ -27,8 +27,11 @@ use crate::{
 };
 use send::{AttemptError, Sender};
 
-/// How often the outbox is looked at when the last round found little to do.
+/// How often the outbox is looked at for rows this instance was not told about (written by
+/// another instance, or due for a retry).
 const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How long a round waits after the bell, to take the changes that follow with it.
+const COALESCE: Duration = Duration::from_millis(25);
 /// How often the outbox gauges of `/metrics` are read again.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 /// Rows claimed per round; a full batch starts the next round at once.
@@ -46,6 +49,8 @@ pub struct Dispatcher {
     /// `sse.event`, for the session JSON's `events_url`.
     sse_event: String,
     metrics: Arc<Metrics>,
+    /// Rung by this instance's repository after a commit that wrote events.
+    wake: Arc<Notify>,
 }
 
 impl Dispatcher {
@@ -54,6 +59,7 @@ impl Dispatcher {
         conf: &WebhooksConf,
         sse_event: String,
         metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
     ) -> reqwest::Result<Self> {
         Ok(Dispatcher {
             outbox,
@@ -67,6 +73,7 @@ impl Dispatcher {
             timeout: conf.timeout,
             sse_event,
             metrics,
+            wake,
         })
     }
 
@@ -77,9 +84,15 @@ impl Dispatcher {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stats_read: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            // Polling finds what other instances wrote; the bell, what this one wrote.
+            let rung = tokio::select! {
+                _ = tick.tick() => false,
+                () = self.wake.notified() => true,
                 _ = stop.wait_for(|stop| *stop) => return,
+            };
+            if rung {
+                // A burst of changes is claimed in one round, not one round each.
+                tokio::time::sleep(COALESCE).await;
             }
             loop {
                 match self.round().await {
