@@ -83,6 +83,7 @@ impl Dispatcher {
         let mut tick = tokio::time::interval(POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stats_read: Option<tokio::time::Instant> = None;
+        let mut outage = false;
         loop {
             // Polling finds what other instances wrote; the bell, what this one wrote.
             let rung = tokio::select! {
@@ -96,12 +97,22 @@ impl Dispatcher {
             }
             loop {
                 match self.round().await {
-                    Ok(true) if !*stop.borrow() => continue,
-                    Ok(_) => break,
-                    Err(e) => {
+                    Ok(full) => {
+                        if outage {
+                            outage = false;
+                            tracing::info!("webhook outbox reachable again");
+                        }
+                        if !full || *stop.borrow() {
+                            break;
+                        }
+                    }
+                    // Once per outage, not at every poll.
+                    Err(e) if !outage => {
+                        outage = true;
                         tracing::warn!(error = ?e, "webhook outbox unavailable; trying again");
                         break;
                     }
+                    Err(_) => break,
                 }
             }
             if stats_read.is_some_and(|at| at.elapsed() < STATS_EVERY) {
