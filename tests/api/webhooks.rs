@@ -410,3 +410,60 @@ async fn the_outbox_gauges_show_a_waiting_event_until_it_is_delivered() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The receiver helper in README.md, run as written against a real delivery: it accepts the
+/// signature, and refuses a changed body and a stale timestamp.
+#[tokio::test]
+async fn the_readme_receiver_helper_verifies_a_real_delivery() {
+    const SECRET: &str = "whsec_readme_helper_2a7e";
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: python3 is not installed");
+        return;
+    }
+    let readme = include_str!("../../README.md");
+    let helper = readme
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a python block");
+    let hooks = Receiver::start(&[]).await;
+    let app = spawn_app(&endpoint_vars(&hooks.url(), SECRET)).await;
+    app.create_session(14).await;
+    let received = hooks.until("a delivery", |r| r.iter().any(accepted)).await;
+    let delivery = &received[0];
+    let header = delivery.header("qrupload-signature");
+    let t: i64 = header
+        .trim_start_matches("t=")
+        .split(',')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .expect("t");
+    let stale = header.replacen(&format!("t={t}"), &format!("t={}", t - 301), 1);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("body"), &delivery.body).expect("body");
+    let script = format!(
+        "{helper}\nimport sys\nbody = open(sys.argv[1], 'rb').read()\n\
+         print(verify({SECRET:?}, {header:?}, body), verify({SECRET:?}, {header:?}, body + b' '), \
+         verify({SECRET:?}, {stale:?}, body))\n"
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .arg(dir.path().join("body"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "True False False"
+    );
+}
