@@ -21,6 +21,7 @@ use crate::{
         auth::MemberAuth,
         hub::{SessionHub, SseFormat},
         limits::Limits as RateLimits,
+        webhook::Dispatcher,
     },
 };
 
@@ -36,6 +37,8 @@ pub struct Application {
     http_limits: server::HttpLimits,
     shutdown_grace: Duration,
     sweeps: Sweeps,
+    /// Present when `webhooks.endpoints` is not empty.
+    webhooks: Option<Dispatcher>,
 }
 
 /// When the janitor sweeps: `upload.sweep_interval` and `upload.orphan_min_age`.
@@ -61,7 +64,29 @@ impl Application {
             data::migrate_up(&db).await.context("running migrations")?;
         }
         let tickets_repo = Arc::new(data::SqlStreamTicketRepo::new(db.clone()));
-        let repo: Arc<dyn SessionRepo> = Arc::new(data::SqlSessionRepo::new(db, metrics.clone()));
+        // Every change writes its webhook events in its own transaction; the dispatcher
+        // delivers them from the same database.
+        let outbox_written = Arc::new(tokio::sync::Notify::new());
+        let webhooks = if config.webhooks.endpoints.is_empty() {
+            None
+        } else {
+            let outbox = Arc::new(data::SqlWebhookOutbox::new(db.clone()));
+            Some(
+                Dispatcher::new(
+                    outbox,
+                    &config.webhooks,
+                    config.sse.event.clone(),
+                    metrics.clone(),
+                    outbox_written.clone(),
+                )
+                .context("webhooks: cannot build the HTTP client")?,
+            )
+        };
+        let repo: Arc<dyn SessionRepo> = Arc::new(
+            data::SqlSessionRepo::new(db, metrics.clone())
+                .with_webhooks(config.webhooks.routes())
+                .with_outbox_signal(outbox_written),
+        );
 
         let blobs: Arc<dyn BlobStore> = match config.data.blob.kind {
             BlobKind::Fs => Arc::new(data::FsBlobStore::new(&config.data.blob.root).with_context(
@@ -170,6 +195,7 @@ impl Application {
                 every: config.upload.sweep_interval,
                 orphan_min_age: config.upload.orphan_min_age,
             },
+            webhooks,
         })
     }
 
@@ -201,6 +227,7 @@ impl Application {
             http_limits,
             shutdown_grace,
             sweeps,
+            webhooks,
         } = self;
         tracing::info!(
             http = %http.local_addr()?,
@@ -209,6 +236,7 @@ impl Application {
             "serving"
         );
         let (stop_tx, stop_rx) = watch::channel(false);
+        let mut dispatcher = webhooks.map(|d| tokio::spawn(d.run(stop_rx.clone())));
         let stopped = move || {
             let mut rx = stop_rx.clone();
             async move {
@@ -248,6 +276,15 @@ impl Application {
             grpc_task.abort();
         }
         janitor.abort();
+        // Attempts in flight end within the webhook timeout; what is cut off stays in the
+        // outbox and goes after the next start.
+        if let Some(task) = dispatcher.as_mut()
+            && tokio::time::timeout(shutdown_grace, &mut *task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
         tracing::info!("stopped");
         Ok(())
     }

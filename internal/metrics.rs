@@ -18,6 +18,19 @@ pub struct Metrics {
     upload_rejections: AtomicU64,
     slow_clients_dropped: AtomicU64,
     lean_streams: AtomicI64,
+    webhooks: WebhookCounters,
+}
+
+/// The dispatcher's counters; the outbox gauges are refreshed by it at each poll.
+#[derive(Debug, Default)]
+struct WebhookCounters {
+    deliveries: AtomicU64,
+    failures: AtomicU64,
+    retries: AtomicU64,
+    dead: AtomicU64,
+    pending: AtomicI64,
+    /// Unix milliseconds of the oldest pending event's creation; 0 when none.
+    oldest_pending_ms: AtomicI64,
 }
 
 impl Metrics {
@@ -68,6 +81,30 @@ impl Metrics {
     pub fn lean_stream(&self, open: bool) {
         self.lean_streams
             .fetch_add(if open { 1 } else { -1 }, Relaxed);
+    }
+
+    /// A webhook answered 2xx.
+    pub fn webhook_delivered(&self) {
+        self.webhooks.deliveries.fetch_add(1, Relaxed);
+    }
+
+    /// A webhook attempt failed; `retry`: it is scheduled again, else it is dead.
+    pub fn webhook_failed(&self, retry: bool) {
+        self.webhooks.failures.fetch_add(1, Relaxed);
+        if retry {
+            self.webhooks.retries.fetch_add(1, Relaxed);
+        } else {
+            self.webhooks.dead.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn webhook_outbox(&self, pending: u64, oldest_pending_ms: Option<i64>) {
+        self.webhooks
+            .pending
+            .store(i64::try_from(pending).unwrap_or(i64::MAX), Relaxed);
+        self.webhooks
+            .oldest_pending_ms
+            .store(oldest_pending_ms.unwrap_or(0), Relaxed);
     }
 
     pub fn snapshot_reads(&self) -> u64 {
@@ -142,13 +179,57 @@ impl Metrics {
                 self.lean_streams.load(Relaxed),
             ),
         ];
+        let w = &self.webhooks;
+        let webhook_rows: [(&str, &str, &str, i64); 5] = [
+            (
+                "qrupload_webhook_deliveries_total",
+                "counter",
+                "Webhook attempts answered with a 2xx.",
+                w.deliveries.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_webhook_failures_total",
+                "counter",
+                "Webhook attempts that failed: network error, timeout or non-2xx.",
+                w.failures.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_webhook_retries_total",
+                "counter",
+                "Failed webhook events scheduled for another attempt.",
+                w.retries.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_webhook_dead_total",
+                "counter",
+                "Webhook events given up on after webhooks.max_age.",
+                w.dead.load(Relaxed) as i64,
+            ),
+            (
+                "qrupload_webhook_outbox_pending",
+                "gauge",
+                "Webhook deliveries waiting in the outbox (every instance's).",
+                w.pending.load(Relaxed),
+            ),
+        ];
         let mut out = String::with_capacity(1024);
-        for (name, kind, help, value) in rows {
+        for (name, kind, help, value) in rows.into_iter().chain(webhook_rows) {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        let oldest = w.oldest_pending_ms.load(Relaxed);
+        let age = if oldest == 0 {
+            0.0
+        } else {
+            (chrono::Utc::now().timestamp_millis() - oldest).max(0) as f64 / 1000.0
+        };
+        let name = "qrupload_webhook_oldest_pending_age_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Age of the oldest webhook delivery waiting in the outbox.\n# TYPE {name} gauge\n{name} {age}"
+        );
         out
     }
 }

@@ -17,6 +17,7 @@ mod secret;
 mod ticket;
 mod usecase;
 mod webhook;
+mod webhook_policy;
 
 pub use error::{BizError, Result};
 pub use model::{
@@ -32,3 +33,4 @@ pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};
 pub use webhook::{
     EventType, OutboxStats, PendingDelivery, WebhookEvent, WebhookOutbox, WebhookRoutes,
 };
+pub use webhook_policy::{AfterFailure, RetryPolicy, is_public_ip};

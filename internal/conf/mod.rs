@@ -7,12 +7,14 @@
 //! names the key; nothing here falls back silently.
 
 mod units;
+mod webhooks;
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
 pub use units::{ByteSize, Secret};
+pub use webhooks::{EndpointConf, WebhooksConf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -37,6 +39,8 @@ pub struct Config {
     pub log: LogConf,
     #[serde(default)]
     pub trace: TraceConf,
+    #[serde(default)]
+    pub webhooks: WebhooksConf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -490,6 +494,7 @@ impl Config {
         {
             return invalid("auth.upload_token_key", "must be at least 32 characters");
         }
+        self.webhooks.validate()?;
         if let Some(url) = &self.server.public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

@@ -3,7 +3,8 @@
 //!
 //! Claiming leases rows (`lease_until`) with one `UPDATE … WHERE id IN (SELECT … FOR UPDATE
 //! SKIP LOCKED)` on PostgreSQL, so instances never take one row at once; SQLite has one
-//! writer and one instance.
+//! writer and one instance. A row is not claimed while an earlier row of the same session and
+//! endpoint waits for its retry or is leased, so a session's events reach a receiver in order.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -74,19 +75,31 @@ impl WebhookOutbox for SqlWebhookOutbox {
     ) -> Result<Vec<PendingDelivery>> {
         let backend = self.db.get_database_backend();
         let lock = if backend == DatabaseBackend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
+            " FOR UPDATE OF w SKIP LOCKED"
         } else {
             ""
         };
-        let (p1, p2, p3, p4) = if backend == DatabaseBackend::Postgres {
-            ("$1", "$2", "$3", "$4")
-        } else {
-            ("?", "?", "?", "?")
+        let mut n = 0;
+        let mut p = || {
+            n += 1;
+            if backend == DatabaseBackend::Postgres {
+                format!("${n}")
+            } else {
+                "?".to_owned()
+            }
         };
+        let (lease, due, free, waiting_due, waiting_free, max) = (p(), p(), p(), p(), p(), p());
+        // A row waits while an earlier row of its session and endpoint is pending and not
+        // claimable (backing off, or leased by another round): events go out in order.
         let sql = format!(
-            "UPDATE webhook_outbox SET lease_until = {p1} WHERE id IN (\
-               SELECT id FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= {p2} \
-               AND (lease_until IS NULL OR lease_until <= {p3}) ORDER BY id LIMIT {p4}{lock}) \
+            "UPDATE webhook_outbox SET lease_until = {lease} WHERE id IN (\
+               SELECT w.id FROM webhook_outbox w WHERE w.status = 'pending' \
+               AND w.next_attempt_at <= {due} \
+               AND (w.lease_until IS NULL OR w.lease_until <= {free}) \
+               AND NOT EXISTS (SELECT 1 FROM webhook_outbox e WHERE e.status = 'pending' \
+                 AND e.endpoint = w.endpoint AND e.identifier = w.identifier AND e.id < w.id \
+                 AND (e.next_attempt_at > {waiting_due} OR e.lease_until > {waiting_free})) \
+               ORDER BY w.id LIMIT {max}{lock}) \
              RETURNING *"
         );
         let rows = webhook_outbox::Model::find_by_statement(Statement::from_sql_and_values(
@@ -94,6 +107,8 @@ impl WebhookOutbox for SqlWebhookOutbox {
             sql,
             [
                 lease_until.into(),
+                now.into(),
+                now.into(),
                 now.into(),
                 now.into(),
                 (limit as i64).into(),

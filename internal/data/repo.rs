@@ -16,6 +16,8 @@ use sea_orm::{
 };
 use tracing::Instrument;
 
+use tokio::sync::Notify;
+
 use super::{
     commit_outcome_unknown, db_err,
     entity::{image, upload_session},
@@ -36,6 +38,9 @@ pub struct SqlSessionRepo {
     metrics: Arc<Metrics>,
     /// Where webhook events go; empty: no outbox rows are written.
     routes: WebhookRoutes,
+    /// Rung after a commit that wrote outbox rows, so this instance's dispatcher need not
+    /// wait for its next poll.
+    outbox_written: Arc<Notify>,
 }
 
 impl SqlSessionRepo {
@@ -44,6 +49,7 @@ impl SqlSessionRepo {
             db,
             metrics,
             routes: WebhookRoutes::default(),
+            outbox_written: Arc::new(Notify::new()),
         }
     }
 
@@ -51,6 +57,18 @@ impl SqlSessionRepo {
     pub fn with_webhooks(mut self, routes: WebhookRoutes) -> Self {
         self.routes = routes;
         self
+    }
+
+    /// Rings `notify` after each commit that wrote webhook events.
+    pub fn with_outbox_signal(mut self, notify: Arc<Notify>) -> Self {
+        self.outbox_written = notify;
+        self
+    }
+
+    fn outbox_committed(&self) {
+        if !self.routes.is_empty() {
+            self.outbox_written.notify_one();
+        }
     }
 
     async fn emit<C: ConnectionTrait>(&self, conn: &C, events: Vec<WebhookEvent>) -> Result<()> {
@@ -73,6 +91,9 @@ impl SqlSessionRepo {
             self.emit(&txn, vec![event(session, Utc::now())]).await?;
         }
         txn.commit().await.map_err(db_err)?;
+        if session.is_some() {
+            self.outbox_committed();
+        }
         Ok(session)
     }
 
@@ -158,6 +179,7 @@ impl SessionRepo for SqlSessionRepo {
         )
         .await?;
         txn.commit().await.map_err(db_err)?;
+        self.outbox_committed();
         Ok(session)
     }
 
@@ -337,6 +359,7 @@ impl SessionRepo for SqlSessionRepo {
             }
             return Err(db_err(e));
         }
+        self.outbox_committed();
         Ok(AddImagesOutcome::Added { session, images })
     }
 
@@ -376,6 +399,9 @@ impl SessionRepo for SqlSessionRepo {
             self.emit(&txn, vec![event]).await?;
         }
         txn.commit().await.map_err(db_err)?;
+        if session.is_some() {
+            self.outbox_committed();
+        }
         Ok(session)
     }
 

@@ -690,6 +690,76 @@ async fn stream_tickets_are_taken_once_and_purged_when_expired() {
             "{}: the expired ticket was purged",
             t.name
         );
+/// A session's later events wait while an earlier one backs off, so a receiver gets them in
+/// order; other sessions are not held up, and a dead event no longer blocks.
+#[tokio::test]
+async fn a_backing_off_event_holds_back_its_sessions_later_events_only() {
+    use crate::biz::{WebhookOutbox, WebhookRoutes};
+    for t in databases().await {
+        let routes = WebhookRoutes {
+            endpoints: vec![("https://a.example/hook".into(), None)],
+        };
+        let repo = repo(&t.db).with_webhooks(routes);
+        let outbox = SqlWebhookOutbox::new(t.db.clone());
+        let s1 = repo
+            .create_session(new_session(3, 1000, Duration::minutes(5)))
+            .await
+            .expect("create");
+        let s2 = repo
+            .create_session(new_session(4, 1000, Duration::minutes(5)))
+            .await
+            .expect("create");
+        let later = Utc::now() + Duration::seconds(1);
+        let lease = later + Duration::seconds(60);
+        let first = outbox.claim(later, lease, 100).await.expect("claim");
+        assert_eq!(first.len(), 2, "{}", t.name);
+        let created_1 = first
+            .iter()
+            .find(|d| d.event.session.identifier == s1.identifier)
+            .expect("s1 created");
+        // s1's first event fails and backs off; then both sessions change again.
+        outbox
+            .retry_at(created_1.row, 1, later + Duration::seconds(30))
+            .await
+            .expect("retry");
+        let s2_created = first
+            .iter()
+            .find(|d| d.event.session.identifier == s2.identifier)
+            .expect("s2 created");
+        outbox.delivered(s2_created.row).await.expect("delivered");
+        repo.mark_scanned(&s1.identifier).await.expect("scan");
+        repo.mark_scanned(&s2.identifier).await.expect("scan");
+
+        let next = outbox.claim(later, lease, 100).await.expect("claim");
+        let got: Vec<_> = next
+            .iter()
+            .map(|d| (d.event.session.identifier.as_str(), d.event.kind.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [(s2.identifier.as_str(), "session.scanned")],
+            "{}: s1's scan waits behind its created",
+            t.name
+        );
+
+        // Once the first is due again, both of s1's go, in order.
+        let due = later + Duration::seconds(31);
+        let both = outbox
+            .claim(due, due + Duration::seconds(60), 100)
+            .await
+            .expect("claim");
+        let kinds: Vec<_> = both.iter().map(|d| d.event.kind.as_str()).collect();
+        assert_eq!(kinds, ["session.created", "session.scanned"], "{}", t.name);
+
+        // A dead event holds nothing back.
+        outbox.dead(both[0].row, 5).await.expect("dead");
+        outbox.retry_at(both[1].row, 0, due).await.expect("release");
+        let rest = outbox
+            .claim(due, due + Duration::seconds(60), 100)
+            .await
+            .expect("claim");
+        assert_eq!(rest.len(), 1, "{}", t.name);
+        assert_eq!(rest[0].event.kind.as_str(), "session.scanned");
         t.cleanup().await;
     }
 }

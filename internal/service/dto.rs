@@ -118,3 +118,31 @@ pub struct SessionJson<'a> {
     pub qr_svg_url: String,
     pub events_url: String,
 }
+
+impl<'a> SessionJson<'a> {
+    /// The session's JSON; `sse_event` is `sse.event`, the event name its `events_url` asks
+    /// for. The REST routes and webhook bodies both build it here, so the shapes cannot part.
+    pub fn new(s: &'a UploadSession, sse_event: &str, upload_url: Option<String>) -> Self {
+        SessionJson {
+            identifier: &s.identifier,
+            member_id: s.member_id,
+            status: s.status.as_str(),
+            image_count: s.image_count,
+            max_images: s.max_images,
+            total_bytes: s.total_bytes,
+            max_session_bytes: s.max_bytes,
+            expires_at: rfc3339(s.expires_at),
+            created_at: rfc3339(s.created_at),
+            version: s.version,
+            upload_url,
+            qr_svg_url: format!(
+                "/v1/api/upload-sessions/{}/qr.svg?member_id={}",
+                s.identifier, s.member_id
+            ),
+            events_url: format!(
+                "/v1/api/sse/events?event={sse_event}&member_id={}&identifier={}",
+                s.member_id, s.identifier
+            ),
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod sse_frame;
+pub mod webhook;
 
 use std::{sync::Arc, time::Duration};
 

@@ -22,3 +22,4 @@ mod tickets;
 mod traces;
 mod upload;
 mod widget_browser;
+mod webhooks;

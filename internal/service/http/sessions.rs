@@ -23,32 +23,11 @@ use crate::{
 };
 
 pub(super) fn session_json<'a>(services: &Services, s: &'a UploadSession) -> SessionJson<'a> {
-    SessionJson {
-        identifier: &s.identifier,
-        member_id: s.member_id,
-        status: s.status.as_str(),
-        image_count: s.image_count,
-        max_images: s.max_images,
-        total_bytes: s.total_bytes,
-        max_session_bytes: s.max_bytes,
-        expires_at: rfc3339(s.expires_at),
-        created_at: rfc3339(s.created_at),
-        version: s.version,
-        upload_url: services
-            .usecase
-            .upload_token(s)
-            .map(|token| services.upload_url(&s.identifier, &token)),
-        qr_svg_url: format!(
-            "/v1/api/upload-sessions/{}/qr.svg?member_id={}",
-            s.identifier, s.member_id
-        ),
-        events_url: format!(
-            "/v1/api/sse/events?event={}&member_id={}&identifier={}",
-            services.hub.sse_format().default_event,
-            s.member_id,
-            s.identifier
-        ),
-    }
+    let upload_url = services
+        .usecase
+        .upload_token(s)
+        .map(|token| services.upload_url(&s.identifier, &token));
+    SessionJson::new(s, &services.hub.sse_format().default_event, upload_url)
 }
 
 /// `POST /v1/api/upload-sessions` with `{"member_id": N}` (dev auth) or a bearer JWT.
