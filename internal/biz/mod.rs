@@ -22,7 +22,9 @@ pub use model::{
     Image, NewImage, NewSession, SessionChange, SessionStatus, UploadSession, is_safe_event_name,
     is_well_formed_id,
 };
-pub use ports::{AddImagesOutcome, BlobStore, BusMessage, BusSubscription, EventBus, SessionRepo};
+pub use ports::{
+    AddImagesOutcome, BlobStore, BusInterest, BusMessage, BusSubscription, EventBus, SessionRepo,
+};
 pub use secret::{UploadTokenKey, hash_token, new_id, new_token_key};
 pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};
 pub use webhook::{
