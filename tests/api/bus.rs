@@ -1,6 +1,7 @@
 //! Doorbells by session. Over NATS as over Redis, a watcher on one instance sees uploads made
-//! through another and converges after the broker goes away and comes back; and with three
-//! instances, each receives the doorbells of the sessions it serves and no others.
+//! through another and converges after the broker goes away and comes back; a session first
+//! watched during the outage is subscribed on reconnect; and with three instances, each
+//! receives the doorbells of the sessions it serves and no others.
 
 use std::{
     net::TcpListener,
@@ -10,7 +11,7 @@ use std::{
 
 use crate::{
     helpers::{SseClient, TestApp, jpeg},
-    scale::{instance_on, redis_url, wait_ready},
+    scale::{OwnRedis, instance_on, redis_url, wait_ready},
 };
 
 const DOORBELLS: &str = "qrupload_bus_changes_received_total";
@@ -160,6 +161,96 @@ async fn nats_watchers_converge_after_the_server_comes_back() {
     );
     assert_eq!(list.as_array().map(Vec::len), Some(2));
     nats.stop();
+}
+
+/// A broker of the test's own on a free port: `redis-server` or `nats-server`.
+enum OwnBroker {
+    Redis(OwnRedis),
+    Nats(OwnNats),
+}
+
+impl OwnBroker {
+    fn start(kind: &str, port: u16) -> Option<OwnBroker> {
+        match kind {
+            "redis" => OwnRedis::start(port).map(OwnBroker::Redis),
+            _ => OwnNats::start(port).map(OwnBroker::Nats),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            OwnBroker::Redis(r) => r.url(),
+            OwnBroker::Nats(n) => n.url(),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            OwnBroker::Redis(r) => r.stop(),
+            OwnBroker::Nats(n) => n.stop(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn redis_a_session_first_watched_while_the_bus_is_away_rings_once_it_is_back() {
+    first_watched_while_away("redis", "QRUPLOAD_TEST_REDIS_URL").await;
+}
+
+#[tokio::test]
+async fn nats_a_session_first_watched_while_the_bus_is_away_rings_once_it_is_back() {
+    first_watched_while_away("nats", "QRUPLOAD_TEST_NATS_URL").await;
+}
+
+/// The subscription asked for during an outage is made on reconnect: after the resync, the
+/// next change still rings (a resync alone would leave the watcher at the first image).
+async fn first_watched_while_away(kind: &str, required_by: &str) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let Some(mut broker) = OwnBroker::start(kind, port) else {
+        assert!(
+            std::env::var(required_by).is_err(),
+            "the {kind} server binary is required"
+        );
+        eprintln!("skipping: no {kind} server binary");
+        return;
+    };
+    let (shared, database) = shared_sqlite();
+    let blobs = shared.path().join("blobs");
+    let a = instance_on(&database, &blobs, kind, &broker.url()).await;
+    let b = instance_on(&database, &blobs, kind, &broker.url()).await;
+    wait_ready(&a, true).await;
+    wait_ready(&b, true).await;
+
+    broker.stop();
+    wait_ready(&a, false).await;
+    let (session, token) = a.create_session(5).await;
+    let id = session["identifier"].as_str().expect("identifier");
+    let mut watcher = SseClient::watch(&a, id, 5).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+        .await;
+    let res = b
+        .upload(id, &token, vec![("a.jpg", jpeg(12, 12))], None)
+        .await;
+    assert_eq!(res.status(), 201);
+
+    let mut broker = OwnBroker::start(kind, port).expect("restart the broker");
+    wait_ready(&a, true).await;
+    wait_ready(&b, true).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 1))
+        .await;
+    let res = b
+        .upload(id, &token, vec![("b.jpg", jpeg(13, 12))], None)
+        .await;
+    assert_eq!(res.status(), 201);
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 2))
+        .await;
+    broker.stop();
 }
 
 #[tokio::test]

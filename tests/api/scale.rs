@@ -173,13 +173,13 @@ async fn a_watcher_on_one_instance_sees_uploads_through_another() {
 }
 
 /// A Redis server of this test's own, on a free port, that the test can stop and restart.
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     port: u16,
     child: Option<Child>,
 }
 
 impl OwnRedis {
-    fn start(port: u16) -> Option<OwnRedis> {
+    pub(crate) fn start(port: u16) -> Option<OwnRedis> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -201,11 +201,11 @@ impl OwnRedis {
         })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
