@@ -6,11 +6,11 @@
 //! storing them would buy nothing; the resync covers what a disconnect loses.
 //!
 //! The client reconnects by itself and re-sends its subscriptions; this bus follows its
-//! connection events and, after every (re)connect, first makes sure the server has our
-//! subscriptions (a round trip through a private subject: NATS applies one connection's
-//! commands in order) and then announces [`BusMessage::Resync`]. The same round trip confirms
-//! a new session's subscription before its first watcher reads the snapshot, so a change
-//! committed after that read always rings.
+//! connection events and, after every (re)connect, subscribes the sessions first watched while
+//! it was away, makes sure the server has every subscription (a round trip through a private
+//! subject: NATS applies one connection's commands in order) and then announces
+//! [`BusMessage::Resync`]. The same round trip confirms a new session's subscription before
+//! its first watcher reads the snapshot, so a change committed after that read always rings.
 
 use std::{
     collections::HashMap,
@@ -197,6 +197,10 @@ async fn follow(
             event = events.recv() => match event {
                 Some(Event::Connected) => {
                     shared.connected.store(true, Ordering::Relaxed);
+                    // Sessions first watched while disconnected were left for now.
+                    for id in interests.all() {
+                        forwarders.subscribe(&client, &shared, id).await;
+                    }
                     if !confirm.round_trip().await {
                         tracing::warn!("nats did not confirm the subscriptions; resyncing anyway");
                     }
@@ -233,14 +237,10 @@ async fn apply(
     for command in batch {
         match command {
             Command::Subscribe(id, ack) => {
-                if interests.wanted(&id) && !forwarders.0.contains_key(&id) {
-                    match client.subscribe(subject(&id)).await {
-                        Ok(subscriber) => {
-                            let task = tokio::spawn(forward(subscriber, shared.clone()));
-                            forwarders.0.insert(id, task);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "nats subscribe failed"),
-                    }
+                // Disconnected, the client would only queue the subscription (and block once
+                // its queue is full): it is made on the next connect, before the resync.
+                if interests.wanted(&id) && shared.connected.load(Ordering::Relaxed) {
+                    forwarders.subscribe(client, shared, id).await;
                 }
                 acks.push(ack);
             }
@@ -253,8 +253,8 @@ async fn apply(
             }
         }
     }
-    // Disconnected, the client re-sends the subscriptions on reconnect and the resync that
-    // follows covers the gap, so watchers need not wait.
+    // Disconnected, the next connect subscribes and the resync that follows covers the gap,
+    // so watchers need not wait.
     if !acks.is_empty() && shared.connected.load(Ordering::Relaxed) {
         confirm.round_trip().await;
     }
@@ -267,6 +267,22 @@ async fn apply(
 /// the subscriber, which unsubscribes. All go with the bus.
 #[derive(Default)]
 struct Forwarders(HashMap<String, JoinHandle<()>>);
+
+impl Forwarders {
+    /// Subscribes to a session's subject unless already subscribed.
+    async fn subscribe(&mut self, client: &Client, shared: &Arc<Shared>, id: String) {
+        if self.0.contains_key(&id) {
+            return;
+        }
+        match client.subscribe(subject(&id)).await {
+            Ok(subscriber) => {
+                let task = tokio::spawn(forward(subscriber, shared.clone()));
+                self.0.insert(id, task);
+            }
+            Err(e) => tracing::warn!(error = %e, "nats subscribe failed"),
+        }
+    }
+}
 
 impl Drop for Forwarders {
     fn drop(&mut self) {
