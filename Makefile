@@ -24,5 +24,8 @@ lint: ## Format check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
+bench: ## Short fan-out smoke beside nginx + nchan, both rows printed (full shapes: scripts/bench_all.sh)
+	SHAPES=smoke IDLE=2 OUT=$${OUT:-/tmp/qrupload-bench-smoke.jsonl} PLOT=0 scripts/bench_all.sh
+
 migrate: ## Apply migrations to the configured database (ARGS="down --steps 1" or ARGS=status for others)
 	$(CARGO) run --release --locked -- --conf $(CONF) migrate $(or $(ARGS),up)

@@ -9,7 +9,8 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     biz::{
-        BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, StreamTickets, UploadTokenKey,
+        BizError, BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, StreamTickets,
+        UploadTokenKey,
         new_token_key,
     },
     conf::{BlobKind, BusKind, Config},
@@ -99,19 +100,21 @@ impl Application {
             }
         };
 
+        let bus_url = || {
+            config
+                .data
+                .bus
+                .url
+                .as_ref()
+                .map(|u| u.expose())
+                .context("data.bus.url is required")
+        };
+        let invalid =
+            |e: BizError| anyhow::anyhow!("data.bus.url: {}", e.cause().unwrap_or("invalid"));
         let bus: Arc<dyn EventBus> = match config.data.bus.kind {
             BusKind::Memory => Arc::new(data::MemoryBus::new()),
-            BusKind::Redis => {
-                let url = config
-                    .data
-                    .bus
-                    .url
-                    .as_ref()
-                    .context("data.bus.url is required")?;
-                Arc::new(data::RedisBus::start(url.expose()).map_err(|e| {
-                    anyhow::anyhow!("data.bus.url: {}", e.cause().unwrap_or("invalid"))
-                })?)
-            }
+            BusKind::Redis => Arc::new(data::RedisBus::start(bus_url()?).map_err(invalid)?),
+            BusKind::Nats => Arc::new(data::NatsBus::start(bus_url()?).await.map_err(invalid)?),
         };
 
         let token_key = match &config.auth.upload_token_key {

@@ -5,6 +5,8 @@
 #   scripts/bench_all.sh                 # every shape
 #   SHAPES="floor-100x100 100x100" scripts/bench_all.sh   # some of them
 #   SHAPES=fd-cap-probe scripts/bench_all.sh              # past the open-file cap (not in "every")
+#   SHAPES="100x100-nchan 1000x2-nchan 300x1x3-nats" scripts/bench_all.sh   # beside nchan; NATS
+#   make bench                                            # SHAPES=smoke, PLOT=0: a short smoke
 #
 # QRUPLOAD_BIN=path measures another server binary; FANOUT_BIN=path skips building the bench.
 # Servers run on core $SERVER_CPU (default 0), the load generator on the next core. Every
@@ -63,6 +65,13 @@ for shape in $SHAPES; do
     50x100)        run --sessions 50 --watchers 100 --rate 50 --uploads 50 ;;
     190x100)       run --sessions 190 --watchers 100 --rate 50 --uploads 190 ;;
     500x100x3)     run --instances 3 --sessions 500 --watchers 100 --rate 50 --uploads 500 ;;
+    # Beside nginx + nchan in one command (both rows printed); NATS across three instances with
+    # one watcher per session, so each instance serves a third of the sessions.
+    100x100-nchan) run --beside-nchan --sessions 100 --watchers 100 --rate 50 --uploads 1000 ;;
+    1000x2-nchan)  run --beside-nchan --sessions 1000 --watchers 2 --rate 50 --uploads 1000 ;;
+    300x1x3-nats)  run --instances 3 --bus nats --sessions 300 --watchers 1 --rate 50 --uploads 300 ;;
+    # `make bench`: a short smoke of both rows, not a measurement.
+    smoke)         run --beside-nchan --sessions 10 --watchers 10 --rate 50 --uploads 50 ;;
     # Not in the default set: 20,000 watchers on one instance, past its open-file cap.
     fd-cap-probe)  "$WORK/fanout" --binary "$WORK/qrupload" --server-cpu "$SERVER_CPU" --idle-secs 5 \
                      --sessions 200 --watchers 100 --rate 50 --uploads 50 --connect-timeout-secs 20 \
@@ -71,4 +80,6 @@ for shape in $SHAPES; do
   esac
 done
 
-python3 scripts/plot_bench.py "$OUT" docs/bench/fanout.png
+if [ "${PLOT:-1}" = 1 ]; then
+  python3 scripts/plot_bench.py "$OUT" docs/bench/fanout.png
+fi

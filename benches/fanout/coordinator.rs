@@ -5,6 +5,10 @@ use crate::report::{percentiles, round3};
 
 use sea_orm::ConnectionTrait;
 
+/// Doorbells an instance's hub received from the bus.
+const DOORBELLS: &str = "qrupload_bus_changes_received_total";
+
+#[derive(Clone)]
 pub struct Args {
     sessions: usize,
     watchers: usize,
@@ -20,11 +24,17 @@ pub struct Args {
     concurrency: usize,
     connect_timeout_secs: u64,
     floor: bool,
+    pub nchan: bool,
+    /// Run the same shape against nginx + nchan right after, and print both rows.
+    pub beside_nchan: bool,
     shared_data: bool,
     out: Option<PathBuf>,
-    label: Option<String>,
+    pub label: Option<String>,
     postgres: String,
     redis: String,
+    /// The bus of several instances: `redis` or `nats`.
+    bus: String,
+    nats: String,
 }
 
 impl Args {
@@ -47,11 +57,15 @@ impl Args {
             concurrency: 128,
             connect_timeout_secs: 120,
             floor: false,
+            nchan: false,
+            beside_nchan: false,
             shared_data: false,
             out: None,
             label: None,
             postgres: "postgres://postgres@127.0.0.1:5432/postgres".into(),
             redis: "redis://127.0.0.1:6379".into(),
+            bus: "redis".into(),
+            nats: "nats://127.0.0.1:4222".into(),
         };
         let mut it = argv.iter();
         while let Some(flag) = it.next() {
@@ -75,11 +89,15 @@ impl Args {
                     a.connect_timeout_secs = value().parse().unwrap_or(a.connect_timeout_secs)
                 }
                 "--floor" => a.floor = true,
+                "--nchan" => a.nchan = true,
+                "--beside-nchan" => a.beside_nchan = true,
                 "--pg-redis" => a.shared_data = true,
                 "--out" => a.out = Some(value().into()),
                 "--label" => a.label = Some(value()),
                 "--postgres" => a.postgres = value(),
                 "--redis" => a.redis = value(),
+                "--bus" => a.bus = value(),
+                "--nats" => a.nats = value(),
                 _ => {}
             }
         }
@@ -90,9 +108,10 @@ impl Args {
         if a.uploads == 0 {
             a.uploads = a.sessions;
         }
-        if a.floor {
+        if a.floor || a.nchan {
             a.instances = 1;
             a.shared_data = false;
+            a.beside_nchan = false;
         }
         if a.instances > 1 {
             a.shared_data = true;
@@ -107,14 +126,18 @@ impl Args {
     }
 }
 
-/// A server process: the release binary or the echo server.
-struct Server {
+/// A server process: the release binary, the echo server or nginx.
+pub(crate) struct Server {
     child: std::process::Child,
     port: u16,
     log: Option<PathBuf>,
 }
 
 impl Server {
+    pub(crate) fn new(child: std::process::Child, port: u16, log: Option<PathBuf>) -> Server {
+        Server { child, port, log }
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -144,10 +167,13 @@ impl Server {
             .and_then(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_default();
         let mut lines = BTreeMap::new();
-        for line in text
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
-        {
+        for line in text.lines().filter(|l| {
+            [
+                "WARN", "ERROR", "panicked", "[warn]", "[error]", "[crit]", "[alert]",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        }) {
             let message = line.split_once(' ').map_or(line, |(_, rest)| rest).trim();
             let message: String = message.chars().take(300).collect();
             *lines.entry(message).or_default() += 1;
@@ -175,14 +201,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
 }
 
-fn command(a: &Args, program: &Path) -> std::process::Command {
+pub(crate) fn command(a: &Args, program: &Path) -> std::process::Command {
     let mut c = match a.server_cpu {
         Some(cpu) => {
             let mut c = std::process::Command::new("taskset");
@@ -237,9 +263,10 @@ fn start_server(a: &Args, data: &Data, dir: &Path, n: usize) -> Server {
             .env("QRUPLOAD__DATA__BUS__KIND", "memory");
         }
         Data::Shared { database_url } => {
+            let bus_url = if a.bus == "nats" { &a.nats } else { &a.redis };
             cmd.env("QRUPLOAD__DATA__DATABASE__URL", database_url)
-                .env("QRUPLOAD__DATA__BUS__KIND", "redis")
-                .env("QRUPLOAD__DATA__BUS__URL", &a.redis)
+                .env("QRUPLOAD__DATA__BUS__KIND", &a.bus)
+                .env("QRUPLOAD__DATA__BUS__URL", bus_url)
                 .env(
                     "QRUPLOAD__AUTH__UPLOAD_TOKEN_KEY",
                     "the fan-out benchmark's key, shared by every instance",
@@ -447,7 +474,8 @@ struct Upload {
     error: Option<String>,
 }
 
-pub async fn run(a: Args) {
+/// One run of one shape; returns the report it printed.
+pub async fn run(a: Args) -> Value {
     let started_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -489,12 +517,16 @@ pub async fn run(a: Args) {
 
     let mut servers: Vec<Server> = if a.floor {
         vec![start_echo(&a)]
+    } else if a.nchan {
+        vec![crate::nchan::start(&a, dir.path())]
     } else {
         (0..a.instances)
             .map(|n| start_server(&a, &data, dir.path(), n))
             .collect()
     };
     let ready_path = if a.shared_data { "/readyz" } else { "/healthz" };
+    // nchan: the snapshot each channel holds, as the server's session holds its images.
+    let mut channel_images: Vec<Vec<String>> = vec![Vec::new(); a.sessions];
     for server in &mut servers {
         wait_ready(&control, server, ready_path).await;
     }
@@ -508,6 +540,19 @@ pub async fn run(a: Args) {
     for s in 0..a.sessions {
         let base = servers[s % servers.len()].base();
         let member = s + 1;
+        if a.nchan {
+            // A channel exists once published to; its first message is the empty snapshot.
+            let id = format!("s{s}");
+            let res = control
+                .post(format!("{base}/pub/{id}"))
+                .body(crate::nchan::snapshot(&[]))
+                .send()
+                .await
+                .expect("publish the first snapshot");
+            assert!(res.status().is_success(), "nchan publish: {}", res.status());
+            sessions.push((id, String::new(), member));
+            continue;
+        }
         let res = control
             .post(format!("{base}/v1/api/upload-sessions"))
             .json(&json!({ "member_id": member }))
@@ -528,7 +573,9 @@ pub async fn run(a: Args) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss("VmRSS:");
 
-    // Watchers: watcher w of session s goes to instance w mod N and worker (s·W + w) mod K.
+    // Watchers: watcher w of session s goes to instance (s + w) mod N and worker (s·W + w)
+    // mod K. With fewer watchers per session than instances, each instance serves some
+    // sessions only, which shows the bus's per-session subscriptions.
     let total = a.sessions * a.watchers;
     let n_workers = total.div_ceil(a.per_worker).max(1);
     assert!(
@@ -539,7 +586,7 @@ pub async fn run(a: Args) {
     for s in 0..a.sessions {
         for w in 0..a.watchers {
             let k = (s * a.watchers + w) % n_workers;
-            *plan[k].entry((s, w % servers.len())).or_default() += 1;
+            *plan[k].entry((s, (s + w) % servers.len())).or_default() += 1;
         }
     }
     let mut workers = Workers::spawn(n_workers);
@@ -552,9 +599,14 @@ pub async fn run(a: Args) {
             .iter()
             .map(|(&(s, inst), &count)| {
                 let (id, _, member) = &sessions[s];
+                let path = if a.nchan {
+                    format!("/sub/{id}")
+                } else {
+                    format!("/v1/api/sse/events?event={SNAPSHOT_EVENT}&member_id={member}&identifier={id}")
+                };
                 json!({
                     "addr": servers[inst].addr(),
-                    "path": format!("/v1/api/sse/events?event={SNAPSHOT_EVENT}&member_id={member}&identifier={id}"),
+                    "path": path,
                     "count": count,
                 })
             })
@@ -614,9 +666,11 @@ pub async fn run(a: Args) {
 
     // Uploads at the given rate, round-robin over sessions and instances.
     let mut reads_before = Vec::new();
+    let mut doorbells_before = Vec::new();
     for server in &servers {
         reads_before
             .push(metric(&control, &server.base(), "qrupload_db_snapshot_reads_total").await);
+        doorbells_before.push(metric(&control, &server.base(), DOORBELLS).await);
     }
     let worker_pids = workers.pids();
     let load_cpu = || -> f64 {
@@ -637,15 +691,22 @@ pub async fn run(a: Args) {
         interval.tick().await;
         let session = n % a.sessions;
         let (id, token, _) = sessions[session].clone();
-        let url = format!(
-            "{}/v1/api/upload-sessions/{id}/images",
-            servers[n % servers.len()].base()
-        );
-        let request = control
-            .post(url)
-            .bearer_auth(token)
-            .header(reqwest::header::CONTENT_TYPE, &content_type)
-            .body(body.clone());
+        let base = servers[n % servers.len()].base();
+        // nchan: the publisher names the image and sends the session's new snapshot.
+        let published = a.nchan.then(|| format!("n{n}"));
+        let request = match &published {
+            Some(image) => {
+                channel_images[session].push(image.clone());
+                control
+                    .post(format!("{base}/pub/{id}"))
+                    .body(crate::nchan::snapshot(&channel_images[session]))
+            }
+            None => control
+                .post(format!("{base}/v1/api/upload-sessions/{id}/images"))
+                .bearer_auth(token)
+                .header(reqwest::header::CONTENT_TYPE, &content_type)
+                .body(body.clone()),
+        };
         tasks.push(tokio::task::spawn_local(async move {
             let sent = now_ns();
             let (status, image, error) = match request.send().await {
@@ -653,9 +714,10 @@ pub async fn run(a: Args) {
                     let status = res.status().as_u16();
                     let text = res.text().await.unwrap_or_default();
                     let body: Value = serde_json::from_str(&text).unwrap_or_default();
-                    match body["images"][0]["id"].as_str() {
-                        Some(id) => (status, Some(id.to_owned()), None),
-                        None => (status, None, Some(text.chars().take(300).collect())),
+                    match (published, body["images"][0]["id"].as_str()) {
+                        (Some(image), _) if status < 300 => (status, Some(image), None),
+                        (None, Some(id)) => (status, Some(id.to_owned()), None),
+                        _ => (status, None, Some(text.chars().take(300).collect())),
                     }
                 }
                 Err(e) => (0, None, Some(error_chain(&e.without_url()))),
@@ -697,11 +759,31 @@ pub async fn run(a: Args) {
         .collect();
     let load_cpu_used = load_cpu() - load_cpu_before;
     let mut reads = Vec::new();
-    for (server, before) in servers.iter().zip(&reads_before) {
+    let mut doorbells = Vec::new();
+    for ((server, before), doorbells_before) in
+        servers.iter().zip(&reads_before).zip(&doorbells_before)
+    {
         reads.push(
             metric(&control, &server.base(), "qrupload_db_snapshot_reads_total").await - before,
         );
+        doorbells.push(metric(&control, &server.base(), DOORBELLS).await - doorbells_before);
     }
+    // An instance should hear exactly the uploads of the sessions it has watchers of.
+    let mut served = vec![std::collections::BTreeSet::new(); servers.len()];
+    for groups in &plan {
+        for &(s, inst) in groups.keys() {
+            served[inst].insert(s);
+        }
+    }
+    let doorbells_expected: Vec<usize> = served
+        .iter()
+        .map(|sessions| {
+            uploads
+                .iter()
+                .filter(|u| u.image.is_some() && sessions.contains(&u.session))
+                .count()
+        })
+        .collect();
 
     // Receive times from every worker.
     workers.send_all(&json!({"cmd": "report"})).await;
@@ -776,13 +858,13 @@ pub async fn run(a: Args) {
     let report = json!({
         "bench": "fanout",
         "label": a.label.clone().unwrap_or(shape),
-        "mode": if a.floor { "floor" } else { "server" },
+        "mode": if a.floor { "floor" } else if a.nchan { "nchan" } else { "server" },
         "unix_time": started_unix,
         "loadavg_at_start": loadavg,
         "server_cpu": a.server_cpu,
         "load_cpu": a.load_cpu,
         "instances": servers.len(),
-        "data": if a.floor { "none" } else if a.shared_data { "postgres+redis" } else { "sqlite+memory" },
+        "data": if a.floor || a.nchan { "none".to_owned() } else if a.shared_data { format!("postgres+{}", a.bus) } else { "sqlite+memory".to_owned() },
         "sessions": a.sessions,
         "watchers_per_session": a.watchers,
         "watchers": total,
@@ -818,6 +900,8 @@ pub async fn run(a: Args) {
         "deliveries": { "received": received, "expected": expected, "unmatched": unmatched },
         "db_snapshot_reads_per_change": round3(reads.iter().sum::<f64>() / uploads_ok.max(1) as f64),
         "db_snapshot_reads_by_instance": reads,
+        "bus_doorbells_by_instance": doorbells,
+        "bus_doorbells_expected_by_instance": doorbells_expected,
         "idle_secs": a.idle_secs,
         "idle_bytes_per_watcher_per_minute": round3(
             (idle_bytes_end - idle_bytes_start) as f64 / connected.max(1) as f64 * 60.0
@@ -836,6 +920,7 @@ pub async fn run(a: Args) {
         }
     }
     emit(&report);
+    eprintln!("{}", crate::report::row(&report));
     if let Some(path) = &a.out {
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
@@ -860,4 +945,5 @@ pub async fn run(a: Args) {
             eprintln!("fanout: could not drop database {name}: {e}");
         }
     }
+    report
 }

@@ -6,13 +6,16 @@
 //! - **Servers**: the release binary, 1 or `--instances N` processes, so that their RSS and CPU
 //!   (read from `/proc/PID/status` and `/proc/PID/stat`) are theirs alone. One instance runs on
 //!   SQLite and the in-process bus; several share a fresh PostgreSQL database (created and
-//!   dropped by the bench) and the Redis bus, with one upload-token key.
+//!   dropped by the bench) and the Redis bus (`--bus nats`: NATS), with one upload-token key.
 //! - **Workers** (`--worker K`): the client side, split so that no process holds more than
 //!   `--per-worker` sockets (a process here may open at most ~20k files). Each worker reads its
 //!   assignment from stdin as a JSON line, binds its sockets to its own source addresses
 //!   (127.0.0.2, 127.0.0.3, …; `TcpSocket::bind` before `connect`, so more than one address's
 //!   28k ephemeral ports fit), speaks plain HTTP/1.1 to the SSE route over raw TCP (a small
 //!   chunked/SSE parser, no HTTP client per connection) and answers over stdout in JSON lines.
+//! - **nginx + nchan** (`--nchan`, or `--beside-nchan` to run it right after the servers with
+//!   the same shape and print both rows): the yardstick, driven by the same workers and
+//!   clocks; see `nchan.rs`.
 //! - **Echo server** (`--echo-server`, with `--floor`): a trivial SSE server on loopback that
 //!   pushes a snapshot the moment an upload request has arrived. Run in place of the servers,
 //!   it measures the load generator's own floor: the same upload client, workers, parser and
@@ -29,8 +32,10 @@
 //! Reported: RSS per idle watcher (RSS after the idle period − RSS before the watchers, over the
 //! watchers, per instance and overall); latency p50/p90/p99/p99.9/max over every delivery and
 //! deliveries received against expected; snapshot reads per change from `/metrics`, summed over
-//! instances (one per instance per change); bytes received per idle watcher per minute; server
-//! CPU time per delivered event, and the load generator's beside it.
+//! instances (one per instance per change); bus doorbells each instance received against the
+//! uploads of the sessions it serves; bytes received per idle watcher per minute; server
+//! CPU time per delivered event, and the load generator's beside it. Each run also prints a
+//! one-line row to stderr, and `--beside-nchan` both rows together at the end.
 //!
 //! Server settings. Every `QRUPLOAD__*` variable in the bench's environment reaches the
 //! servers, so limits a benchmark must raise (streams per address or per member, request
@@ -40,12 +45,13 @@
 //! `upload.max_images`, `upload.max_session_bytes` and `log.level` unless they are given.
 //!
 //! Flags: `--sessions S --watchers W --rate R --uploads U` (default one per session)
-//! `--idle-secs N` `--instances N` (more than one: PostgreSQL + Redis; `--pg-redis` for one)
+//! `--idle-secs N` `--nchan` `--beside-nchan` `--instances N` (more than one: PostgreSQL + Redis; `--pg-redis` for one)
 //! `--server-cpu C` (servers pinned with `taskset`; the coordinator and its workers then pin
 //! to `--load-cpu`, by default the next core) `--per-worker N` (sockets per worker, default
 //! 12500) `--sources-per-worker N` (default 4) `--connect-concurrency N` (watchers opening at
 //! once per worker, default 128) `--connect-timeout-secs N` `--binary PATH` `--floor`
-//! `--out FILE` `--label TEXT` `--postgres URL` (an admin URL) `--redis URL`.
+//! `--out FILE` `--label TEXT` `--postgres URL` (an admin URL) `--redis URL` `--bus redis|nats`
+//! `--nats URL`.
 //!
 //!     cargo build --release
 //!     cargo bench --bench fanout -- --sessions 100 --watchers 100 --rate 50 --uploads 100 --server-cpu 0
@@ -76,6 +82,7 @@ const SNAPSHOT_EVENT: &str = "upload_by_qr";
 
 mod coordinator;
 mod echo;
+mod nchan;
 mod report;
 mod sse;
 mod worker;
@@ -102,7 +109,20 @@ fn main() {
             // Before any thread exists, so the runtime, the workers and their threads inherit it.
             pin_self(cpu);
         }
-        run_local(coordinator::run(args));
+        run_local(async move {
+            let beside = args.beside_nchan.then(|| {
+                let mut nchan = args.clone();
+                nchan.nchan = true;
+                nchan.beside_nchan = false;
+                nchan.label = args.label.as_ref().map(|l| format!("{l} (nchan)"));
+                nchan
+            });
+            let ours = coordinator::run(args).await;
+            if let Some(nchan) = beside {
+                let theirs = coordinator::run(nchan).await;
+                eprintln!("\n{}\n{}", report::row(&ours), report::row(&theirs));
+            }
+        });
     }
 }
 

@@ -25,7 +25,8 @@ pub use model::{
     is_well_formed_id,
 };
 pub use ports::{
-    AddImagesOutcome, BlobStore, BusMessage, BusSubscription, EventBus, ReorderOutcome, SessionRepo,
+    AddImagesOutcome, BlobStore, BusInterest, BusMessage, BusSubscription, EventBus,
+    ReorderOutcome, SessionRepo,
 };
 pub use secret::{UploadTokenKey, hash_token, new_id, new_ticket, new_token_key};
 pub use ticket::{NewStreamTicket, StreamGrant, StreamTicketRepo, StreamTickets};

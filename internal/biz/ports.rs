@@ -101,12 +101,43 @@ pub trait BlobStore: Send + Sync {
 
 /// The doorbell between instances: "session X is now at version V". It carries no data, so a
 /// lost message costs only latency; subscribers re-read the database.
+///
+/// Doorbells are addressed per session: an instance hears only the sessions it holds a
+/// [`BusInterest`] in, so the traffic each instance receives grows with what it serves, not
+/// with the number of instances.
 #[async_trait]
 pub trait EventBus: Send + Sync {
     async fn publish(&self, change: SessionChange) -> Result<()>;
+    /// The doorbells of every session this instance holds an interest in, and resyncs.
     fn subscribe(&self) -> BusSubscription;
+    /// Starts the doorbells of one session; they stop when its last interest is dropped.
+    /// Returns once the broker delivers them to this instance (or once the bus is found
+    /// disconnected: the [`BusMessage::Resync`] after the reconnect covers the gap), so a
+    /// snapshot read after it misses no change.
+    async fn interest(&self, identifier: &str) -> BusInterest;
     /// Whether the bus is delivering now (for readiness).
     fn is_connected(&self) -> bool;
+}
+
+/// Held while this instance serves a session; dropping it ends that session's doorbells here.
+#[must_use = "the doorbells stop when the interest is dropped"]
+pub struct BusInterest {
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl BusInterest {
+    /// `guard` undoes the subscription when dropped.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        BusInterest {
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl std::fmt::Debug for BusInterest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BusInterest")
+    }
 }
 
 /// What a bus subscription yields.

@@ -8,8 +8,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::{
-    AddImagesOutcome, BizError, BlobStore, EventBus, Image, NewImage, NewSession, ReorderOutcome,
-    Result, SessionChange, SessionRepo, SessionStatus, UploadSession, imaging,
+    AddImagesOutcome, BizError, BlobStore, BusInterest, BusSubscription, EventBus, Image, NewImage,
+    NewSession, ReorderOutcome, Result, SessionChange, SessionRepo, SessionStatus, UploadSession,
+    imaging,
     secret::{UploadTokenKey, hash_token, hex, new_id, same_hash},
 };
 
@@ -85,6 +86,17 @@ impl ImageUsecase {
 
     pub fn bus(&self) -> &Arc<dyn EventBus> {
         &self.bus
+    }
+
+    /// The changes of the sessions this instance follows (see [`Self::follow_changes`]).
+    pub fn subscribe_changes(&self) -> BusSubscription {
+        self.bus.subscribe()
+    }
+
+    /// Starts hearing one session's changes on this instance, for as long as the interest is
+    /// held. Take it before reading the snapshot it keeps fresh.
+    pub async fn follow_changes(&self, identifier: &str) -> BusInterest {
+        self.bus.interest(identifier).await
     }
 
     /// Creates a session; returns it with its upload token, which is never stored in clear.

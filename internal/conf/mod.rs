@@ -164,6 +164,7 @@ pub struct S3Conf {
 pub enum BusKind {
     Memory,
     Redis,
+    Nats,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -451,8 +452,11 @@ impl Config {
                 return invalid(key, "must be above zero");
             }
         }
-        if self.data.bus.kind == BusKind::Redis && self.data.bus.url.is_none() {
-            return invalid("data.bus.url", "is required when data.bus.kind is redis");
+        if self.data.bus.kind != BusKind::Memory && self.data.bus.url.is_none() {
+            return invalid(
+                "data.bus.url",
+                "is required when data.bus.kind is redis or nats",
+            );
         }
         if self.auth.mode == AuthMode::Jwt {
             let jwt = &self.auth.jwt;

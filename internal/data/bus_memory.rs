@@ -1,20 +1,28 @@
 //! [`EventBus`] inside one process: a broadcast channel. The embedded default.
+//!
+//! It keeps the same contract as the brokered buses: only the sessions someone holds an
+//! interest in ring, so the hub's count of doorbells means the same thing on every bus.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
-use crate::biz::{BusMessage, BusSubscription, EventBus, Result, SessionChange};
+use super::bus_interest::Interests;
+use crate::biz::{BusInterest, BusMessage, BusSubscription, EventBus, Result, SessionChange};
 
 pub struct MemoryBus {
     tx: broadcast::Sender<SessionChange>,
+    interests: Arc<Interests>,
 }
 
 impl MemoryBus {
     pub fn new() -> Self {
         MemoryBus {
             tx: broadcast::channel(4096).0,
+            interests: Interests::local(),
         }
     }
 }
@@ -28,8 +36,10 @@ impl Default for MemoryBus {
 #[async_trait]
 impl EventBus for MemoryBus {
     async fn publish(&self, change: SessionChange) -> Result<()> {
-        // No subscriber is not an error: nobody is watching on this instance.
-        let _ = self.tx.send(change);
+        if self.interests.wanted(&change.identifier) {
+            // No subscriber is not an error: nobody is watching on this instance.
+            let _ = self.tx.send(change);
+        }
         Ok(())
     }
 
@@ -41,6 +51,10 @@ impl EventBus for MemoryBus {
                 Err(BroadcastStreamRecvError::Lagged(_)) => BusMessage::Resync,
             })
             .boxed()
+    }
+
+    async fn interest(&self, identifier: &str) -> BusInterest {
+        self.interests.take(identifier).await
     }
 
     fn is_connected(&self) -> bool {

@@ -9,7 +9,9 @@
 
 mod blob_fs;
 mod blob_s3;
+mod bus_interest;
 mod bus_memory;
+mod bus_nats;
 mod bus_redis;
 pub mod entity;
 mod outbox;
@@ -27,6 +29,7 @@ use sea_orm::{
 pub use blob_fs::FsBlobStore;
 pub use blob_s3::S3BlobStore;
 pub use bus_memory::MemoryBus;
+pub use bus_nats::NatsBus;
 pub use bus_redis::RedisBus;
 pub use outbox::SqlWebhookOutbox;
 pub use repo::SqlSessionRepo;
@@ -170,5 +173,7 @@ fn server_going_away(sqlstate: &str) -> bool {
 
 #[cfg(test)]
 mod blob_tests;
+#[cfg(test)]
+mod bus_tests;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,9 @@
 //! `SessionHub`: live fan-out of session changes to SSE and gRPC watchers.
 //!
-//! Push, never poll. The usecase rings the bus once per change; the hub hears it and, only if
-//! this instance has watchers of that session, reads the snapshot once and serializes it once
-//! into the exact bytes every watcher sends. Each watcher holds a `watch` receiver: a one-slot
+//! Push, never poll. The usecase rings the bus once per change; the hub hears it, reads the
+//! snapshot once and serializes it once into the exact bytes every watcher sends. The first
+//! watcher of a session on this instance subscribes to its changes and the last one leaving
+//! unsubscribes, so an instance hears only the sessions it serves. Each watcher holds a `watch` receiver: a one-slot
 //! buffer that always holds the latest snapshot, so a watcher that falls behind skips straight
 //! to it and memory never grows with a stalled client. Heartbeats come from one shared ticker,
 //! not a timer per watcher, and it rings one of [`HEARTBEAT_SLOTS`] groups of watchers at a
@@ -28,7 +29,7 @@ use super::{
 };
 use crate::{
     api::image::v1::ImagesEvent,
-    biz::{BizError, BusMessage, Image, ImageUsecase, UploadSession},
+    biz::{BizError, BusInterest, BusMessage, Image, ImageUsecase, UploadSession},
     metrics::Metrics,
 };
 
@@ -135,7 +136,9 @@ pub const HEARTBEAT_SLOTS: usize = 64;
 struct Feed {
     identifier: String,
     tx: watch::Sender<Option<Arc<Snapshot>>>,
-    loaded: OnceCell<()>,
+    /// Set once the first snapshot is read; holds this instance's subscription to the
+    /// session's changes, which ends with the feed (the last watcher leaving).
+    loaded: OnceCell<BusInterest>,
     /// The highest version announced by the bus.
     wanted: AtomicU64,
     refreshing: AtomicBool,
@@ -196,9 +199,11 @@ impl SessionHub {
         let feed = self.feed(identifier);
         feed.loaded
             .get_or_try_init(|| async {
+                // Subscribed before the read, so no change falls between the two.
+                let interest = self.inner.usecase.follow_changes(identifier).await;
                 let snapshot = read(&self.inner, identifier).await?;
                 feed.offer(snapshot);
-                Ok::<(), BizError>(())
+                Ok::<BusInterest, BizError>(interest)
             })
             .await?;
         let mut rx = feed.tx.subscribe();
@@ -367,7 +372,7 @@ async fn read(hub: &HubInner, identifier: &str) -> Result<Option<Arc<Snapshot>>,
 }
 
 async fn follow_bus(hub: Weak<HubInner>) {
-    let Some(mut messages) = hub.upgrade().map(|h| h.usecase.bus().subscribe()) else {
+    let Some(mut messages) = hub.upgrade().map(|h| h.usecase.subscribe_changes()) else {
         return;
     };
     while let Some(message) = messages.next().await {

@@ -109,3 +109,66 @@ async fn frames_follow_the_sse_format() {
     assert!(text.ends_with(expected_tail), "{text}");
     assert_eq!(text.matches("\n\n").count(), 2, "exactly two events");
 }
+
+/// `qrupload_bus_changes_received_total` as `/metrics` shows it.
+fn doorbells(metrics: &Metrics) -> u64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("qrupload_bus_changes_received_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the doorbell counter")
+}
+
+async fn upload_one(usecase: &ImageUsecase, identifier: &str, token: &str, width: u32) {
+    let caller = Caller::UploadToken(token.to_owned());
+    let mut upload = usecase
+        .begin_upload(&caller, identifier, None)
+        .await
+        .expect("begin");
+    let bytes = testdata::jpeg_with_exif(width, 8, 1, false).into();
+    usecase
+        .store_file(&mut upload, UploadFile { bytes })
+        .await
+        .expect("store");
+    usecase.commit(upload).await.expect("commit");
+}
+
+async fn next_change(watch: &mut qrupload::service::hub::Watch) -> u64 {
+    let event = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("a change within the safety timeout");
+    match event {
+        WatchEvent::Changed(snapshot) => snapshot.version(),
+        _ => panic!("expected a change"),
+    }
+}
+
+#[tokio::test]
+async fn a_session_rings_here_only_while_someone_here_watches_it() {
+    let (hub, usecase, metrics, _dir) = hub().await;
+    let (s, s_token) = usecase.create_session(1, None, None).await.expect("create");
+    let (t, t_token) = usecase.create_session(2, None, None).await.expect("create");
+    let (mut first, _) = hub.watch(&s.identifier).await.expect("watch");
+    let (mut second, _) = hub.watch(&s.identifier).await.expect("watch");
+    assert_eq!(doorbells(&metrics), 0, "creating a session rang nobody");
+
+    upload_one(&usecase, &s.identifier, &s_token, 8).await;
+    assert_eq!(next_change(&mut first).await, 2);
+    assert_eq!(next_change(&mut second).await, 2);
+    assert_eq!(doorbells(&metrics), 1);
+
+    // One of two watchers leaving keeps the session's doorbells coming.
+    drop(first);
+    upload_one(&usecase, &s.identifier, &s_token, 9).await;
+    assert_eq!(next_change(&mut second).await, 3);
+    assert_eq!(doorbells(&metrics), 2);
+
+    // The last one leaving ends them: s changes, only t (watched now) rings.
+    drop(second);
+    let (mut other, _) = hub.watch(&t.identifier).await.expect("watch");
+    upload_one(&usecase, &s.identifier, &s_token, 10).await;
+    upload_one(&usecase, &t.identifier, &t_token, 11).await;
+    assert_eq!(next_change(&mut other).await, 2);
+    assert_eq!(doorbells(&metrics), 3, "s no longer rings on this instance");
+}

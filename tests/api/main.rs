@@ -5,6 +5,7 @@ mod cdp;
 mod helpers;
 
 mod browser;
+mod bus;
 mod errors;
 mod faults;
 mod grpc;

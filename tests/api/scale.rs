@@ -1,5 +1,6 @@
 //! Several instances behind one URL: a watcher on instance A sees uploads made through
 //! instance B, over Redis pub/sub, and converges after Redis goes away and comes back.
+//! (`bus.rs` does the same over NATS and counts the doorbells each instance receives.)
 
 use std::{
     net::TcpListener,
@@ -16,7 +17,7 @@ const TOKEN_KEY: &str = "a shared key for every instance of this test";
 
 /// Redis for these tests: required when `QRUPLOAD_TEST_REDIS_URL` is set, else tried at the
 /// local default and skipped when absent.
-async fn redis_url() -> Option<String> {
+pub(crate) async fn redis_url() -> Option<String> {
     let required = std::env::var("QRUPLOAD_TEST_REDIS_URL").ok();
     let url = required
         .clone()
@@ -67,6 +68,16 @@ async fn postgres_database() -> Option<String> {
 }
 
 async fn instance(database_url: &str, blob_root: &std::path::Path, bus_url: &str) -> TestApp {
+    instance_on(database_url, blob_root, "redis", bus_url).await
+}
+
+/// An instance on the shared database and blob folder, with the bus of `bus_kind`.
+pub(crate) async fn instance_on(
+    database_url: &str,
+    blob_root: &std::path::Path,
+    bus_kind: &str,
+    bus_url: &str,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = blob_root.display().to_string();
     let config = config(
@@ -74,7 +85,7 @@ async fn instance(database_url: &str, blob_root: &std::path::Path, bus_url: &str
         &[
             ("QRUPLOAD__DATA__DATABASE__URL", database_url),
             ("QRUPLOAD__DATA__BLOB__ROOT", &root),
-            ("QRUPLOAD__DATA__BUS__KIND", "redis"),
+            ("QRUPLOAD__DATA__BUS__KIND", bus_kind),
             ("QRUPLOAD__DATA__BUS__URL", bus_url),
             ("QRUPLOAD__AUTH__UPLOAD_TOKEN_KEY", TOKEN_KEY),
         ],
@@ -82,7 +93,7 @@ async fn instance(database_url: &str, blob_root: &std::path::Path, bus_url: &str
     TestApp::spawn_config(config, dir).await
 }
 
-async fn wait_ready(app: &TestApp, ready: bool) {
+pub(crate) async fn wait_ready(app: &TestApp, ready: bool) {
     let expected = if ready { 200 } else { 503 };
     for _ in 0..100 {
         let status = app
@@ -162,13 +173,13 @@ async fn a_watcher_on_one_instance_sees_uploads_through_another() {
 }
 
 /// A Redis server of this test's own, on a free port, that the test can stop and restart.
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     port: u16,
     child: Option<Child>,
 }
 
 impl OwnRedis {
-    fn start(port: u16) -> Option<OwnRedis> {
+    pub(crate) fn start(port: u16) -> Option<OwnRedis> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -190,11 +201,11 @@ impl OwnRedis {
         })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -1,0 +1,385 @@
+//! Doorbells by session. Over NATS as over Redis, a watcher on one instance sees uploads made
+//! through another and converges after the broker goes away and comes back; a session first
+//! watched during the outage is subscribed on reconnect; and with three instances, each
+//! receives the doorbells of the sessions it serves and no others.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::{
+    helpers::{SseClient, TestApp, jpeg},
+    scale::{OwnRedis, instance_on, redis_url, wait_ready},
+};
+
+const DOORBELLS: &str = "qrupload_bus_changes_received_total";
+
+/// NATS for these tests: required when `QRUPLOAD_TEST_NATS_URL` is set, else tried at the
+/// local default and skipped when absent.
+async fn nats_url() -> Option<String> {
+    let required = std::env::var("QRUPLOAD_TEST_NATS_URL").ok();
+    let url = required
+        .clone()
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+    let reachable = match async_nats::connect(url.as_str()).await {
+        Ok(client) => client.flush().await.is_ok(),
+        Err(_) => false,
+    };
+    match (reachable, required) {
+        (true, _) => Some(url),
+        (false, None) => {
+            eprintln!("skipping: NATS unreachable (set QRUPLOAD_TEST_NATS_URL to require it)");
+            None
+        }
+        (false, Some(url)) => {
+            panic!("QRUPLOAD_TEST_NATS_URL={url} is set but NATS is unreachable")
+        }
+    }
+}
+
+/// A shared SQLite file and blob folder for instances of one test.
+fn shared_sqlite() -> (tempfile::TempDir, String) {
+    let shared = tempfile::tempdir().expect("shared dir");
+    let database = format!("sqlite://{}/shared.db?mode=rwc", shared.path().display());
+    (shared, database)
+}
+
+#[tokio::test]
+async fn a_watcher_on_one_instance_sees_uploads_through_another_over_nats() {
+    let Some(nats) = nats_url().await else { return };
+    let (shared, database) = shared_sqlite();
+    let blobs = shared.path().join("blobs");
+    let a = instance_on(&database, &blobs, "nats", &nats).await;
+    let b = instance_on(&database, &blobs, "nats", &nats).await;
+    wait_ready(&a, true).await;
+    wait_ready(&b, true).await;
+
+    let (session, token) = a.create_session(3).await;
+    let id = session["identifier"].as_str().expect("identifier");
+    let mut watcher = SseClient::watch(&a, id, 3).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+        .await;
+    for n in 1..=2 {
+        let res = b
+            .upload(id, &token, vec![("a.jpg", jpeg(20 + n, 20))], None)
+            .await;
+        assert_eq!(res.status(), 201);
+        watcher
+            .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == n as usize))
+            .await;
+    }
+}
+
+/// A NATS server of this test's own, on a free port, that the test can stop and restart.
+struct OwnNats {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnNats {
+    fn start(port: u16) -> Option<OwnNats> {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(OwnNats {
+            port,
+            child: Some(child),
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn nats_watchers_converge_after_the_server_comes_back() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let Some(mut nats) = OwnNats::start(port) else {
+        assert!(
+            std::env::var("QRUPLOAD_TEST_NATS_URL").is_err(),
+            "nats-server is required"
+        );
+        eprintln!("skipping: no nats-server binary");
+        return;
+    };
+    let (shared, database) = shared_sqlite();
+    let blobs = shared.path().join("blobs");
+    let a = instance_on(&database, &blobs, "nats", &nats.url()).await;
+    let b = instance_on(&database, &blobs, "nats", &nats.url()).await;
+    wait_ready(&a, true).await;
+    wait_ready(&b, true).await;
+
+    let (session, token) = a.create_session(1).await;
+    let id = session["identifier"].as_str().expect("identifier");
+    let mut watcher = SseClient::watch(&a, id, 1).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+        .await;
+
+    // NATS goes away: uploads still succeed, readiness says the bus is down.
+    nats.stop();
+    wait_ready(&a, false).await;
+    for n in 0..2 {
+        let res = b
+            .upload(id, &token, vec![("x.jpg", jpeg(10 + n, 10))], None)
+            .await;
+        assert_eq!(res.status(), 201, "uploads do not depend on the bus");
+    }
+    // NATS is back: A resubscribes, re-reads what its watchers follow, and they converge.
+    let mut nats = OwnNats::start(port).expect("restart nats-server");
+    wait_ready(&a, true).await;
+    let (event, list) = watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 2))
+        .await;
+    assert_eq!(
+        event.id.as_deref(),
+        Some("3"),
+        "the latest version, nothing lost"
+    );
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
+    nats.stop();
+}
+
+/// A broker of the test's own on a free port: `redis-server` or `nats-server`.
+enum OwnBroker {
+    Redis(OwnRedis),
+    Nats(OwnNats),
+}
+
+impl OwnBroker {
+    fn start(kind: &str, port: u16) -> Option<OwnBroker> {
+        match kind {
+            "redis" => OwnRedis::start(port).map(OwnBroker::Redis),
+            _ => OwnNats::start(port).map(OwnBroker::Nats),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            OwnBroker::Redis(r) => r.url(),
+            OwnBroker::Nats(n) => n.url(),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            OwnBroker::Redis(r) => r.stop(),
+            OwnBroker::Nats(n) => n.stop(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn redis_a_session_first_watched_while_the_bus_is_away_rings_once_it_is_back() {
+    first_watched_while_away("redis", "QRUPLOAD_TEST_REDIS_URL").await;
+}
+
+#[tokio::test]
+async fn nats_a_session_first_watched_while_the_bus_is_away_rings_once_it_is_back() {
+    first_watched_while_away("nats", "QRUPLOAD_TEST_NATS_URL").await;
+}
+
+/// The subscription asked for during an outage is made on reconnect: after the resync, the
+/// next change still rings (a resync alone would leave the watcher at the first image).
+async fn first_watched_while_away(kind: &str, required_by: &str) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let Some(mut broker) = OwnBroker::start(kind, port) else {
+        assert!(
+            std::env::var(required_by).is_err(),
+            "the {kind} server binary is required"
+        );
+        eprintln!("skipping: no {kind} server binary");
+        return;
+    };
+    let (shared, database) = shared_sqlite();
+    let blobs = shared.path().join("blobs");
+    let a = instance_on(&database, &blobs, kind, &broker.url()).await;
+    let b = instance_on(&database, &blobs, kind, &broker.url()).await;
+    wait_ready(&a, true).await;
+    wait_ready(&b, true).await;
+
+    broker.stop();
+    wait_ready(&a, false).await;
+    let (session, token) = a.create_session(5).await;
+    let id = session["identifier"].as_str().expect("identifier");
+    let mut watcher = SseClient::watch(&a, id, 5).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+        .await;
+    let res = b
+        .upload(id, &token, vec![("a.jpg", jpeg(12, 12))], None)
+        .await;
+    assert_eq!(res.status(), 201);
+
+    let mut broker = OwnBroker::start(kind, port).expect("restart the broker");
+    wait_ready(&a, true).await;
+    wait_ready(&b, true).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 1))
+        .await;
+    let res = b
+        .upload(id, &token, vec![("b.jpg", jpeg(13, 12))], None)
+        .await;
+    assert_eq!(res.status(), 201);
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 2))
+        .await;
+    broker.stop();
+}
+
+#[tokio::test]
+async fn redis_instances_receive_only_the_doorbells_of_the_sessions_they_serve() {
+    let Some(url) = redis_url().await else { return };
+    doorbells_follow_the_watchers("redis", &url).await;
+}
+
+#[tokio::test]
+async fn nats_instances_receive_only_the_doorbells_of_the_sessions_they_serve() {
+    let Some(url) = nats_url().await else { return };
+    doorbells_follow_the_watchers("nats", &url).await;
+}
+
+struct Session {
+    id: String,
+    token: String,
+}
+
+/// Three instances: A watches s1, B watches s2, C watches s1 and s3, nobody watches s4.
+/// Uploads go through every instance; each instance's doorbell count must be the number of
+/// changes of the sessions it watches, while the bus carries the changes of all four.
+async fn doorbells_follow_the_watchers(kind: &str, url: &str) {
+    let (shared, database) = shared_sqlite();
+    let blobs = shared.path().join("blobs");
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let app = instance_on(&database, &blobs, kind, url).await;
+        wait_ready(&app, true).await;
+        apps.push(app);
+    }
+    let (a, b, c) = (&apps[0], &apps[1], &apps[2]);
+    let mut sessions = Vec::new();
+    for member in 1..=4 {
+        let (session, token) = a.create_session(member).await;
+        sessions.push(Session {
+            id: session["identifier"]
+                .as_str()
+                .expect("identifier")
+                .to_owned(),
+            token,
+        });
+    }
+    let watches: [(&TestApp, usize); 4] = [(a, 0), (b, 1), (c, 0), (c, 2)];
+    let mut watchers = Vec::new();
+    for (app, s) in watches {
+        let mut w = SseClient::watch(app, &sessions[s].id, s as u32 + 1).await;
+        let (first, _) = w
+            .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+            .await;
+        watchers.push((w, version(&first)));
+    }
+    let before = [
+        a.metric(DOORBELLS).await,
+        b.metric(DOORBELLS).await,
+        c.metric(DOORBELLS).await,
+    ];
+
+    // Act: the unwatched session first, then the watched ones, each through another instance.
+    let plan: [(usize, &TestApp, u32); 7] = [
+        (3, a, 2),
+        (3, b, 1),
+        (0, b, 2),
+        (0, c, 1),
+        (1, c, 1),
+        (2, a, 1),
+        (2, b, 1),
+    ];
+    let mut uploads = [0u32; 4];
+    for (s, app, n) in plan {
+        for _ in 0..n {
+            uploads[s] += 1;
+            let res = app
+                .upload(
+                    &sessions[s].id,
+                    &sessions[s].token,
+                    vec![("p.jpg", jpeg(16 + uploads[s], 16))],
+                    None,
+                )
+                .await;
+            assert_eq!(res.status(), 201);
+        }
+    }
+    // Every watcher reaches its session's last image: the doorbells have come.
+    let mut changes = [0u64; 4];
+    for ((_, s), (w, at_watch)) in watches.iter().zip(watchers.iter_mut()) {
+        let n = uploads[*s] as usize;
+        let (event, _) = w
+            .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == n))
+            .await;
+        changes[*s] = version(&event) - *at_watch;
+    }
+    assert_eq!(changes[0], u64::from(uploads[0]), "one change per upload");
+
+    // Assert: a doorbell per change of a watched session, none for the others.
+    let expected = [changes[0], changes[1], changes[0] + changes[2]];
+    for ((app, before), expected) in apps.iter().zip(before).zip(expected) {
+        let received = settle(app, before + expected as f64).await - before;
+        assert_eq!(
+            received, expected as f64,
+            "{kind}: doorbells of the sessions this instance serves, and no others"
+        );
+    }
+}
+
+fn version(event: &crate::helpers::Event) -> u64 {
+    event
+        .id
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("a snapshot's id is its version")
+}
+
+/// The doorbell count once it reaches `at_least` (the counter runs just ahead of or just
+/// behind a watcher's snapshot), then after one more round trip through the bus: a fresh
+/// session's first watcher waits for its subscription to be confirmed, which comes after
+/// every doorbell already on the way to this instance.
+async fn settle(app: &TestApp, at_least: f64) -> f64 {
+    for _ in 0..200 {
+        if app.metric(DOORBELLS).await >= at_least {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (session, _) = app.create_session(99).await;
+    let id = session["identifier"].as_str().expect("identifier");
+    let mut barrier = SseClient::watch(app, id, 99).await;
+    barrier
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+        .await;
+    app.metric(DOORBELLS).await
+}
