@@ -690,6 +690,10 @@ async fn stream_tickets_are_taken_once_and_purged_when_expired() {
             "{}: the expired ticket was purged",
             t.name
         );
+        t.cleanup().await;
+    }
+}
+
 /// A session's later events wait while an earlier one backs off, so a receiver gets them in
 /// order; other sessions are not held up, and a dead event no longer blocks.
 #[tokio::test]
