@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    biz::{BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, UploadTokenKey, new_token_key},
+    biz::{
+        BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, TusRepo, TusUsecase,
+        UploadTokenKey, new_token_key,
+    },
     conf::{BlobKind, BusKind, Config},
     data,
     metrics::Metrics,
@@ -57,6 +60,7 @@ impl Application {
         if config.data.database.run_migrations {
             data::migrate_up(&db).await.context("running migrations")?;
         }
+        let tus_repo: Arc<dyn TusRepo> = Arc::new(data::SqlTusRepo::new(db.clone()));
         let repo: Arc<dyn SessionRepo> = Arc::new(data::SqlSessionRepo::new(db, metrics.clone()));
 
         let blobs: Arc<dyn BlobStore> = match config.data.blob.kind {
@@ -106,7 +110,19 @@ impl Application {
             thumbnail_size: upload.thumbnail_size,
             max_concurrent_decodes: upload.max_concurrent_decodes,
         };
-        let usecase = Arc::new(ImageUsecase::new(repo, blobs, bus, limits, token_key));
+        let usecase = Arc::new(ImageUsecase::new(
+            repo,
+            blobs.clone(),
+            bus,
+            limits,
+            token_key,
+        ));
+        let tus = Arc::new(TusUsecase::new(
+            usecase.clone(),
+            tus_repo,
+            blobs,
+            upload.tus_expiry,
+        ));
 
         let hub = SessionHub::start(
             usecase.clone(),
@@ -140,6 +156,7 @@ impl Application {
         };
         let services = Services {
             usecase,
+            tus,
             hub,
             metrics,
             auth: Arc::new(MemberAuth::from_config(&config.auth)?),
@@ -205,11 +222,7 @@ impl Application {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
-        let janitor = tokio::spawn(janitor(
-            services.usecase.clone(),
-            services.limits.clone(),
-            sweeps,
-        ));
+        let janitor = tokio::spawn(janitor(services.clone(), sweeps));
         let mut http_task = tokio::spawn(server::serve_http(
             http,
             router,
@@ -245,7 +258,8 @@ impl Application {
 
 /// Background upkeep: expire sessions on time, sweep retention and orphan blobs at start-up
 /// and every `upload.sweep_interval` after, and forget idle rate-limit keys.
-async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>, sweeps: Sweeps) {
+async fn janitor(services: Services, sweeps: Sweeps) {
+    let (usecase, limits, tus) = (&services.usecase, &services.limits, &services.tus);
     let mut expiry = tokio::time::interval(EXPIRY_EVERY);
     let mut sweep = tokio::time::interval(sweeps.every);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -255,6 +269,11 @@ async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>, sweeps: Sw
             _ = expiry.tick() => {
                 if let Err(e) = usecase.expire_due().await {
                     tracing::warn!(error = ?e, "expiry sweep failed");
+                }
+                // Expired tus uploads go within a second, as sessions do: their quota is freed.
+                match tus.sweep().await {
+                    Ok(n) => services.metrics.tus_expired(n as u64),
+                    Err(e) => tracing::warn!(error = ?e, "tus sweep failed"),
                 }
             }
             _ = sweep.tick() => {
@@ -268,6 +287,11 @@ async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>, sweeps: Sw
                     Ok(n) if n > 0 => tracing::info!(blobs = n, "orphan sweep deleted blobs"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = ?e, "orphan sweep failed"),
+                }
+                match tus.sweep_orphan_parts(sweeps.orphan_min_age).await {
+                    Ok(n) if n > 0 => tracing::info!(parts = n, "orphan sweep deleted tus parts"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = ?e, "tus part sweep failed"),
                 }
             }
         }

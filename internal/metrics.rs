@@ -18,6 +18,16 @@ pub struct Metrics {
     upload_rejections: AtomicU64,
     slow_clients_dropped: AtomicU64,
     lean_streams: AtomicI64,
+    tus: TusCounts,
+}
+
+/// The life of resumable uploads.
+#[derive(Debug, Default)]
+struct TusCounts {
+    created: AtomicU64,
+    finished: AtomicU64,
+    terminated: AtomicU64,
+    expired: AtomicU64,
 }
 
 impl Metrics {
@@ -68,6 +78,23 @@ impl Metrics {
     pub fn lean_stream(&self, open: bool) {
         self.lean_streams
             .fetch_add(if open { 1 } else { -1 }, Relaxed);
+    }
+
+    pub fn tus_created(&self) {
+        self.tus.created.fetch_add(1, Relaxed);
+    }
+
+    pub fn tus_finished(&self) {
+        self.tus.finished.fetch_add(1, Relaxed);
+    }
+
+    pub fn tus_terminated(&self) {
+        self.tus.terminated.fetch_add(1, Relaxed);
+    }
+
+    /// Unfinished tus uploads swept after their expiry (or their session's end).
+    pub fn tus_expired(&self, n: u64) {
+        self.tus.expired.fetch_add(n, Relaxed);
     }
 
     pub fn snapshot_reads(&self) -> u64 {
@@ -149,6 +176,39 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        self.render_tus(&mut out);
         out
+    }
+
+    fn render_tus(&self, out: &mut String) {
+        let t = &self.tus;
+        for (name, help, value) in [
+            (
+                "qrupload_tus_uploads_created_total",
+                "Resumable uploads created.",
+                &t.created,
+            ),
+            (
+                "qrupload_tus_uploads_finished_total",
+                "Resumable uploads that became an image.",
+                &t.finished,
+            ),
+            (
+                "qrupload_tus_uploads_terminated_total",
+                "Resumable uploads terminated by the client.",
+                &t.terminated,
+            ),
+            (
+                "qrupload_tus_uploads_expired_total",
+                "Unfinished resumable uploads swept after they expired.",
+                &t.expired,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
     }
 }

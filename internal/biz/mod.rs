@@ -13,7 +13,9 @@ mod error;
 pub mod imaging;
 mod model;
 mod ports;
+pub mod progress;
 mod secret;
+mod tus;
 mod usecase;
 mod webhook;
 
@@ -23,7 +25,11 @@ pub use model::{
     is_well_formed_id,
 };
 pub use ports::{AddImagesOutcome, BlobStore, BusMessage, BusSubscription, EventBus, SessionRepo};
+pub use progress::{ProgressReporter, UploadProgress};
 pub use secret::{UploadTokenKey, hash_token, new_id, new_token_key};
+pub use tus::{
+    Checksum, ChecksumAlgorithm, PatchOutcome, TusRepo, TusUpload, TusUsecase, TusWrite,
+};
 pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};
 pub use webhook::{
     EventType, OutboxStats, PendingDelivery, WebhookEvent, WebhookOutbox, WebhookRoutes,

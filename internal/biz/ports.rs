@@ -5,7 +5,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
-use super::{Image, NewImage, NewSession, Result, SessionChange, UploadSession};
+use super::{Image, NewImage, NewSession, Result, SessionChange, UploadProgress, UploadSession};
 
 /// What happened to an attempt to add images to a session; decided inside one transaction.
 #[derive(Debug)]
@@ -83,6 +83,12 @@ pub trait BlobStore: Send + Sync {
 pub trait EventBus: Send + Sync {
     async fn publish(&self, change: SessionChange) -> Result<()>;
     fn subscribe(&self) -> BusSubscription;
+    /// Upload progress, a message kind of its own: never stored, so a lost one is simply
+    /// superseded by the next. A bus that cannot carry it keeps progress on one instance.
+    async fn publish_progress(&self, progress: UploadProgress) -> Result<()> {
+        let _ = progress;
+        Ok(())
+    }
     /// Whether the bus is delivering now (for readiness).
     fn is_connected(&self) -> bool;
 }
@@ -91,6 +97,8 @@ pub trait EventBus: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusMessage {
     Change(SessionChange),
+    /// A file's upload progress (see [`super::progress`]).
+    Progress(UploadProgress),
     /// Messages may have been missed (reconnect, lag): every watched session must be re-read.
     Resync,
 }

@@ -20,9 +20,13 @@ use redis::aio::ConnectionManager;
 use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
-use crate::biz::{BizError, BusMessage, BusSubscription, EventBus, Result, SessionChange};
+use crate::biz::{
+    BizError, BusMessage, BusSubscription, EventBus, Result, SessionChange, UploadProgress,
+};
 
 const CHANNEL: &str = "qrupload:session-changes";
+/// Upload progress, JSON; a channel of its own so doorbell parsing stays as it was.
+const PROGRESS_CHANNEL: &str = "qrupload:upload-progress";
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct RedisBus {
@@ -56,7 +60,7 @@ impl RedisBus {
         })
     }
 
-    async fn publish_inner(&self, payload: String) -> Result<()> {
+    async fn publish_inner(&self, channel: &str, payload: String) -> Result<()> {
         let mut slot = self.publisher.lock().await;
         if slot.is_none() {
             let manager = self
@@ -70,7 +74,7 @@ impl RedisBus {
             return Err(BizError::unavailable("redis: no connection"));
         };
         redis::cmd("PUBLISH")
-            .arg(CHANNEL)
+            .arg(channel)
             .arg(payload)
             .query_async::<i64>(conn)
             .await
@@ -89,7 +93,20 @@ impl Drop for RedisBus {
 impl EventBus for RedisBus {
     async fn publish(&self, change: SessionChange) -> Result<()> {
         let payload = format!("{} {}", change.identifier, change.version);
-        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_inner(payload)).await {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_inner(CHANNEL, payload)).await {
+            Ok(result) => result,
+            Err(_) => Err(BizError::unavailable("redis publish timed out")),
+        }
+    }
+
+    async fn publish_progress(&self, progress: UploadProgress) -> Result<()> {
+        let payload = serde_json::to_string(&progress).map_err(BizError::internal)?;
+        match tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            self.publish_inner(PROGRESS_CHANNEL, payload),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => Err(BizError::unavailable("redis publish timed out")),
         }
@@ -113,7 +130,7 @@ async fn subscribe_forever(client: redis::Client, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
+            Ok(mut pubsub) => match pubsub.subscribe(&[CHANNEL, PROGRESS_CHANNEL]).await {
                 Ok(()) => {
                     shared.connected.store(true, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
@@ -125,6 +142,12 @@ async fn subscribe_forever(client: redis::Client, shared: Arc<Shared>) {
                         let Ok(payload) = msg.get_payload::<String>() else {
                             continue;
                         };
+                        if msg.get_channel_name() == PROGRESS_CHANNEL {
+                            if let Ok(progress) = serde_json::from_str(&payload) {
+                                let _ = shared.tx.send(BusMessage::Progress(progress));
+                            }
+                            continue;
+                        }
                         if let Some(change) = parse(&payload) {
                             let _ = shared.tx.send(BusMessage::Change(change));
                         }

@@ -14,6 +14,7 @@ mod bus_redis;
 pub mod entity;
 mod outbox;
 mod repo;
+mod tus_repo;
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub use bus_memory::MemoryBus;
 pub use bus_redis::RedisBus;
 pub use outbox::SqlWebhookOutbox;
 pub use repo::SqlSessionRepo;
+pub use tus_repo::SqlTusRepo;
 
 use crate::biz::BizError;
 

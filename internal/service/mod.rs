@@ -16,16 +16,22 @@ pub mod grpc;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod progress;
 pub mod sse_frame;
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{biz::ImageUsecase, metrics::Metrics};
+use crate::{
+    biz::{ImageUsecase, TusUsecase},
+    metrics::Metrics,
+};
 
 /// What every handler needs; cloned into axum's state and the gRPC service.
 #[derive(Clone)]
 pub struct Services {
     pub usecase: Arc<ImageUsecase>,
+    /// Resumable (tus) uploads, finished through `usecase`.
+    pub tus: Arc<TusUsecase>,
     pub hub: hub::SessionHub,
     pub metrics: Arc<Metrics>,
     /// Who the member of an HTTP request is (dev or jwt mode).

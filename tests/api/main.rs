@@ -15,4 +15,5 @@ mod scale;
 mod security;
 mod server;
 mod sse;
+mod tus;
 mod upload;

@@ -1,5 +1,6 @@
 //! sea-orm entities, one per table of `migrations/`.
 
 pub mod image;
+pub mod tus_upload;
 pub mod upload_session;
 pub mod webhook_outbox;

@@ -7,6 +7,7 @@ mod images;
 mod pages;
 mod sessions;
 mod sse;
+pub mod tus;
 mod upload;
 mod upload_body;
 
@@ -16,7 +17,7 @@ use axum::{
     Router,
     extract::{ConnectInfo, FromRequestParts},
     http::request::Parts,
-    routing::{delete, get, post},
+    routing::{delete, get, head, options, post},
 };
 
 use super::{Services, auth::parse_member_id, error::ApiError};
@@ -52,6 +53,25 @@ pub fn api_routes(services: Services) -> Router {
             "/v1/api/images/{image_id}/thumbnail",
             get(images::thumbnail),
         )
+        .with_state(services.clone())
+        .merge(tus_routes(services))
+}
+
+/// The tus routes, each answer with `Tus-Resumable` (see [`tus::tus_protocol`]).
+fn tus_routes(services: Services) -> Router {
+    let creation = options(tus::options).post(tus::create);
+    let upload = head(tus::head).patch(tus::patch).delete(tus::terminate);
+    Router::new()
+        .route(
+            "/v1/api/upload-sessions/{identifier}/tus/",
+            creation.clone(),
+        )
+        .route("/v1/api/upload-sessions/{identifier}/tus", creation)
+        .route(
+            "/v1/api/upload-sessions/{identifier}/tus/{upload_id}",
+            upload,
+        )
+        .layer(axum::middleware::from_fn(tus::tus_protocol))
         .with_state(services)
 }
 
