@@ -25,20 +25,47 @@ pub struct UploadProgress {
     pub done: bool,
 }
 
-/// Sends one file's progress: the first report at once, then at most one per
-/// [`PROGRESS_EVERY`], and the end. A multipart request's reporter ends when dropped (the
-/// request is over, whatever happened); a tus request's does not (the upload is still in
-/// flight between requests).
+/// Sends one file's progress: at most one report per [`PROGRESS_EVERY`], and the end.
+///
+/// A tus upload ([`ProgressReporter::for_upload`]) is in flight from its creation and between
+/// its requests, so its reports start at once and only an explicit [`ProgressReporter::end`]
+/// ends it. A multipart request ([`ProgressReporter::for_request`]) is in flight while its
+/// body arrives: its first report waits one interval, so a body that arrives within it (most
+/// photos on a LAN) costs watchers no event at all, and it ends when dropped, whatever
+/// happened to the request, if it reported anything.
 pub struct ProgressReporter {
     bus: Arc<dyn EventBus>,
     report: UploadProgress,
     last_sent: Option<Instant>,
+    /// No report before this instant (multipart).
+    quiet_until: Option<Instant>,
     ended: bool,
     end_on_drop: bool,
 }
 
 impl ProgressReporter {
-    pub fn new(
+    pub fn for_upload(
+        bus: Arc<dyn EventBus>,
+        identifier: &str,
+        upload_id: &str,
+        received: u64,
+        total: Option<u64>,
+    ) -> Self {
+        Self::new(bus, identifier, upload_id, received, total, false)
+    }
+
+    pub fn for_request(
+        bus: Arc<dyn EventBus>,
+        identifier: &str,
+        upload_id: &str,
+        total: Option<u64>,
+    ) -> Self {
+        let mut reporter = Self::new(bus, identifier, upload_id, 0, total, true);
+        reporter.quiet_until = Some(Instant::now() + PROGRESS_EVERY);
+        reporter
+    }
+
+    fn new(
         bus: Arc<dyn EventBus>,
         identifier: &str,
         upload_id: &str,
@@ -56,6 +83,7 @@ impl ProgressReporter {
                 done: false,
             },
             last_sent: None,
+            quiet_until: None,
             ended: false,
             end_on_drop,
         }
@@ -64,6 +92,9 @@ impl ProgressReporter {
     /// Records `received` bytes so far and sends it if the last report is old enough.
     pub async fn advance(&mut self, received: u64) {
         self.report.received = received;
+        if self.quiet_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
         if self
             .last_sent
             .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY)
@@ -72,14 +103,20 @@ impl ProgressReporter {
         }
     }
 
-    /// Sends the current count now (a request's last bytes, or its first report).
+    /// Sends the current count now (a request's last bytes, or a new upload).
     pub async fn flush(&mut self) {
+        if self.quiet_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
         self.send().await;
     }
 
     /// The file is no longer in flight.
     pub async fn end(mut self) {
         self.ended = true;
+        if self.end_on_drop && self.last_sent.is_none() {
+            return;
+        }
         self.report.done = true;
         let report = self.report.clone();
         publish(&self.bus, report).await;
@@ -93,7 +130,7 @@ impl ProgressReporter {
 
 impl Drop for ProgressReporter {
     fn drop(&mut self) {
-        if self.ended || !self.end_on_drop {
+        if self.ended || !self.end_on_drop || self.last_sent.is_none() {
             return;
         }
         let mut report = self.report.clone();

@@ -357,13 +357,12 @@ impl TusUsecase {
     }
 
     fn reporter(&self, upload: &TusUpload) -> ProgressReporter {
-        ProgressReporter::new(
+        ProgressReporter::for_upload(
             self.images.bus().clone(),
             &upload.identifier,
             &upload.id,
             upload.offset,
             Some(upload.length),
-            false,
         )
     }
 
