@@ -163,6 +163,7 @@ impl Application {
             limits: Arc::new(RateLimits::new(&config.limits, config.sse.retry)),
             public_base_url: public_base_url.into(),
             stream_idle_timeout: config.upload.stream_idle_timeout,
+            client_max_edge: config.upload.client_max_edge,
         };
         let http_limits = server::HttpLimits::from_config(&config);
         let router = server::router(services.clone(), &config.cors, &http_limits);

@@ -41,6 +41,8 @@ pub struct Services {
     pub public_base_url: Arc<str>,
     /// How long a gRPC upload stream may stay silent between messages.
     pub stream_idle_timeout: Duration,
+    /// `upload.client_max_edge`, told to the phone page through upload-info.
+    pub client_max_edge: Option<u32>,
 }
 
 impl Services {
