@@ -79,7 +79,8 @@ pub trait TusRepo: Send + Sync {
     /// Moves the offset from `from` to `to` and appends `parts`, if the offset is still
     /// `from` and the upload unfinished; `false` if another request moved it first.
     async fn append(&self, upload: &TusUpload, to: u64, parts: &[String]) -> Result<bool>;
-    async fn mark_finished(&self, id: &str, image_id: &str) -> Result<()>;
+    /// `false` if another request finished it first.
+    async fn mark_finished(&self, id: &str, image_id: &str) -> Result<bool>;
     /// Deletes the row; `false` if there was none.
     async fn delete(&self, id: &str) -> Result<bool>;
     /// The session's unfinished uploads: how many, and the bytes they declared.
@@ -221,10 +222,16 @@ impl TusUsecase {
         Ok(upload)
     }
 
-    /// The upload for HEAD: offset and length. A finished upload answers until its session
-    /// ends; one whose last byte arrived but whose finish failed is finished now.
+    /// The upload for HEAD: offset and length, and whether this call finished it. A finished
+    /// upload answers until its session ends; one whose last byte arrived but whose finish
+    /// did not happen (its request was cut during it) is finished now.
     #[tracing::instrument(skip_all, fields(identifier, upload_id))]
-    pub async fn head(&self, token: &str, identifier: &str, upload_id: &str) -> Result<TusUpload> {
+    pub async fn head(
+        &self,
+        token: &str,
+        identifier: &str,
+        upload_id: &str,
+    ) -> Result<(TusUpload, bool)> {
         let session = self.authorized(token, identifier).await?;
         if !session.accepts_uploads(Utc::now()) {
             return Err(BizError::NotFound);
@@ -241,7 +248,7 @@ impl TusUsecase {
                 }
             };
         }
-        Ok(upload)
+        Ok((upload, false))
     }
 
     /// Starts a PATCH at `offset`. The caller feeds the body to [`TusWrite::write`] and ends
@@ -372,7 +379,7 @@ impl TusUsecase {
         token: &str,
         mut upload: TusUpload,
         reporter: &mut ProgressReporter,
-    ) -> Result<TusUpload> {
+    ) -> Result<(TusUpload, bool)> {
         let key = upload.idempotency_key();
         let image = match self.images.replay(&upload.identifier, &key).await? {
             Some(mut images) if !images.is_empty() => images.remove(0),
@@ -393,14 +400,16 @@ impl TusUsecase {
                 images.remove(0)
             }
         };
-        self.repo.mark_finished(&upload.id, &image.id).await?;
+        let first = self.repo.mark_finished(&upload.id, &image.id).await?;
         self.delete_parts(&upload).await;
         upload.image_id = Some(image.id.clone());
         let _ = std::mem::replace(reporter, self.reporter(&upload))
             .end()
             .await;
-        tracing::info!(upload_id = %upload.id, image_id = %image.id, "tus upload finished");
-        Ok(upload)
+        if first {
+            tracing::info!(upload_id = %upload.id, image_id = %image.id, "tus upload finished");
+        }
+        Ok((upload, first))
     }
 
     /// The parts joined: the whole file, held once, as a multipart file is.
@@ -478,10 +487,11 @@ pub struct TusWrite {
     reporter: ProgressReporter,
 }
 
-/// What a PATCH left: the offset now, and whether the upload is finished.
+/// What a PATCH left: the upload now, and whether this request finished it.
 #[derive(Debug)]
 pub struct PatchOutcome {
     pub upload: TusUpload,
+    pub finished_now: bool,
 }
 
 impl TusWrite {
@@ -547,7 +557,10 @@ impl TusWrite {
                 .finish(&self.token, upload.clone(), &mut self.reporter)
                 .await
             {
-                Ok(upload) => Ok(PatchOutcome { upload }),
+                Ok((upload, finished_now)) => Ok(PatchOutcome {
+                    upload,
+                    finished_now,
+                }),
                 Err(e) => {
                     tus.refused(&upload, &e).await;
                     Err(e)
@@ -556,6 +569,7 @@ impl TusWrite {
         }
         Ok(PatchOutcome {
             upload: self.upload,
+            finished_now: false,
         })
     }
 

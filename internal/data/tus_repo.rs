@@ -79,16 +79,17 @@ impl TusRepo for SqlTusRepo {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn mark_finished(&self, id: &str, image_id: &str) -> Result<()> {
-        tus_upload::Entity::update_many()
+    async fn mark_finished(&self, id: &str, image_id: &str) -> Result<bool> {
+        let done = tus_upload::Entity::update_many()
             .col_expr(tus_upload::Column::State, Expr::value(FINISHED))
             .col_expr(tus_upload::Column::ImageId, Expr::value(image_id))
             .col_expr(tus_upload::Column::Parts, Expr::value(""))
             .filter(tus_upload::Column::Id.eq(id))
+            .filter(tus_upload::Column::State.eq(RECEIVING))
             .exec(&self.db)
             .await
             .map_err(db_err)?;
-        Ok(())
+        Ok(done.rows_affected == 1)
     }
 
     #[tracing::instrument(skip(self))]

@@ -356,7 +356,8 @@
   }
 
   function addFiles(fileList) {
-    Array.prototype.forEach.call(fileList, function (file) { addJob(file, null); });
+    // Into the queue's store at once, so a reload keeps photos that were still waiting.
+    Array.prototype.forEach.call(fileList, function (file) { addJob(file, queue ? queue.add(file) : null); });
     pump();
   }
 

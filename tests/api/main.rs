@@ -5,6 +5,7 @@ mod cdp;
 mod helpers;
 
 mod browser;
+mod browser_tus;
 mod errors;
 mod faults;
 mod grpc;

@@ -35,6 +35,8 @@ pub struct Relay {
 
 struct State {
     upstream: SocketAddr,
+    /// Bumped by every cut: a network that goes away takes every open connection with it.
+    outage: tokio::sync::watch::Sender<u64>,
     sent: AtomicU64,
     cuts: AtomicU64,
     plan: Mutex<RelayPlan>,
@@ -47,6 +49,7 @@ impl Relay {
         let addr = listener.local_addr().expect("relay address");
         let state = Arc::new(State {
             upstream,
+            outage: tokio::sync::watch::channel(0).0,
             sent: AtomicU64::new(0),
             cuts: AtomicU64::new(0),
             plan: Mutex::new(plan),
@@ -81,6 +84,13 @@ impl Relay {
         self.state.sent.load(Ordering::SeqCst)
     }
 
+    /// Changes what the relay does from now on (counts carry on).
+    pub fn set_plan(&self, plan: RelayPlan) {
+        if let Ok(mut current) = self.state.plan.lock() {
+            *current = plan;
+        }
+    }
+
     pub fn cuts(&self) -> u64 {
         self.state.cuts.load(Ordering::SeqCst)
     }
@@ -96,6 +106,10 @@ async fn pump(mut client: TcpStream, state: Arc<State>) {
     let Ok(mut server) = TcpStream::connect(state.upstream).await else {
         return;
     };
+    let mut outage = state.outage.subscribe();
+    outage.mark_unchanged();
+    // Closing resets, as a network that goes away does, rather than ending politely.
+    let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
     let (mut client_read, mut client_write) = client.split();
     let (mut server_read, mut server_write) = server.split();
     let upstream = async {
@@ -135,6 +149,7 @@ async fn pump(mut client: TcpStream, state: Arc<State>) {
                     *until = Some(Instant::now() + refuse_for);
                 }
                 let _ = server_write.flush().await;
+                state.outage.send_modify(|n| *n += 1);
                 return;
             }
         }
@@ -146,5 +161,6 @@ async fn pump(mut client: TcpStream, state: Arc<State>) {
     tokio::select! {
         () = upstream => {}
         () = downstream => {}
+        _ = outage.changed() => {}
     }
 }

@@ -154,7 +154,7 @@ async fn tus_js_client_resumes_after_a_cut_and_a_refusal() {
 
 /// A JPEG of exactly `size` bytes: a small photo padded with comment segments, which the
 /// cleaning strips (decoding stays cheap).
-fn padded_jpeg(size: usize) -> Vec<u8> {
+pub fn padded_jpeg(size: usize) -> Vec<u8> {
     let photo = jpeg(640, 480);
     let mut out = photo[..2].to_vec();
     let mut left = size - photo.len();

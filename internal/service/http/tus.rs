@@ -19,7 +19,7 @@ use futures::StreamExt;
 
 use super::{ClientIp, extract::PathArgs};
 use crate::{
-    biz::{BizError, Checksum, ChecksumAlgorithm, TusUpload, TusWrite},
+    biz::{BizError, Checksum, ChecksumAlgorithm, PatchOutcome, TusUpload, TusWrite},
     service::{
         Services,
         auth::upload_token,
@@ -146,7 +146,10 @@ pub(crate) async fn head(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let token = upload_token(&headers)?;
-    let upload = services.tus.head(&token, &identifier, &upload_id).await?;
+    let (upload, finished_now) = services.tus.head(&token, &identifier, &upload_id).await?;
+    if finished_now {
+        services.metrics.tus_finished();
+    }
     let mut response = StatusCode::OK.into_response();
     let h = response.headers_mut();
     upload_headers(h, &upload);
@@ -216,18 +219,20 @@ async fn receive(
             "Upload-Offset plus Content-Length is more than Upload-Length".into(),
         )));
     }
-    let was_finished = upload.is_finished();
-    let task = tokio::spawn(drive(write, body));
-    let upload = task
-        .await
-        .map_err(|e| ApiError::from(BizError::internal(format!("tus body task: {e}"))))??;
-    if upload.is_finished() && !was_finished {
-        services.metrics.tus_finished();
-    }
-    Ok(upload)
+    let metrics = services.metrics.clone();
+    // Counted in the task: the request may be gone (its client cut) when the file finishes.
+    let task = tokio::spawn(async move {
+        let outcome = drive(write, body).await?;
+        if outcome.finished_now {
+            metrics.tus_finished();
+        }
+        Ok::<_, ApiError>(outcome.upload)
+    });
+    task.await
+        .map_err(|e| ApiError::from(BizError::internal(format!("tus body task: {e}"))))?
 }
 
-async fn drive(mut write: TusWrite, body: Body) -> ApiResult<TusUpload> {
+async fn drive(mut write: TusWrite, body: Body) -> ApiResult<PatchOutcome> {
     let mut stream = body.into_data_stream();
     while let Some(piece) = stream.next().await {
         match piece {
@@ -241,7 +246,7 @@ async fn drive(mut write: TusWrite, body: Body) -> ApiResult<TusUpload> {
             }
         }
     }
-    Ok(write.complete().await?.upload)
+    Ok(write.complete().await?)
 }
 
 /// `Upload-Offset`, and `Upload-Expires` while the upload is unfinished.
