@@ -28,7 +28,8 @@ pub use ports::{AddImagesOutcome, BlobStore, BusMessage, BusSubscription, EventB
 pub use progress::{ProgressReporter, UploadProgress};
 pub use secret::{UploadTokenKey, hash_token, new_id, new_token_key};
 pub use tus::{
-    Checksum, ChecksumAlgorithm, PatchOutcome, TusRepo, TusUpload, TusUsecase, TusWrite,
+    CHUNK as TUS_CHUNK, Checksum, ChecksumAlgorithm, PatchOutcome, TusRepo, TusUpload, TusUsecase,
+    TusWrite,
 };
 pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};
 pub use webhook::{
