@@ -186,5 +186,8 @@ async fn a_reload_mid_queue_finishes_each_photo_exactly_once() {
         .await;
     assert_eq!(app.image_rows().await, 4, "each photo exactly once");
     assert_eq!(app.metric("qrupload_tus_uploads_finished_total").await, 4.0);
-    assert_eq!(app.metric("qrupload_tus_uploads_created_total").await, 4.0);
+    // A creation whose answer the reload cut off is made again (the first stays empty and
+    // expires): no byte is sent twice, so at most one more creation than photos.
+    let created = app.metric("qrupload_tus_uploads_created_total").await;
+    assert!((4.0..=5.0).contains(&created), "{created} creations");
 }

@@ -225,6 +225,25 @@ async fn patches_in_pieces_make_the_same_image_as_multipart() {
 }
 
 #[tokio::test]
+async fn a_post_with_a_method_override_is_a_patch() {
+    let app = TestApp::spawn().await;
+    let tus = Tus::new(&app).await;
+    let photo = jpeg(64, 48);
+    let url = tus.create(photo.len()).await;
+    let res = tus
+        .request(reqwest::Method::POST, &url)
+        .header("X-HTTP-Method-Override", "PATCH")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(photo.clone())
+        .send()
+        .await
+        .expect("POST as PATCH");
+    assert_eq!(res.status(), 204);
+    assert_eq!(header(&res, "upload-offset"), photo.len().to_string());
+}
+
+#[tokio::test]
 async fn creation_with_upload_takes_the_whole_file_at_once() {
     let app = TestApp::spawn().await;
     let tus = Tus::new(&app).await;

@@ -59,20 +59,27 @@ pub fn api_routes(services: Services) -> Router {
 
 /// The tus routes, each answer with `Tus-Resumable` (see [`tus::tus_protocol`]).
 fn tus_routes(services: Services) -> Router {
+    const UPLOAD: &str = "/v1/api/upload-sessions/{identifier}/tus/{upload_id}";
     let creation = options(tus::options).post(tus::create);
-    let upload = head(tus::head).patch(tus::patch).delete(tus::terminate);
+    let upload: axum::routing::MethodRouter<()> = head(tus::head)
+        .patch(tus::patch)
+        .delete(tus::terminate)
+        .with_state(services.clone());
+    // As a service with its layers outside: the method override acts before method routing,
+    // and `Tus-Resumable` reaches even a 405.
+    let upload = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(tus::tus_protocol))
+        .layer(axum::middleware::from_fn(tus::method_override))
+        .service(upload);
     Router::new()
         .route(
             "/v1/api/upload-sessions/{identifier}/tus/",
             creation.clone(),
         )
         .route("/v1/api/upload-sessions/{identifier}/tus", creation)
-        .route(
-            "/v1/api/upload-sessions/{identifier}/tus/{upload_id}",
-            upload,
-        )
         .layer(axum::middleware::from_fn(tus::tus_protocol))
         .with_state(services)
+        .route_service(UPLOAD, upload)
 }
 
 /// The pages, their assets and the operational endpoints (`/healthz`, `/readyz`, `/metrics`).

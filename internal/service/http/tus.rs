@@ -33,7 +33,7 @@ pub const TUS_CHECKSUMS: &str = "sha1,sha256";
 const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 
 /// Request headers a browser client sends and response headers it must be able to read.
-pub const REQUEST_HEADERS: [&str; 7] = [
+pub const REQUEST_HEADERS: [&str; 8] = [
     "tus-resumable",
     "upload-length",
     "upload-offset",
@@ -41,6 +41,7 @@ pub const REQUEST_HEADERS: [&str; 7] = [
     "upload-checksum",
     "upload-defer-length",
     "x-requested-with",
+    "x-http-method-override",
 ];
 pub const RESPONSE_HEADERS: [&str; 10] = [
     "location",
@@ -54,6 +55,23 @@ pub const RESPONSE_HEADERS: [&str; 10] = [
     "tus-max-size",
     "tus-checksum-algorithm",
 ];
+
+/// A `POST` with `X-HTTP-Method-Override: PATCH|DELETE|HEAD` is that method (tus, for clients
+/// behind proxies that pass only GET and POST). Must run before routing picks a handler.
+pub async fn method_override(mut request: Request, next: Next) -> Response {
+    if request.method() == Method::POST {
+        let method = match request.headers().get("x-http-method-override") {
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"PATCH") => Some(Method::PATCH),
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"DELETE") => Some(Method::DELETE),
+            Some(v) if v.as_bytes().eq_ignore_ascii_case(b"HEAD") => Some(Method::HEAD),
+            _ => None,
+        };
+        if let Some(method) = method {
+            *request.method_mut() = method;
+        }
+    }
+    next.run(request).await
+}
 
 /// `Tus-Resumable` on every answer; 412 for a request in another version (or none).
 pub async fn tus_protocol(request: Request, next: Next) -> Response {
