@@ -65,6 +65,13 @@ impl TusUpload {
     }
 }
 
+/// Whether `Upload-Metadata` carries a `client_id` key (the phone page's id for a file).
+fn has_client_id(metadata: &str) -> bool {
+    metadata
+        .split(',')
+        .any(|pair| pair.trim().split(' ').next() == Some("client_id"))
+}
+
 /// What a part blob's key says about its upload, for the orphan sweep.
 pub fn part_of(key: &str) -> Option<(&str, &str)> {
     let name = key.rsplit('/').next()?;
@@ -83,6 +90,15 @@ pub trait TusRepo: Send + Sync {
     async fn mark_finished(&self, id: &str, image_id: &str) -> Result<bool>;
     /// Deletes the row; `false` if there was none.
     async fn delete(&self, id: &str) -> Result<bool>;
+    /// An unfinished, unexpired upload of the session created with exactly this
+    /// `Upload-Metadata` and length.
+    async fn find_unfinished(
+        &self,
+        identifier: &str,
+        metadata: &str,
+        length: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TusUpload>>;
     /// The session's unfinished uploads: how many, and the bytes they declared.
     async fn reserved(&self, identifier: &str) -> Result<(u32, u64)>;
     /// Uploads to sweep at `now`: unfinished ones past their expiry, and every one whose
@@ -168,7 +184,8 @@ impl TusUsecase {
         self.images.limits().max_image_bytes
     }
 
-    /// Creation: checks the session's quotas against `length` before any byte arrives.
+    /// Creation: checks the session's quotas against `length` before any byte arrives. Returns
+    /// the upload and whether it is new (see `client_id` below).
     #[tracing::instrument(skip_all, fields(identifier, length))]
     pub async fn create(
         &self,
@@ -176,13 +193,24 @@ impl TusUsecase {
         identifier: &str,
         length: u64,
         metadata: Option<String>,
-    ) -> Result<TusUpload> {
+    ) -> Result<(TusUpload, bool)> {
         let session = self.open_session(token, identifier).await?;
         if metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA) {
             return Err(BizError::invalid(
                 "Upload-Metadata",
                 format!("Upload-Metadata is longer than {MAX_METADATA} bytes"),
             ));
+        }
+        // A creation repeated because its answer was lost (a reload, a cut) names the same
+        // `client_id` in its metadata: it gets the upload it already made, at its offset,
+        // instead of a second one that would hold a quota slot until it expired.
+        if let Some(m) = metadata.as_deref().filter(|m| has_client_id(m))
+            && let Some(existing) = self
+                .repo
+                .find_unfinished(identifier, m, length, Utc::now())
+                .await?
+        {
+            return Ok((existing, false));
         }
         if length > self.max_size() {
             return Err(BizError::PayloadTooLarge(format!(
@@ -219,7 +247,7 @@ impl TusUsecase {
         let mut reporter = self.reporter(&upload);
         reporter.flush().await;
         tracing::info!(upload_id = %upload.id, "tus upload created");
-        Ok(upload)
+        Ok((upload, true))
     }
 
     /// The upload for HEAD: offset and length, and whether this call finished it. A finished

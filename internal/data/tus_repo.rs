@@ -101,6 +101,26 @@ impl TusRepo for SqlTusRepo {
         Ok(done.rows_affected > 0)
     }
 
+    #[tracing::instrument(skip(self, metadata))]
+    async fn find_unfinished(
+        &self,
+        identifier: &str,
+        metadata: &str,
+        length: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TusUpload>> {
+        let row = tus_upload::Entity::find()
+            .filter(tus_upload::Column::Identifier.eq(identifier))
+            .filter(tus_upload::Column::Metadata.eq(metadata))
+            .filter(tus_upload::Column::UploadLength.eq(to_i64(length)))
+            .filter(tus_upload::Column::State.eq(RECEIVING))
+            .filter(tus_upload::Column::ExpiresAt.gt(now))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(to_upload))
+    }
+
     #[tracing::instrument(skip(self))]
     async fn reserved(&self, identifier: &str) -> Result<(u32, u64)> {
         let now = Utc::now();

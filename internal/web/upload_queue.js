@@ -300,14 +300,17 @@
     }
 
     function create() {
-      var meta = 'filename ' + b64(entry.name) + ',filetype ' + b64(entry.blob.type || 'application/octet-stream');
+      // client_id: a creation repeated after a lost answer gets the same upload back.
+      var meta = 'filename ' + b64(entry.name) + ',filetype ' + b64(entry.blob.type || 'application/octet-stream') +
+        ',client_id ' + b64(entry.id);
       return request('POST', self.base + '/tus/', self.headers({
         'Upload-Length': String(entry.blob.size), 'Upload-Metadata': meta
       })).then(function (res) {
         if (res.status === 201 && res.header('Location')) {
           entry.url = new URL(res.header('Location'), window.location.href).href;
           // The URL is stored before any byte is sent, so a reload resumes, never duplicates.
-          return save(entry).then(function () { return send(0); });
+          var offset = Number(res.header('Upload-Offset')) || 0;
+          return save(entry).then(function () { return send(offset); });
         }
         if (refused(res)) return finish(false, res.status, res.data);
         return backoff();

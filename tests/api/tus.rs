@@ -244,6 +244,35 @@ async fn a_post_with_a_method_override_is_a_patch() {
 }
 
 #[tokio::test]
+async fn a_repeated_creation_with_the_same_client_id_gets_the_same_upload() {
+    let app = TestApp::spawn().await;
+    let tus = Tus::new(&app).await;
+    let photo = jpeg(64, 48);
+    let metadata = format!(
+        "{},client_id {}",
+        metadata("p.jpg"),
+        base64::engine::general_purpose::STANDARD.encode("file-1")
+    );
+    let create = || {
+        tus.request(reqwest::Method::POST, &tus.endpoint())
+            .header("Upload-Length", photo.len().to_string())
+            .header("Upload-Metadata", metadata.clone())
+            .send()
+    };
+    let first = create().await.expect("POST");
+    assert_eq!(first.status(), 201);
+    let url = tus.location(&first);
+    assert_eq!(tus.patch(&url, 0, &photo[..200]).await.status(), 204);
+    let again = create().await.expect("POST again");
+    assert_eq!(again.status(), 201);
+    assert_eq!(tus.location(&again), url, "the same upload");
+    assert_eq!(header(&again, "upload-offset"), "200", "at its offset");
+    assert_eq!(app.metric("qrupload_tus_uploads_created_total").await, 1.0);
+    // Without a client_id every creation is a new upload.
+    assert_ne!(tus.create(photo.len()).await, tus.create(photo.len()).await);
+}
+
+#[tokio::test]
 async fn creation_with_upload_takes_the_whole_file_at_once() {
     let app = TestApp::spawn().await;
     let tus = Tus::new(&app).await;

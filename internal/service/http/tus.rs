@@ -140,15 +140,34 @@ pub(crate) async fn create(
     let checksum = checksum(&headers)?;
     services.limits.upload_to_session(&identifier)?;
     let tus = &services.tus;
-    let upload = tus.create(&token, &identifier, length, metadata).await?;
-    services.metrics.tus_created();
-    let upload = if with_upload {
-        let write = tus
-            .begin_patch(&token, &identifier, &upload.id, 0, checksum)
-            .await?;
-        receive(&services, write, &headers, body).await?
-    } else {
+    // In a task of its own, so that a client leaving mid-creation cannot stop the count
+    // between the row and the metric.
+    let (upload, new) = {
+        let (tus, metrics) = (tus.clone(), services.metrics.clone());
+        let (token, identifier) = (token.clone(), identifier.clone());
+        tokio::spawn(async move {
+            let created = tus.create(&token, &identifier, length, metadata).await;
+            if created.as_ref().is_ok_and(|(_, new)| *new) {
+                metrics.tus_created();
+            }
+            created
+        })
+        .await
+        .map_err(|e| ApiError::from(BizError::internal(format!("tus creation task: {e}"))))??
+    };
+    // A repeated creation (same client_id) answers the upload it made; its body, which starts
+    // at byte 0, is not read: the client goes on from the Upload-Offset it is told.
+    let upload = if !new {
         upload
+    } else {
+        if with_upload {
+            let write = tus
+                .begin_patch(&token, &identifier, &upload.id, 0, checksum)
+                .await?;
+            receive(&services, write, &headers, body).await?
+        } else {
+            upload
+        }
     };
     let mut response = StatusCode::CREATED.into_response();
     let location = format!("/v1/api/upload-sessions/{identifier}/tus/{}", upload.id);
