@@ -19,5 +19,6 @@ mod security;
 mod server;
 mod sse;
 mod tus;
+mod tus_backends;
 mod tus_js;
 mod upload;
