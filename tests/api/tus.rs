@@ -413,6 +413,64 @@ async fn a_pdf_is_refused_on_the_first_patch() {
     );
 }
 
+/// A file that only its last bytes show to be broken is refused at the last byte with what a
+/// multipart upload of the same bytes gets, and the upload is terminated.
+#[tokio::test]
+async fn a_broken_image_is_refused_at_the_last_byte_as_multipart_refuses_it() {
+    let app = TestApp::spawn().await;
+    let tus = Tus::new(&app).await;
+    let mut broken = jpeg(64, 48);
+    let keep = broken.len() / 3;
+    broken.truncate(keep);
+    broken.extend(std::iter::repeat_n(0u8, 500));
+    let (session, token) = app.create_session(3).await;
+    let multipart = app
+        .upload(
+            session["identifier"].as_str().expect("id"),
+            &token,
+            vec![("b.jpg", broken.clone())],
+            None,
+        )
+        .await;
+    let (status, reason) = (multipart.status(), error_reason(multipart).await);
+    assert!(status.is_client_error(), "{status}");
+
+    let url = tus.create(broken.len()).await;
+    assert_eq!(
+        tus.patch(&url, 0, &broken[..100]).await.status(),
+        204,
+        "a JPEG start"
+    );
+    let res = tus.patch(&url, 100, &broken[100..]).await;
+    assert_eq!(res.status(), status);
+    assert_eq!(error_reason(res).await, reason);
+    assert_eq!(tus.head(&url).await.status(), 404, "terminated");
+    assert!(tus.images().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_finished_upload_answers_head_until_its_session_ends() {
+    let app = TestApp::spawn().await;
+    let tus = Tus::new(&app).await;
+    let photo = jpeg(64, 48);
+    let url = tus.create(photo.len()).await;
+    assert_eq!(tus.patch(&url, 0, &photo).await.status(), 204);
+    let res = tus.head(&url).await;
+    assert_eq!(header(&res, "upload-offset"), photo.len().to_string());
+    assert_eq!(header(&res, "upload-length"), photo.len().to_string());
+    let res = app
+        .client
+        .post(app.url(&format!(
+            "/v1/api/upload-sessions/{}/complete?member_id=1",
+            tus.identifier
+        )))
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(res.status(), 200);
+    assert_eq!(tus.head(&url).await.status(), 404, "the session ended");
+}
+
 #[tokio::test]
 async fn quotas_are_checked_on_upload_length_at_creation() {
     let app = TestApp::spawn_with(&[
