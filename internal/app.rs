@@ -9,9 +9,8 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     biz::{
-        BizError, BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, StreamTickets,
-        UploadTokenKey,
-        new_token_key,
+        BizError, BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, StreamTickets, TusRepo,
+        TusUsecase, UploadTokenKey, new_token_key,
     },
     conf::{BlobKind, BusKind, Config},
     data,
@@ -65,6 +64,7 @@ impl Application {
             data::migrate_up(&db).await.context("running migrations")?;
         }
         let tickets_repo = Arc::new(data::SqlStreamTicketRepo::new(db.clone()));
+        let tus_repo: Arc<dyn TusRepo> = Arc::new(data::SqlTusRepo::new(db.clone()));
         // Every change writes its webhook events in its own transaction; the dispatcher
         // delivers them from the same database.
         let outbox_written = Arc::new(tokio::sync::Notify::new());
@@ -138,11 +138,23 @@ impl Application {
             thumbnail_size: upload.thumbnail_size,
             max_concurrent_decodes: upload.max_concurrent_decodes,
         };
-        let usecase = Arc::new(ImageUsecase::new(repo, blobs, bus, limits, token_key));
+        let usecase = Arc::new(ImageUsecase::new(
+            repo,
+            blobs.clone(),
+            bus,
+            limits,
+            token_key,
+        ));
         let tickets = Arc::new(StreamTickets::new(
             tickets_repo,
             usecase.clone(),
             config.sse.ticket_ttl,
+        ));
+        let tus = Arc::new(TusUsecase::new(
+            usecase.clone(),
+            tus_repo,
+            blobs,
+            upload.tus_expiry,
         ));
 
         let hub = SessionHub::start(
@@ -178,12 +190,14 @@ impl Application {
         let services = Services {
             usecase,
             tickets,
+            tus,
             hub,
             metrics,
             auth: Arc::new(MemberAuth::from_config(&config.auth)?),
             limits: Arc::new(RateLimits::new(&config.limits, config.sse.retry)),
             public_base_url: public_base_url.into(),
             stream_idle_timeout: config.upload.stream_idle_timeout,
+            client_max_edge: config.upload.client_max_edge,
         };
         let http_limits = server::HttpLimits::from_config(&config);
         let router = server::router(services.clone(), &config.cors, &http_limits);
@@ -246,11 +260,7 @@ impl Application {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
-        let janitor = tokio::spawn(janitor(
-            services.usecase.clone(),
-            services.limits.clone(),
-            sweeps,
-        ));
+        let janitor = tokio::spawn(janitor(services.clone(), sweeps));
         let mut http_task = tokio::spawn(server::serve_http(
             http,
             router,
@@ -295,7 +305,8 @@ impl Application {
 
 /// Background upkeep: expire sessions on time, sweep retention and orphan blobs at start-up
 /// and every `upload.sweep_interval` after, and forget idle rate-limit keys.
-async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>, sweeps: Sweeps) {
+async fn janitor(services: Services, sweeps: Sweeps) {
+    let (usecase, limits, tus) = (&services.usecase, &services.limits, &services.tus);
     let mut expiry = tokio::time::interval(EXPIRY_EVERY);
     let mut sweep = tokio::time::interval(sweeps.every);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -305,6 +316,11 @@ async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>, sweeps: Sw
             _ = expiry.tick() => {
                 if let Err(e) = usecase.expire_due().await {
                     tracing::warn!(error = ?e, "expiry sweep failed");
+                }
+                // Expired tus uploads go within a second, as sessions do: their quota is freed.
+                match tus.sweep().await {
+                    Ok(n) => services.metrics.tus_expired(n as u64),
+                    Err(e) => tracing::warn!(error = ?e, "tus sweep failed"),
                 }
             }
             _ = sweep.tick() => {
@@ -318,6 +334,11 @@ async fn janitor(usecase: Arc<ImageUsecase>, limits: Arc<RateLimits>, sweeps: Sw
                     Ok(n) if n > 0 => tracing::info!(blobs = n, "orphan sweep deleted blobs"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = ?e, "orphan sweep failed"),
+                }
+                match tus.sweep_orphan_parts(sweeps.orphan_min_age).await {
+                    Ok(n) if n > 0 => tracing::info!(parts = n, "orphan sweep deleted tus parts"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = ?e, "tus part sweep failed"),
                 }
             }
         }

@@ -19,6 +19,7 @@ pub struct Metrics {
     slow_clients_dropped: AtomicU64,
     lean_streams: AtomicI64,
     webhooks: WebhookCounters,
+    tus: TusCounts,
 }
 
 /// The dispatcher's counters; the outbox gauges are refreshed by it at each poll.
@@ -31,6 +32,15 @@ struct WebhookCounters {
     pending: AtomicI64,
     /// Unix milliseconds of the oldest pending event's creation; 0 when none.
     oldest_pending_ms: AtomicI64,
+}
+
+/// The life of resumable uploads.
+#[derive(Debug, Default)]
+struct TusCounts {
+    created: AtomicU64,
+    finished: AtomicU64,
+    terminated: AtomicU64,
+    expired: AtomicU64,
 }
 
 impl Metrics {
@@ -105,6 +115,23 @@ impl Metrics {
         self.webhooks
             .oldest_pending_ms
             .store(oldest_pending_ms.unwrap_or(0), Relaxed);
+    }
+
+    pub fn tus_created(&self) {
+        self.tus.created.fetch_add(1, Relaxed);
+    }
+
+    pub fn tus_finished(&self) {
+        self.tus.finished.fetch_add(1, Relaxed);
+    }
+
+    pub fn tus_terminated(&self) {
+        self.tus.terminated.fetch_add(1, Relaxed);
+    }
+
+    /// Unfinished tus uploads swept after their expiry (or their session's end).
+    pub fn tus_expired(&self, n: u64) {
+        self.tus.expired.fetch_add(n, Relaxed);
     }
 
     pub fn snapshot_reads(&self) -> u64 {
@@ -230,6 +257,39 @@ impl Metrics {
             out,
             "# HELP {name} Age of the oldest webhook delivery waiting in the outbox.\n# TYPE {name} gauge\n{name} {age}"
         );
+        self.render_tus(&mut out);
         out
+    }
+
+    fn render_tus(&self, out: &mut String) {
+        let t = &self.tus;
+        for (name, help, value) in [
+            (
+                "qrupload_tus_uploads_created_total",
+                "Resumable uploads created.",
+                &t.created,
+            ),
+            (
+                "qrupload_tus_uploads_finished_total",
+                "Resumable uploads that became an image.",
+                &t.finished,
+            ),
+            (
+                "qrupload_tus_uploads_terminated_total",
+                "Resumable uploads terminated by the client.",
+                &t.terminated,
+            ),
+            (
+                "qrupload_tus_uploads_expired_total",
+                "Unfinished resumable uploads swept after they expired.",
+                &t.expired,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
     }
 }

@@ -24,6 +24,12 @@ pub enum BizError {
     UnprocessableImage(String),
     #[error("{0}")]
     QuotaExceeded(String),
+    /// tus: the request's `Upload-Offset` is not where the upload is.
+    #[error("Upload-Offset is {given}, but the upload is at {current}")]
+    OffsetMismatch { given: u64, current: u64 },
+    /// tus: the bytes of a request do not match its `Upload-Checksum`; none of them is kept.
+    #[error("the request's bytes do not match its Upload-Checksum")]
+    ChecksumMismatch,
     #[error("service unavailable, try again")]
     Unavailable(Cause),
     #[error("internal error")]

@@ -13,8 +13,10 @@ mod error;
 pub mod imaging;
 mod model;
 mod ports;
+pub mod progress;
 mod secret;
 mod ticket;
+mod tus;
 mod usecase;
 mod webhook;
 mod webhook_policy;
@@ -28,8 +30,13 @@ pub use ports::{
     AddImagesOutcome, BlobStore, BusInterest, BusMessage, BusSubscription, EventBus,
     ReorderOutcome, SessionRepo,
 };
+pub use progress::{ProgressReporter, UploadProgress};
 pub use secret::{UploadTokenKey, hash_token, new_id, new_ticket, new_token_key};
 pub use ticket::{NewStreamTicket, StreamGrant, StreamTicketRepo, StreamTickets};
+pub use tus::{
+    CHUNK as TUS_CHUNK, Checksum, ChecksumAlgorithm, PatchOutcome, TusRepo, TusUpload, TusUsecase,
+    TusWrite,
+};
 pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};
 pub use webhook::{
     EventType, OutboxStats, PendingDelivery, WebhookEvent, WebhookOutbox, WebhookRoutes,

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
-use super::{Image, NewImage, NewSession, Result, SessionChange, UploadSession};
+use super::{Image, NewImage, NewSession, Result, SessionChange, UploadProgress, UploadSession};
 
 /// What happened to an attempt to add images to a session; decided inside one transaction.
 #[derive(Debug)]
@@ -115,6 +115,12 @@ pub trait EventBus: Send + Sync {
     /// disconnected: the [`BusMessage::Resync`] after the reconnect covers the gap), so a
     /// snapshot read after it misses no change.
     async fn interest(&self, identifier: &str) -> BusInterest;
+    /// Upload progress, a message kind of its own: never stored, so a lost one is simply
+    /// superseded by the next. A bus that cannot carry it keeps progress on one instance.
+    async fn publish_progress(&self, progress: UploadProgress) -> Result<()> {
+        let _ = progress;
+        Ok(())
+    }
     /// Whether the bus is delivering now (for readiness).
     fn is_connected(&self) -> bool;
 }
@@ -144,6 +150,8 @@ impl std::fmt::Debug for BusInterest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusMessage {
     Change(SessionChange),
+    /// A file's upload progress (see [`super::progress`]).
+    Progress(UploadProgress),
     /// Messages may have been missed (reconnect, lag): every watched session must be re-read.
     Resync,
 }

@@ -507,6 +507,10 @@ impl ImageUsecase {
         let grace = chrono::Duration::from_std(grace).map_err(BizError::internal)?;
         let mut swept = 0;
         for key in self.blobs.list_older_than(Utc::now() - grace).await? {
+            // Parts of resumable uploads belong to their upload's sweep.
+            if super::tus::part_of(&key).is_some() {
+                continue;
+            }
             let image_id = key
                 .rsplit('/')
                 .next()

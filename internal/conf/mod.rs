@@ -203,6 +203,16 @@ pub struct UploadConf {
     /// How long a gRPC `UploadImage` stream may stay silent between messages.
     #[serde(with = "units::duration", default = "default_stream_idle_timeout")]
     pub stream_idle_timeout: Duration,
+    /// How long an unfinished resumable (tus) upload lives, at most until its session expires.
+    #[serde(with = "units::duration", default = "default_tus_expiry")]
+    pub tus_expiry: Duration,
+    /// Longest side the phone page downscales photos to before upload; unset: no downscale.
+    #[serde(default)]
+    pub client_max_edge: Option<u32>,
+}
+
+fn default_tus_expiry() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_max_session_ttl() -> Duration {
@@ -432,6 +442,12 @@ impl Config {
         }
         if self.sse.heartbeat.is_zero() {
             return invalid("sse.heartbeat", "must be above zero");
+        }
+        if self.upload.tus_expiry.is_zero() {
+            return invalid("upload.tus_expiry", "must be above zero");
+        }
+        if self.upload.client_max_edge.is_some_and(|e| e < 64) {
+            return invalid("upload.client_max_edge", "must be at least 64 (or unset)");
         }
         if self.upload.sweep_interval.is_zero() {
             return invalid("upload.sweep_interval", "must be above zero");

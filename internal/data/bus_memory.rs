@@ -11,11 +11,15 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
 use super::bus_interest::Interests;
-use crate::biz::{BusInterest, BusMessage, BusSubscription, EventBus, Result, SessionChange};
+use crate::biz::{
+    BusInterest, BusMessage, BusSubscription, EventBus, Result, SessionChange, UploadProgress,
+};
 
 pub struct MemoryBus {
     tx: broadcast::Sender<SessionChange>,
     interests: Arc<Interests>,
+    /// Progress apart from changes, so a burst of progress never makes a doorbell lag.
+    progress: broadcast::Sender<UploadProgress>,
 }
 
 impl MemoryBus {
@@ -23,6 +27,7 @@ impl MemoryBus {
         MemoryBus {
             tx: broadcast::channel(4096).0,
             interests: Interests::local(),
+            progress: broadcast::channel(1024).0,
         }
     }
 }
@@ -44,13 +49,20 @@ impl EventBus for MemoryBus {
     }
 
     fn subscribe(&self) -> BusSubscription {
-        BroadcastStream::new(self.tx.subscribe())
-            .map(|item| match item {
-                Ok(change) => BusMessage::Change(change),
-                // Fell behind: some doorbells are gone, so re-read everything watched.
-                Err(BroadcastStreamRecvError::Lagged(_)) => BusMessage::Resync,
-            })
-            .boxed()
+        let changes = BroadcastStream::new(self.tx.subscribe()).map(|item| match item {
+            Ok(change) => BusMessage::Change(change),
+            // Fell behind: some doorbells are gone, so re-read everything watched.
+            Err(BroadcastStreamRecvError::Lagged(_)) => BusMessage::Resync,
+        });
+        // A lost progress report is superseded by the next one: no resync for those.
+        let progress = BroadcastStream::new(self.progress.subscribe())
+            .filter_map(|item| futures::future::ready(item.ok().map(BusMessage::Progress)));
+        futures::stream::select(changes, progress).boxed()
+    }
+
+    async fn publish_progress(&self, progress: UploadProgress) -> Result<()> {
+        let _ = self.progress.send(progress);
+        Ok(())
     }
 
     async fn interest(&self, identifier: &str) -> BusInterest {

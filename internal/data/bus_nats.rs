@@ -33,7 +33,8 @@ use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
 use super::bus_interest::{Command, Interests, doorbell, drain, parse_doorbell};
 use crate::biz::{
-    BizError, BusInterest, BusMessage, BusSubscription, EventBus, Result, SessionChange, new_id,
+    BizError, BusInterest, BusMessage, BusSubscription, EventBus, Result, SessionChange,
+    UploadProgress, new_id,
 };
 
 const SUBJECT_PREFIX: &str = "qrupload.session.";
@@ -110,6 +111,19 @@ impl EventBus for NatsBus {
     async fn publish(&self, change: SessionChange) -> Result<()> {
         let payload = Bytes::from(doorbell(&change));
         let publish = self.client.publish(subject(&change.identifier), payload);
+        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(BizError::unavailable(format!("nats publish: {e}"))),
+            Err(_) => Err(BizError::unavailable("nats publish timed out")),
+        }
+    }
+
+    /// On the session's own subject, as a JSON object (a doorbell is `ID VERSION`).
+    async fn publish_progress(&self, progress: UploadProgress) -> Result<()> {
+        let payload = serde_json::to_vec(&progress).map_err(BizError::internal)?;
+        let publish = self
+            .client
+            .publish(subject(&progress.identifier), Bytes::from(payload));
         match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(BizError::unavailable(format!("nats publish: {e}"))),
@@ -294,6 +308,12 @@ impl Drop for Forwarders {
 
 async fn forward(mut subscriber: Subscriber, shared: Arc<Shared>) {
     while let Some(message) = subscriber.next().await {
+        if message.payload.first() == Some(&b'{') {
+            if let Ok(progress) = serde_json::from_slice(&message.payload) {
+                let _ = shared.tx.send(BusMessage::Progress(progress));
+            }
+            continue;
+        }
         let change = std::str::from_utf8(&message.payload)
             .ok()
             .and_then(parse_doorbell);

@@ -42,8 +42,11 @@ use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 use super::bus_interest::{Command, Interests, doorbell, drain, parse_doorbell};
 use crate::biz::{
     BizError, BusInterest, BusMessage, BusSubscription, EventBus, Result, SessionChange,
+    UploadProgress,
 };
 
+/// One channel per session carries its doorbells (`ID VERSION`) and its upload progress
+/// (a JSON object), so an instance hears both only for the sessions it serves.
 const CHANNEL_PREFIX: &str = "qrupload:session:";
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Subscriptions sent together after a reconnect or a burst of first watchers.
@@ -127,6 +130,15 @@ impl EventBus for RedisBus {
     async fn publish(&self, change: SessionChange) -> Result<()> {
         let channel = channel(&change.identifier);
         let payload = doorbell(&change);
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_inner(channel, payload)).await {
+            Ok(result) => result,
+            Err(_) => Err(BizError::unavailable("redis publish timed out")),
+        }
+    }
+
+    async fn publish_progress(&self, progress: UploadProgress) -> Result<()> {
+        let channel = channel(&progress.identifier);
+        let payload = serde_json::to_string(&progress).map_err(BizError::internal)?;
         match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_inner(channel, payload)).await {
             Ok(result) => result,
             Err(_) => Err(BizError::unavailable("redis publish timed out")),
@@ -240,7 +252,11 @@ async fn follow(
             message = stream.next() => {
                 let Some(message) = message else { return true };
                 let Ok(payload) = message.get_payload::<String>() else { continue };
-                if let Some(change) = parse_doorbell(&payload) {
+                if payload.starts_with('{') {
+                    if let Ok(progress) = serde_json::from_str(&payload) {
+                        let _ = shared.tx.send(BusMessage::Progress(progress));
+                    }
+                } else if let Some(change) = parse_doorbell(&payload) {
                     let _ = shared.tx.send(BusMessage::Change(change));
                 }
             }

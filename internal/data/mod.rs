@@ -17,6 +17,7 @@ pub mod entity;
 mod outbox;
 mod repo;
 mod tickets;
+mod tus_repo;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub use bus_redis::RedisBus;
 pub use outbox::SqlWebhookOutbox;
 pub use repo::SqlSessionRepo;
 pub use tickets::SqlStreamTicketRepo;
+pub use tus_repo::SqlTusRepo;
 
 use crate::biz::BizError;
 

@@ -764,6 +764,79 @@ async fn a_backing_off_event_holds_back_its_sessions_later_events_only() {
             .expect("claim");
         assert_eq!(rest.len(), 1, "{}", t.name);
         assert_eq!(rest[0].event.kind.as_str(), "session.scanned");
+#[tokio::test]
+async fn tus_offsets_move_by_compare_and_set_and_sweeps_find_what_is_due() {
+    use crate::biz::{TusRepo, TusUpload};
+    for t in databases().await {
+        let sessions = repo(&t.db);
+        let tus = SqlTusRepo::new(t.db.clone());
+        let session = sessions
+            .create_session(new_session(5, 1000, Duration::minutes(10)))
+            .await
+            .expect("session");
+        let now = Utc::now();
+        let upload = TusUpload {
+            id: crate::biz::new_id(),
+            identifier: session.identifier.clone(),
+            length: 10,
+            offset: 0,
+            parts: Vec::new(),
+            metadata: Some("filename eA==".into()),
+            image_id: None,
+            created_at: now,
+            expires_at: now + Duration::minutes(5),
+        };
+        tus.create(&upload).await.expect("create");
+        assert!(tus.append(&upload, 4, &["a".into()]).await.expect("append"));
+        // A second request that started at the same offset loses the race.
+        assert!(
+            !tus.append(&upload, 6, &["b".into()]).await.expect("append"),
+            "{}",
+            t.name
+        );
+        let stored = tus.get(&upload.id).await.expect("get").expect("row");
+        assert_eq!(stored.offset, 4, "{}", t.name);
+        assert_eq!(stored.parts, vec!["a".to_owned()], "{}", t.name);
+        assert_eq!(stored.metadata.as_deref(), Some("filename eA=="));
+        assert_eq!(
+            tus.reserved(&session.identifier).await.expect("reserved"),
+            (1, 10)
+        );
+        assert!(
+            tus.due(now, 10).await.expect("due").is_empty(),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            tus.due(now + Duration::minutes(6), 10)
+                .await
+                .expect("due")
+                .len(),
+            1,
+            "{}: expired",
+            t.name
+        );
+        assert!(tus.mark_finished(&upload.id, "img").await.expect("finish"));
+        assert!(
+            !tus.mark_finished(&upload.id, "img").await.expect("finish"),
+            "{}: finished once",
+            t.name
+        );
+        assert!(
+            tus.due(now + Duration::minutes(6), 10)
+                .await
+                .expect("due")
+                .is_empty(),
+            "{}: a finished upload stays while its session is open",
+            t.name
+        );
+        sessions
+            .complete(&session.identifier, now)
+            .await
+            .expect("complete");
+        assert_eq!(tus.due(now, 10).await.expect("due").len(), 1, "{}", t.name);
+        assert!(tus.delete(&upload.id).await.expect("delete"));
+        assert!(tus.get(&upload.id).await.expect("get").is_none());
         t.cleanup().await;
     }
 }

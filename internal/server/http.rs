@@ -137,15 +137,28 @@ fn cors_layer(conf: &CorsConf) -> Option<CorsLayer> {
     if conf.allowed_origins.is_empty() {
         return None;
     }
+    use crate::service::http::tus;
+    let mut allow = vec![
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        HeaderName::from_static("idempotency-key"),
+        HeaderName::from_static("last-event-id"),
+    ];
+    allow.extend(tus::REQUEST_HEADERS.map(HeaderName::from_static));
+    let mut expose = vec![header::RETRY_AFTER];
+    expose.extend(tus::RESPONSE_HEADERS.map(HeaderName::from_static));
     let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("idempotency-key"),
-            HeaderName::from_static("last-event-id"),
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::HEAD,
+            Method::OPTIONS,
         ])
-        .expose_headers([header::RETRY_AFTER])
+        .allow_headers(allow)
+        .expose_headers(expose)
         .max_age(Duration::from_secs(600));
     Some(if conf.allowed_origins.iter().any(|o| o == "*") {
         layer.allow_origin(AllowOrigin::any())

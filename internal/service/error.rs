@@ -85,6 +85,7 @@ impl ApiError {
             422 => "UNPROCESSABLE_IMAGE",
             429 => "RATE_LIMITED",
             431 => "HEADERS_TOO_LARGE",
+            460 => "CHECKSUM_MISMATCH",
             501 => "NOT_IMPLEMENTED",
             503 => "UNAVAILABLE",
             _ if status.is_client_error() => "INVALID_ARGUMENT",
@@ -116,6 +117,8 @@ impl From<BizError> for ApiError {
             BizError::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
             BizError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             BizError::SessionClosed => (StatusCode::CONFLICT, "SESSION_CLOSED"),
+            BizError::OffsetMismatch { .. } => (StatusCode::CONFLICT, "OFFSET_MISMATCH"),
+            BizError::ChecksumMismatch => (checksum_mismatch(), "CHECKSUM_MISMATCH"),
             BizError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
             BizError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
@@ -177,3 +180,8 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// tus's `460 Checksum Mismatch`, a status `http` has no name for.
+fn checksum_mismatch() -> StatusCode {
+    StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST)
+}

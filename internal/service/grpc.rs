@@ -10,6 +10,7 @@ use super::{
     Services,
     dto::{image_url, thumbnail_url},
     hub::{Snapshot, Watch, WatchEvent},
+    progress::ProgressFrame,
 };
 use crate::api::image::v1 as pb;
 use crate::biz::{BizError, Caller, Image, SessionStatus, UploadFile, UploadSession};
@@ -44,7 +45,10 @@ pub fn status_from(e: BizError) -> Status {
         | BizError::UnprocessableImage(_) => Status::invalid_argument(message),
         BizError::Unauthenticated => Status::unauthenticated(message),
         BizError::NotFound => Status::not_found(message),
-        BizError::SessionClosed => Status::failed_precondition(message),
+        BizError::SessionClosed | BizError::OffsetMismatch { .. } => {
+            Status::failed_precondition(message)
+        }
+        BizError::ChecksumMismatch => Status::invalid_argument(message),
         BizError::PayloadTooLarge(_) | BizError::QuotaExceeded(_) => {
             Status::resource_exhausted(message)
         }
@@ -124,8 +128,31 @@ fn event_message(snapshot: &Snapshot) -> pb::ImagesEvent {
             version: snapshot.version(),
             session: Some(session_message(&snapshot.session, None)),
             images: snapshot.images.iter().map(image_message).collect(),
+            progress: None,
         })
         .clone()
+}
+
+/// A `progress` event as an `ImagesEvent` with only `version` and `progress` set.
+fn progress_message(frame: &ProgressFrame) -> pb::ImagesEvent {
+    pb::ImagesEvent {
+        version: frame.version,
+        session: None,
+        images: Vec::new(),
+        progress: Some(pb::UploadProgress {
+            identifier: frame.identifier.clone(),
+            files: frame
+                .files
+                .iter()
+                .map(|f| pb::FileProgress {
+                    upload_id: f.upload_id.clone(),
+                    received: f.received,
+                    total: f.total,
+                })
+                .collect(),
+            version: frame.version,
+        }),
+    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::ImagesEvent, Status>> + Send>>;
@@ -355,6 +382,11 @@ async fn next_event(
                 done = snapshot.session.status.is_finished();
                 watch.metrics().events_sent(1);
                 let event = event_message(&snapshot);
+                return Some((Ok(event), (watch, last, None, done)));
+            }
+            WatchEvent::Progress(frame) => {
+                watch.metrics().events_sent(1);
+                let event = progress_message(&frame);
                 return Some((Ok(event), (watch, last, None, done)));
             }
             WatchEvent::Changed(_) | WatchEvent::Heartbeat => continue,

@@ -25,11 +25,12 @@ use tokio::sync::{OnceCell, watch};
 
 use super::{
     dto::{SessionEventJson, images_json},
+    progress::{FeedProgress, ProgressFrame},
     sse_frame::{SseEventName, encode_event},
 };
 use crate::{
     api::image::v1::ImagesEvent,
-    biz::{BizError, BusInterest, BusMessage, Image, ImageUsecase, UploadSession},
+    biz::{BizError, BusInterest, BusMessage, Image, ImageUsecase, UploadProgress, UploadSession},
     metrics::Metrics,
 };
 
@@ -143,11 +144,15 @@ struct Feed {
     wanted: AtomicU64,
     refreshing: AtomicBool,
     hub: Weak<HubInner>,
+    /// The session's uploads in flight, as `progress` events.
+    progress: FeedProgress,
 }
 
 /// What a watcher wakes up for.
 pub enum WatchEvent {
     Changed(Arc<Snapshot>),
+    /// Uploads in flight: not a change, no new version.
+    Progress(Arc<ProgressFrame>),
     Heartbeat,
     /// The server is shutting down.
     Closing,
@@ -158,6 +163,7 @@ pub struct Watch {
     /// Keeps the session's feed alive while anyone watches it.
     _feed: Arc<Feed>,
     rx: watch::Receiver<Option<Arc<Snapshot>>>,
+    progress: watch::Receiver<Option<Arc<ProgressFrame>>>,
     heartbeat: watch::Receiver<()>,
     closing: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -210,6 +216,7 @@ impl SessionHub {
         let current = rx.borrow_and_update().clone().ok_or(BizError::NotFound)?;
         self.inner.metrics.watcher_opened();
         let watch = Watch {
+            progress: feed.progress.subscribe(),
             _feed: feed,
             rx,
             heartbeat: self.inner.heartbeat_slot().subscribe(),
@@ -240,6 +247,7 @@ impl SessionHub {
             wanted: AtomicU64::new(0),
             refreshing: AtomicBool::new(false),
             hub: Arc::downgrade(&self.inner),
+            progress: FeedProgress::default(),
         });
         feeds.insert(identifier.to_owned(), Arc::downgrade(&feed));
         feed
@@ -286,6 +294,22 @@ impl Feed {
         }
         let feed = self.clone();
         tokio::spawn(async move { feed.refresh().await });
+    }
+
+    /// A file's progress from the bus: emitted now, or folded into the event already due.
+    fn progress(self: &Arc<Self>, report: &UploadProgress) {
+        let Some(due) = self.progress.record(report) else {
+            return;
+        };
+        if due <= tokio::time::Instant::now() {
+            self.progress.emit(&self.identifier, self.version());
+            return;
+        }
+        let feed = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due).await;
+            feed.progress.emit(&feed.identifier, feed.version());
+        });
     }
 
     async fn refresh(self: Arc<Self>) {
@@ -347,6 +371,10 @@ impl Watch {
                 (Ok(()), Some(snapshot)) => WatchEvent::Changed(snapshot),
                 _ => WatchEvent::Closing,
             },
+            changed = self.progress.changed() => match (changed, self.progress.borrow_and_update().clone()) {
+                (Ok(()), Some(frame)) => WatchEvent::Progress(frame),
+                _ => WatchEvent::Closing,
+            },
             _ = self.heartbeat.changed() => WatchEvent::Heartbeat,
         }
     }
@@ -377,9 +405,21 @@ async fn follow_bus(hub: Weak<HubInner>) {
     };
     while let Some(message) = messages.next().await {
         let Some(hub) = hub.upgrade() else { return };
+        if let BusMessage::Progress(report) = &message {
+            // Out of the lock: the last handle on a feed may drop here, and its drop locks.
+            let feed = {
+                let feeds = hub.feeds.lock().unwrap_or_else(|p| p.into_inner());
+                feeds.get(&report.identifier).and_then(Weak::upgrade)
+            };
+            if let Some(feed) = feed {
+                feed.progress(report);
+            }
+            continue;
+        }
         let feeds: Vec<(Arc<Feed>, u64)> = {
             let feeds = hub.feeds.lock().unwrap_or_else(|p| p.into_inner());
             match &message {
+                BusMessage::Progress(_) => Vec::new(),
                 BusMessage::Change(change) => {
                     hub.metrics.change_received();
                     feeds

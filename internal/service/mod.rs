@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod progress;
 pub mod sse_frame;
 pub mod webhook;
 
@@ -23,6 +24,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     biz::{ImageUsecase, StreamTickets},
+    biz::{ImageUsecase, TusUsecase},
     metrics::Metrics,
 };
 
@@ -32,6 +34,8 @@ pub struct Services {
     pub usecase: Arc<ImageUsecase>,
     /// Single-use credentials for the SSE route (jwt-mode browsers).
     pub tickets: Arc<StreamTickets>,
+    /// Resumable (tus) uploads, finished through `usecase`.
+    pub tus: Arc<TusUsecase>,
     pub hub: hub::SessionHub,
     pub metrics: Arc<Metrics>,
     /// Who the member of an HTTP request is (dev or jwt mode).
@@ -41,6 +45,8 @@ pub struct Services {
     pub public_base_url: Arc<str>,
     /// How long a gRPC upload stream may stay silent between messages.
     pub stream_idle_timeout: Duration,
+    /// `upload.client_max_edge`, told to the phone page through upload-info.
+    pub client_max_edge: Option<u32>,
 }
 
 impl Services {

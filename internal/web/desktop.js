@@ -70,6 +70,16 @@
     var key = 'status_' + status;
     return Object.prototype.hasOwnProperty.call(STRINGS, key) ? t(key) : status;
   }
+  var inFlight = new Map();  // upload id -> placeholder tile, from `progress` events
+  var batch = new Map();     // upload id -> { received, total, done } since uploads began
+  var progressLine = null;
+
+  // The `progress` strings, by name, in the page languages.
+  var PROGRESS_TEXT = {
+    en: { line: 'uploading {i} of {n} · {a} of {b} MB', tile: 'Uploading… {p}%' },
+    'zh-Hant': { line: '正在上傳第 {i} 張，共 {n} 張 · {a} / {b} MB', tile: '上傳中… {p}%' },
+    'zh-Hans': { line: '正在上传第 {i} 张，共 {n} 张 · {a} / {b} MB', tile: '上传中… {p}%' }
+  };
 
   // ---------- helpers ----------
 
@@ -169,7 +179,7 @@
   }
 
   function renderEmpty() {
-    els.empty.hidden = tiles.size > 0;
+    els.empty.hidden = tiles.size > 0 || inFlight.size > 0;
     els.orderHint.hidden = tiles.size < 2;
   }
 
@@ -287,6 +297,7 @@
   function clearTiles() {
     tiles.forEach(function (tile) { tile.remove(); });
     tiles.clear();
+    clearProgress();
     renderEmpty();
   }
 
@@ -304,6 +315,87 @@
     renderCount();
     tick();
     if (isTerminal(session.status)) finishStream();
+  }
+
+  // ---------- uploads in flight (`progress` events) ----------
+
+  function progressText(name, values) {
+    var lang = (document.documentElement.getAttribute('lang') || 'en').toLowerCase();
+    var key = /^zh-(hant|tw|hk|mo)/.test(lang) ? 'zh-Hant' : (lang.indexOf('zh') === 0 ? 'zh-Hans' : 'en');
+    var text = PROGRESS_TEXT[key][name];
+    Object.keys(values).forEach(function (k) { text = text.split('{' + k + '}').join(String(values[k])); });
+    return text;
+  }
+
+  function megabytes(bytes) { return (Math.round(bytes / 104857.6) / 10).toFixed(1); }
+
+  function applyProgress(data) {
+    if (!session || !data || data.identifier !== session.identifier || !Array.isArray(data.files)) return;
+    var live = new Map();
+    data.files.forEach(function (f) {
+      if (!f || typeof f.upload_id !== 'string') return;
+      var item = { received: Number(f.received) || 0, total: typeof f.total === 'number' ? f.total : null, done: false };
+      live.set(f.upload_id, item);
+      batch.set(f.upload_id, item);
+    });
+    batch.forEach(function (item, id) {
+      if (!live.has(id) && !item.done) { item.done = true; if (item.total !== null) item.received = item.total; }
+    });
+    if (live.size === 0) batch.clear();
+    renderPlaceholders(live);
+    renderProgress();
+  }
+
+  function renderProgress() {
+    if (!progressLine) {
+      progressLine = document.createElement('p');
+      progressLine.className = 'progress-line muted';
+      progressLine.setAttribute('aria-live', 'polite');
+      var line = els.status.parentNode;
+      line.parentNode.insertBefore(progressLine, line.nextSibling);
+    }
+    var n = batch.size, done = 0, received = 0, total = 0;
+    batch.forEach(function (item) {
+      if (item.done) done++;
+      received += item.received;
+      total += item.total !== null ? item.total : item.received;
+    });
+    progressLine.hidden = n === 0;
+    progressLine.textContent = n === 0 ? '' : progressText('line', {
+      i: Math.min(done + 1, n), n: n, a: megabytes(received), b: megabytes(total)
+    });
+  }
+
+  function renderPlaceholders(live) {
+    inFlight.forEach(function (tile, id) {
+      if (!live.has(id)) { tile.remove(); inFlight.delete(id); }
+    });
+    live.forEach(function (item, id) {
+      var tile = inFlight.get(id);
+      if (!tile) {
+        tile = document.createElement('figure');
+        tile.className = 'tile tile-pending';
+        tile.setAttribute('data-upload-id', id);
+        var bar = document.createElement('progress');
+        bar.max = 1;
+        var caption = document.createElement('figcaption');
+        caption.className = 'tile-label';
+        tile.appendChild(bar);
+        tile.appendChild(caption);
+        inFlight.set(id, tile);
+        els.grid.appendChild(tile);
+      }
+      var f = item.total ? Math.min(1, item.received / item.total) : 0;
+      tile.querySelector('progress').value = f;
+      tile.querySelector('figcaption').textContent = progressText('tile', { p: Math.floor(f * 100) });
+    });
+    renderEmpty();
+  }
+
+  function clearProgress() {
+    batch.clear();
+    renderPlaceholders(new Map());
+    if (progressLine) renderProgress();
   }
 
   function applySnapshot(images, lastEventId) {
@@ -362,6 +454,12 @@
       try { data = JSON.parse(ev.data); } catch (e) { return; }
       applySnapshot(data, ev.lastEventId);
       if (closeTimer) stopStream();
+    });
+    es.addEventListener('progress', function (ev) {
+      if (es !== source) return;
+      var data;
+      try { data = JSON.parse(ev.data); } catch (e) { return; }
+      applyProgress(data);
     });
     es.addEventListener('error', function () {
       if (es !== source) return;

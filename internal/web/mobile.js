@@ -48,6 +48,9 @@
   var deleted = new Set();  // ids deleted from this page, never shown again
   var jobs = [];            // uploads, in the order chosen
   var active = 0;
+  // Resumable uploads (upload_queue.js); without it, one multipart request per photo.
+  var queue = null;
+  var keepOpen = null;      // "keep this page open" while the queue sends
 
   // ---------- strings ----------
 
@@ -441,7 +444,7 @@
     li.appendChild(head);
     li.appendChild(bar);
     li.appendChild(foot);
-    return { li: li, bar: bar, state: state, retry: retry };
+    return { li: li, bar: bar, state: state, retry: retry, size: size };
   }
 
   function setJob(job, state, text, retryable) {
@@ -453,19 +456,23 @@
   }
 
   function addFiles(fileList) {
-    Array.prototype.forEach.call(fileList, function (file) {
-      var job = { file: file, key: uuid(), state: 'queued', row: buildJobRow(file) };
-      job.row.retry.addEventListener('click', function () {
-        if (closed || job.state !== 'error') return;
-        job.row.bar.value = 0;
-        setJob(job, 'queued', t('waiting'), false);
-        pump();
-      });
-      setJob(job, 'queued', t('waiting'), false);
-      jobs.push(job);
-      els.uploads.appendChild(job.row.li);
-    });
+    // Into the queue's store at once, so a reload keeps photos that were still waiting.
+    Array.prototype.forEach.call(fileList, function (file) { addJob(file, queue ? queue.add(file) : null); });
     pump();
+  }
+
+  function addJob(file, entry) {
+    var job = { file: file, key: uuid(), state: 'queued', row: buildJobRow(file), entry: entry };
+    if (entry) job.row.li.querySelector('.upload-name').textContent = entry.name;
+    job.row.retry.addEventListener('click', function () {
+      if (closed || job.state !== 'error') return;
+      job.row.bar.value = 0;
+      setJob(job, 'queued', t('waiting'), false);
+      pump();
+    });
+    setJob(job, 'queued', t('waiting'), false);
+    jobs.push(job);
+    els.uploads.appendChild(job.row.li);
   }
 
   function pump() {
@@ -491,6 +498,7 @@
       setJob(job, 'error', t('too_big_max', { size: mb(info.max_image_bytes) }), false);
       return;
     }
+    if (queue) { startQueued(job); return; }
     active++;
     setJob(job, 'uploading', t('uploading', { percent: number(0, { style: 'percent' }) }), false);
     var bar = job.row.bar;
@@ -544,6 +552,55 @@
     xhr.send(form);
   }
 
+  // Through the resumable queue: it resumes by itself after a cut, and after a reload.
+  function startQueued(job) {
+    active++;
+    if (!job.entry) job.entry = queue.add(job.file);
+    setJob(job, 'uploading', '', false);
+    showKeepOpen();
+    queue.upload(job.entry, {
+      progress: function (f, text) { job.row.bar.value = f; job.row.state.textContent = text; },
+      status: function (text) { job.row.state.textContent = text; },
+      sizes: function (text) { job.row.size.textContent = text; },
+      done: function () { setJob(job, 'done', 'Uploaded', false); },
+      failed: function (status, data) {
+        job.entry = null;
+        job.row.bar.value = 0;
+        var reason = reasonOf(status, data);
+        setJob(job, 'error', messageFor(status, data), status >= 500 || status === 429);
+        if (reason === 'SESSION_CLOSED') setFinished(false);
+        else if (reason === 'UNAUTHENTICATED') setInvalid();
+      }
+    }).then(function () {
+      active--;
+      showKeepOpen();
+      pump();
+      if (active === 0 && !closed) loadInfo(true);
+    });
+  }
+
+  function showKeepOpen() {
+    if (!keepOpen) {
+      keepOpen = document.createElement('p');
+      keepOpen.className = 'keep-open muted';
+      keepOpen.setAttribute('role', 'status');
+      keepOpen.textContent = window.QruploadQueue.t('keepOpen');
+      els.uploads.parentNode.insertBefore(keepOpen, els.uploads);
+    }
+    keepOpen.hidden = active === 0;
+  }
+
+  function openQueue(maxEdge) {
+    if (queue || !window.QruploadQueue) return;
+    queue = window.QruploadQueue.create({ identifier: identifier, base: base, token: token, maxEdge: maxEdge });
+    // Photos an earlier page of this link did not finish: picked up without a click.
+    queue.restore().then(function (entries) {
+      entries.forEach(function (entry) { addJob(entry.blob, entry); });
+      if (entries.length) showNotice(window.QruploadQueue.t('restored', { n: entries.length }), false);
+      pump();
+    });
+  }
+
   // ---------- upload-info ----------
 
   // First call (refresh false): shows the page. Later calls (refresh true, after
@@ -592,6 +649,7 @@
         };
         if (data.status === 'completed' || data.status === 'expired') { setFinished(!refresh); return; }
         ready = true;
+        openQueue(Number(data.client_max_edge) || null);
         syncPhotos(data.images, sinceSeq);
         renderQuota();
         tick();

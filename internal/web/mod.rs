@@ -47,6 +47,14 @@ pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
         "desktop.js" => (include_str!("desktop.js"), "text/javascript; charset=utf-8"),
         "mobile.js" => (include_str!("mobile.js"), "text/javascript; charset=utf-8"),
         "style.css" => (include_str!("style.css"), "text/css; charset=utf-8"),
+        "upload_queue.js" => (
+            include_str!("upload_queue.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "downscale_worker.js" => (
+            include_str!("downscale_worker.js"),
+            "text/javascript; charset=utf-8",
+        ),
         _ => return None,
     })
 }

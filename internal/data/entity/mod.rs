@@ -2,5 +2,6 @@
 
 pub mod image;
 pub mod stream_ticket;
+pub mod tus_upload;
 pub mod upload_session;
 pub mod webhook_outbox;

@@ -10,6 +10,7 @@ mod pages;
 mod sessions;
 mod sse;
 mod tickets;
+pub mod tus;
 mod upload;
 mod upload_body;
 
@@ -19,7 +20,7 @@ use axum::{
     Router,
     extract::{ConnectInfo, FromRequestParts},
     http::request::Parts,
-    routing::{delete, get, post, put},
+    routing::{delete, get, head, options, post, put},
 };
 
 use super::{Services, auth::parse_member_id, error::ApiError};
@@ -65,7 +66,33 @@ pub fn api_routes(services: Services) -> Router {
             "/v1/api/images/{image_id}/thumbnail",
             get(images::thumbnail),
         )
+        .with_state(services.clone())
+        .merge(tus_routes(services))
+}
+
+/// The tus routes, each answer with `Tus-Resumable` (see [`tus::tus_protocol`]).
+fn tus_routes(services: Services) -> Router {
+    const UPLOAD: &str = "/v1/api/upload-sessions/{identifier}/tus/{upload_id}";
+    let creation = options(tus::options).post(tus::create);
+    let upload: axum::routing::MethodRouter<()> = head(tus::head)
+        .patch(tus::patch)
+        .delete(tus::terminate)
+        .with_state(services.clone());
+    // As a service with its layers outside: the method override acts before method routing,
+    // and `Tus-Resumable` reaches even a 405.
+    let upload = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(tus::tus_protocol))
+        .layer(axum::middleware::from_fn(tus::method_override))
+        .service(upload);
+    Router::new()
+        .route(
+            "/v1/api/upload-sessions/{identifier}/tus/",
+            creation.clone(),
+        )
+        .route("/v1/api/upload-sessions/{identifier}/tus", creation)
+        .layer(axum::middleware::from_fn(tus::tus_protocol))
         .with_state(services)
+        .route_service(UPLOAD, upload)
 }
 
 /// The pages, their assets and the operational endpoints (`/healthz`, `/readyz`, `/metrics`).

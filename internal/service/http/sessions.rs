@@ -173,6 +173,10 @@ pub(super) struct UploadInfo<'a> {
     expires_at: String,
     accepted_types: [&'static str; 4],
     images: Vec<ImageJson<'a>>,
+    /// Longest side the phone downscales to before upload (`upload.client_max_edge`).
+    client_max_edge: Option<u32>,
+    /// Where resumable (tus 1.0) uploads are created.
+    tus_url: String,
 }
 
 /// `GET /v1/api/upload-sessions/{identifier}/upload-info` with the upload token. The first
@@ -200,6 +204,8 @@ pub async fn upload_info(
         expires_at: rfc3339(session.expires_at),
         accepted_types: ["image/jpeg", "image/png", "image/webp", "image/gif"],
         images: images_json(&images),
+        client_max_edge: services.client_max_edge,
+        tus_url: format!("/v1/api/upload-sessions/{}/tus/", session.identifier),
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
 }

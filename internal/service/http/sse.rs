@@ -210,6 +210,10 @@ impl WatcherStream {
                         return Some((Ok(frame), self));
                     }
                 }
+                WatchEvent::Progress(frame) => {
+                    self.watch.metrics().events_sent(1);
+                    return Some((Ok(frame.sse.clone()), self));
+                }
                 WatchEvent::Heartbeat => return Some((Ok(Bytes::from_static(PING)), self)),
                 WatchEvent::Closing => return None,
             }

@@ -7,7 +7,13 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
 use bytes::BytesMut;
+use futures::StreamExt;
 use serde::Serialize;
 
 use super::{
@@ -15,7 +21,7 @@ use super::{
     upload_body::{Meter, MeteredBody},
 };
 use crate::{
-    biz::{Caller, ImageUsecase, StoredUpload, UploadFile},
+    biz::{Caller, ImageUsecase, ProgressReporter, StoredUpload, UploadFile, new_id},
     service::{
         Services,
         auth::upload_token,
@@ -91,8 +97,26 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|ct| multer::parse_boundary(ct).ok())
         .ok_or_else(|| ApiError::invalid("Content-Type", "the body must be multipart/form-data"))?;
+    // The desktop sees this request's bytes arrive as a `progress` event.
+    let total = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let arrived = Arc::new(AtomicU64::new(0));
+    let mut progress = ProgressReporter::for_request(
+        usecase.bus().clone(),
+        identifier,
+        &format!("request-{}", new_id()),
+        total,
+    );
+    let counted = arrived.clone();
+    let stream = body.into_data_stream().inspect(move |piece| {
+        if let Ok(bytes) = piece {
+            counted.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+    });
     let meter = Meter::default();
-    let mut body = MeteredBody::new(body.into_data_stream(), meter.clone());
+    let mut body = MeteredBody::new(stream, meter.clone());
     let mut multipart = multer::Multipart::new(&mut body, boundary);
     let max_parts = usecase.limits().max_images as usize + 8;
     let mut parts = 0usize;
@@ -111,7 +135,15 @@ async fn receive(
                 .ok_or_else(|| ApiError::invalid("body", "a form field is too large"))?;
             continue;
         }
-        let file = read_file(usecase, &upload, &mut field, &meter).await?;
+        let file = read_file(
+            usecase,
+            &upload,
+            &mut field,
+            &meter,
+            &mut progress,
+            &arrived,
+        )
+        .await?;
         usecase.store_file(&mut upload, file).await?;
     }
     drop(multipart);
@@ -119,7 +151,10 @@ async fn receive(
     body.finish()
         .await
         .map_err(|e| ApiError::invalid("body", format!("incomplete request body: {e}")))?;
-    Ok(usecase.commit(upload).await?)
+    progress.advance(arrived.load(Ordering::Relaxed)).await;
+    let images = usecase.commit(upload).await?;
+    progress.end().await;
+    Ok(images)
 }
 
 /// Reads one file part, refusing it as soon as it passes the limit that applies to it.
@@ -128,12 +163,22 @@ async fn read_file(
     upload: &StoredUpload,
     field: &mut multer::Field<'_>,
     meter: &Meter,
+    progress: &mut ProgressReporter,
+    arrived: &AtomicU64,
 ) -> ApiResult<UploadFile> {
     let (limit, per_image) = usecase.next_file_limit(upload);
-    match read_bounded(field, meter, limit).await? {
-        Some(bytes) => Ok(UploadFile { bytes }),
-        None => Err(usecase.file_too_large(per_image).into()),
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        meter.data_received(chunk.len());
+        progress.advance(arrived.load(Ordering::Relaxed)).await;
+        if (buffer.len() + chunk.len()) as u64 > limit {
+            return Err(usecase.file_too_large(per_image).into());
+        }
+        buffer.extend_from_slice(&chunk);
     }
+    Ok(UploadFile {
+        bytes: buffer.freeze(),
+    })
 }
 
 /// The part's bytes, or `None` once it exceeds `limit` (the rest is not read).
