@@ -23,7 +23,7 @@ async fn next_change(messages: &mut BusSubscription) -> SessionChange {
         loop {
             match messages.next().await {
                 Some(BusMessage::Change(c)) => return c,
-                Some(BusMessage::Resync) => continue,
+                Some(BusMessage::Resync | BusMessage::Progress(_)) => continue,
                 None => panic!("the bus ended"),
             }
         }

@@ -764,6 +764,10 @@ async fn a_backing_off_event_holds_back_its_sessions_later_events_only() {
             .expect("claim");
         assert_eq!(rest.len(), 1, "{}", t.name);
         assert_eq!(rest[0].event.kind.as_str(), "session.scanned");
+        t.cleanup().await;
+    }
+}
+
 #[tokio::test]
 async fn tus_offsets_move_by_compare_and_set_and_sweeps_find_what_is_due() {
     use crate::biz::{TusRepo, TusUpload};

@@ -23,8 +23,7 @@ pub mod webhook;
 use std::{sync::Arc, time::Duration};
 
 use crate::{
-    biz::{ImageUsecase, StreamTickets},
-    biz::{ImageUsecase, TusUsecase},
+    biz::{ImageUsecase, StreamTickets, TusUsecase},
     metrics::Metrics,
 };
 
