@@ -98,6 +98,7 @@ fn new_image(size: u64, key: Option<(&str, u32)>) -> NewImage {
     NewImage {
         id: crate::biz::new_id(),
         content_type: "image/jpeg".into(),
+        source_content_type: "image/jpeg".into(),
         width: 4,
         height: 3,
         size,

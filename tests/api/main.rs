@@ -11,6 +11,7 @@ mod grpc;
 mod hostile;
 mod hub;
 mod lifecycle;
+mod photos;
 mod scale;
 mod security;
 mod server;

@@ -313,3 +313,30 @@ pub(super) fn decode_jpeg_scaled(
         _ => decode_with_image_crate(data, ImageFormat::Jpeg, width, height),
     }
 }
+
+/// The ICC profile of the kept APP2 segments, reassembled in sequence
+/// order; `None` when absent or when the chunks do not add up.
+pub(super) fn jpeg_icc(b: &[u8], header: &JpegHeader) -> Option<Vec<u8>> {
+    const TAG: &[u8] = b"ICC_PROFILE\0";
+    let mut chunks: Vec<(u8, &[u8])> = header
+        .kept
+        .iter()
+        .filter(|seg| seg.marker == APP2)
+        .filter_map(|seg| {
+            let p = seg.bytes(b).strip_prefix(TAG)?;
+            Some((*p.first()?, p.get(2..)?))
+        })
+        .collect();
+    let count = header
+        .kept
+        .iter()
+        .find(|seg| seg.marker == APP2)
+        .and_then(|seg| seg.bytes(b).get(TAG.len() + 1).copied())?;
+    chunks.sort_by_key(|c| c.0);
+    let in_order = chunks
+        .iter()
+        .enumerate()
+        .all(|(i, c)| usize::from(c.0) == i + 1);
+    (in_order && chunks.len() == usize::from(count) && count > 0)
+        .then(|| chunks.iter().flat_map(|c| c.1.iter().copied()).collect())
+}
