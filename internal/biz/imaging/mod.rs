@@ -78,6 +78,8 @@ pub mod testdata;
 #[cfg(test)]
 mod heif_tests;
 #[cfg(test)]
+mod lenient_tests;
+#[cfg(test)]
 mod tests;
 
 use std::io::Cursor;

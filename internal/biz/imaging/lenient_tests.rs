@@ -1,0 +1,114 @@
+//! Files that mainstream decoders render although they bend the format: each is accepted,
+//! and what is stored is well-formed.
+
+use super::testdata::small_gif;
+use super::*;
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+fn table_len(packed: u8) -> usize {
+    if packed & 0x80 == 0 {
+        0
+    } else {
+        3 << ((packed & 7) + 1)
+    }
+}
+
+fn sub_blocks_end(b: &[u8], mut pos: usize) -> usize {
+    while b[pos] != 0 {
+        pos += 1 + usize::from(b[pos]);
+    }
+    pos + 1
+}
+
+/// The same GIF with its global colour table moved into every frame that used it, as
+/// some encoders write them.
+fn without_global_table(gif: &[u8]) -> Vec<u8> {
+    let global_len = table_len(gif[10]);
+    let global = &gif[13..13 + global_len];
+    let mut out = gif[..13].to_vec();
+    out[10] &= 0x7F;
+    let mut pos = 13 + global_len;
+    loop {
+        match gif[pos] {
+            0x3B => {
+                out.push(0x3B);
+                return out;
+            }
+            0x21 => {
+                let end = sub_blocks_end(gif, pos + 2);
+                out.extend_from_slice(&gif[pos..end]);
+                pos = end;
+            }
+            0x2C => {
+                let packed = gif[pos + 9];
+                let local = table_len(packed);
+                out.extend_from_slice(&gif[pos..pos + 9]);
+                if local == 0 {
+                    out.push(packed | 0x80 | (gif[10] & 7));
+                    out.extend_from_slice(global);
+                } else {
+                    out.push(packed);
+                    out.extend_from_slice(&gif[pos + 10..pos + 10 + local]);
+                }
+                let data = pos + 10 + local;
+                let end = sub_blocks_end(gif, data + 1);
+                out.extend_from_slice(&gif[data..end]);
+                pos = end;
+            }
+            other => panic!("block {other:#04x}"),
+        }
+    }
+}
+
+fn first_frame(gif: &[u8]) -> image::RgbaImage {
+    image::load_from_memory_with_format(gif, image::ImageFormat::Gif)
+        .expect("decodes")
+        .to_rgba8()
+}
+
+#[test]
+fn gif_without_a_global_colour_table_is_accepted() {
+    let gif = without_global_table(&small_gif(24, 16));
+    assert_eq!(gif[10] & 0x80, 0, "no global colour table");
+    let clean = process(&gif, &limits()).expect("accepted");
+    assert_eq!(clean.format, ImageFormat::Gif);
+    assert_eq!((clean.width, clean.height), (24, 16));
+    assert_eq!(first_frame(&clean.bytes), first_frame(&gif));
+}
+
+#[test]
+fn gif_with_unknown_extensions_is_accepted_without_them() {
+    let gif = small_gif(24, 16);
+    let header = 13 + table_len(gif[10]);
+    let mut odd = gif[..header].to_vec();
+    // An unknown extension label, and an application extension nobody knows.
+    odd.extend_from_slice(b"\x21\x99\x03abc\x02de\x00");
+    odd.extend_from_slice(b"\x21\xFF\x0bUNKNOWNAPP1\x02xy\x00");
+    odd.extend_from_slice(&gif[header..]);
+    let clean = process(&odd, &limits()).expect("accepted");
+    assert!(!clean.bytes.windows(3).any(|w| w == b"abc"));
+    assert!(!clean.bytes.windows(10).any(|w| w == b"UNKNOWNAPP"));
+    assert_eq!(first_frame(&clean.bytes), first_frame(&gif));
+}
+
+#[test]
+fn gif_with_garbage_after_a_frame_keeps_the_frames_before_it() {
+    let gif = small_gif(24, 16);
+    let mut odd = gif[..gif.len() - 1].to_vec();
+    odd.extend_from_slice(b"<html>");
+    let clean = process(&odd, &limits()).expect("accepted");
+    assert!(clean.bytes.ends_with(&[0x3B]));
+    assert!(!clean.bytes.windows(6).any(|w| w == b"<html>"));
+    assert_eq!(first_frame(&clean.bytes), first_frame(&gif));
+    // Before any frame, nothing renders.
+    let header = 13 + table_len(gif[10]);
+    let mut nothing = gif[..header].to_vec();
+    nothing.extend_from_slice(b"<html>");
+    assert!(matches!(
+        process(&nothing, &limits()),
+        Err(ImagingError::Corrupt(_))
+    ));
+}
