@@ -39,13 +39,27 @@
 //! is removed, a JPEG whose orientation is not 1 gets a new minimal EXIF
 //! segment holding only the Orientation tag, so that it is still displayed
 //! upright. [`CleanImage::width`] and [`CleanImage::height`] are the displayed
-//! size, and the thumbnail is rotated in its pixels. PNG, WebP and GIF rarely
-//! carry EXIF; theirs is dropped with the rest, so they are stored, reported
-//! and thumbnailed as their pixels lie.
+//! size, and the thumbnail is rotated in its pixels. A PNG `eXIf` or WebP
+//! `EXIF` orientation other than 1 is applied to the pixels instead, which
+//! are re-encoded losslessly in the same format (PNG, lossless WebP): an
+//! orientation tag there is not honoured by every browser, and no tag is
+//! kept. Animated PNG and WebP are left as their frames lie. HEIF transforms
+//! (`irot`, `imir`, `clap`) are applied by the decoder; the EXIF orientation
+//! of a HEIF is informative only and ignored, as libheif does.
+//!
+//! # Repairs
+//!
+//! What mainstream decoders render is accepted even when it bends the
+//! format, and what is stored is well-formed: see the `jpeg` module (bytes
+//! that are not a marker between segments, short APP14, restart markers out
+//! of sequence), `png` (CRCs, compression methods) and `gif` (garbage after
+//! a frame). Everything else is copied as it came.
 //!
 //! # Thumbnails
 //!
-//! The thumbnail comes from the first frame, upright, as a JPEG. A JPEG is
+//! The thumbnail comes from the first frame, upright, as a JPEG carrying the
+//! original's ICC profile, so that a Display P3 photo's thumbnail is not
+//! shown washed out next to it. A JPEG is
 //! never decoded at full size for it: when 1/8 of the image is still at
 //! least the thumbnail size (any phone photo), each 8x8 block's DC
 //! coefficient is the pixel, and a small decoder here reads just those,
