@@ -254,7 +254,9 @@ pub(super) fn process_heif(
     limits: &Limits,
 ) -> Result<CleanImage, ImagingError> {
     let header = heif_header(bytes)?;
-    if matches!(&header.item_type, b"av01" | b"av1C") {
+    // HEVC-coded images and the derivations of them that the decoder reads;
+    // AV1, JPEG, JPEG 2000 or uncompressed items are not read.
+    if !matches!(&header.item_type, b"hvc1" | b"grid" | b"iovl" | b"iden") {
         return Err(ImagingError::Unsupported);
     }
     if let Some((width, height)) = header.size {

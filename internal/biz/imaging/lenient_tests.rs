@@ -112,3 +112,20 @@ fn gif_with_garbage_after_a_frame_keeps_the_frames_before_it() {
         Err(ImagingError::Corrupt(_))
     ));
 }
+
+#[test]
+fn only_a_profile_of_the_thumbnails_colour_space_goes_along() {
+    use super::thumbnail::profile_fits;
+    let profile = |space: &[u8; 4]| {
+        let mut p = vec![0u8; 128];
+        p[16..20].copy_from_slice(space);
+        p
+    };
+    assert!(profile_fits(&profile(b"RGB "), false));
+    assert!(profile_fits(&profile(b"GRAY"), true));
+    // A CMYK JPEG's profile does not describe its RGB thumbnail.
+    assert!(!profile_fits(&profile(b"CMYK"), false));
+    assert!(!profile_fits(&profile(b"GRAY"), false));
+    assert!(!profile_fits(&profile(b"RGB "), true));
+    assert!(!profile_fits(b"short", false));
+}

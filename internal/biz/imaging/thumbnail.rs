@@ -129,7 +129,21 @@ pub(super) fn resize_area(
     out
 }
 
-/// Encodes 8-bit grey or RGB as a baseline JPEG, with the ICC profile if any.
+/// Whether an ICC profile describes the samples it would be attached to: a
+/// CMYK profile on the RGB thumbnail of a CMYK JPEG, or a grey one on the RGB
+/// flattening of grey with alpha, would be wrong (browsers ignore such a
+/// mismatch, others misrender it), so those are left out.
+pub(super) fn profile_fits(icc: &[u8], gray: bool) -> bool {
+    // The data colour space signature of the profile header.
+    match icc.get(16..20) {
+        Some(b"RGB ") => !gray,
+        Some(b"GRAY") => gray,
+        _ => false,
+    }
+}
+
+/// Encodes 8-bit grey or RGB as a baseline JPEG, with the ICC profile if it
+/// fits the samples.
 pub(super) fn encode_jpeg(
     out: &mut Vec<u8>,
     img: &DynamicImage,
@@ -137,13 +151,15 @@ pub(super) fn encode_jpeg(
     icc: Option<&[u8]>,
 ) -> Result<(), ImagingError> {
     let mut encoder = JpegEncoder::new_with_quality(out, quality);
-    if let Some(icc) = icc {
+    let gray = matches!(img, DynamicImage::ImageLuma8(_));
+    if let Some(icc) = icc.filter(|icc| profile_fits(icc, gray)) {
         // A profile the encoder cannot carry is left out rather than failing the upload.
         let _ = encoder.set_icc_profile(icc.to_vec());
     }
-    let color = match img {
-        DynamicImage::ImageLuma8(_) => image::ExtendedColorType::L8,
-        _ => image::ExtendedColorType::Rgb8,
+    let color = if gray {
+        image::ExtendedColorType::L8
+    } else {
+        image::ExtendedColorType::Rgb8
     };
     let rgb;
     let raw = match img {
