@@ -2,8 +2,8 @@
 //! (detect → pixel limit → metadata removal → thumbnail), as `ImageUsecase` calls it.
 //!
 //! Beyond "no panic", every outcome is checked:
-//! - refusals agree with the magic bytes (`Unsupported` exactly when `detect` says none) and
-//!   with the pixel limit;
+//! - refusals agree with the magic bytes (`Unsupported` exactly when `detect` says none, or
+//!   for a HEIF whose items the decoder does not read) and with the pixel limit;
 //! - an accepted image's stored copy is detected as the format it is stored in (a JPEG for
 //!   HEIC/HEIF, the upload's own format otherwise), is accepted again, and cleaning it again
 //!   changes nothing (same bytes, size, orientation, and thumbnail unless it was a HEIC);
@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
         Err(ImagingError::Corrupt(_)) => "corrupt".into(),
     });
     match result {
-        Err(ImagingError::Unsupported) => assert_eq!(detect(data), None),
+        // A HEIF whose images are coded in AV1, JPEG or other than HEVC is unsupported too.
+        Err(ImagingError::Unsupported) => assert!(matches!(
+            detect(data),
+            None | Some(ImageFormat::Heic | ImageFormat::Heif)
+        )),
         Err(ImagingError::TooManyPixels { width, height, max }) => {
             assert!(detect(data).is_some());
             assert_eq!(max, MAX_PIXELS);

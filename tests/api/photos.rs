@@ -98,6 +98,18 @@ fn mean_difference(a: &RgbImage, b: &RgbImage) -> f64 {
     sum as f64 / a.as_raw().len() as f64
 }
 
+/// The embedded ICC profile, as the `image` crate reads it.
+fn icc(bytes: &[u8]) -> Option<Vec<u8>> {
+    ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_decoder()
+        .ok()?
+        .icc_profile()
+        .ok()
+        .flatten()
+}
+
 /// Decodes with the `image` crate and applies the file's own EXIF orientation: what a
 /// browser shows.
 fn displayed(bytes: &[u8]) -> RgbImage {
@@ -398,6 +410,29 @@ async fn every_real_photo_is_stored_upright_whole_and_without_metadata() {
         let ours = displayed(&stored);
         assert_eq!(ours.dimensions(), reported, "{}: stored size", c.name);
         assert_no_metadata(c.name, c.content_type, &stored);
+
+        // Colour: a copy keeps the original's profile, and the thumbnail carries it too.
+        let stored_icc = icc(&stored);
+        if matches!(&c.reference, Reference::Decoded(original) if *original == c.bytes) {
+            assert_eq!(
+                stored_icc,
+                icc(&c.bytes),
+                "{}: ICC profile of the copy",
+                c.name
+            );
+        }
+        assert_eq!(
+            icc(&thumbnail),
+            stored_icc,
+            "{}: ICC profile of the thumbnail",
+            c.name
+        );
+        if c.name.starts_with("iphone") {
+            assert!(
+                stored_icc.is_some(),
+                "the iPhone's Display P3 profile is kept"
+            );
+        }
         assert_tool_decodes_cleanly(c.name, c.content_type, &stored);
 
         // A copy keeps its pixels (< 2/255 on average). A HEIF rendition is a new JPEG, whose

@@ -129,3 +129,31 @@ fn only_a_profile_of_the_thumbnails_colour_space_goes_along() {
     assert!(!profile_fits(&profile(b"RGB "), true));
     assert!(!profile_fits(b"short", false));
 }
+
+#[test]
+fn restart_markers_out_of_sequence_are_renumbered_and_the_copy_is_stable() {
+    const RESTARTS: &[u8] =
+        include_bytes!("../../../tests/fixtures/images/jolla_restart_interval.jpg");
+    let rst: Vec<usize> = (0..RESTARTS.len() - 1)
+        .filter(|&i| RESTARTS[i] == 0xFF && (0xD0..=0xD7).contains(&RESTARTS[i + 1]))
+        .collect();
+    let mut damaged = RESTARTS.to_vec();
+    damaged.swap(rst[3] + 1, rst[4] + 1);
+    let clean = process(&damaged, &limits()).expect("accepted");
+    // Renumbered, the damaged file is the undamaged one again.
+    assert_eq!(clean.bytes, process(RESTARTS, &limits()).expect("ok").bytes);
+    let again = process(&clean.bytes, &limits()).expect("the copy is accepted");
+    assert_eq!(again.bytes, clean.bytes);
+    assert_eq!(again.thumbnail, clean.thumbnail);
+}
+
+#[test]
+fn jpeg_garbage_between_segments_and_short_app14_are_left_out() {
+    const PHOTO: &[u8] = include_bytes!("../../../tests/fixtures/images/nikon_gps_DSCN0010.jpg");
+    let mut damaged = PHOTO[..2].to_vec();
+    damaged.extend_from_slice(b"\x00\x00\xFF\xEE\x00\x07Adobe\x13\x37");
+    damaged.extend_from_slice(&PHOTO[2..]);
+    let clean = process(&damaged, &limits()).expect("accepted");
+    assert_eq!(clean.bytes, process(PHOTO, &limits()).expect("ok").bytes);
+    assert!(!clean.bytes.windows(5).any(|w| w == b"Adobe"));
+}

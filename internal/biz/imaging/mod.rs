@@ -275,9 +275,15 @@ fn process_jpeg(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingErro
     let cleaned = jpeg_clean(bytes, &header)?;
     let (tw, th) = thumbnail_dimensions(header.width, header.height, limits.thumbnail_size);
     let decoded = guarded(|| {
-        // At 1/8 scale only the DC coefficients matter, which is much faster.
+        // At 1/8 scale only the DC coefficients matter, which is much faster. The
+        // stored copy is decoded, not the upload: its repairs (restart markers in
+        // sequence) are what a viewer gets, and the stored copy gives the same thumbnail.
         let eighth = header.width.div_ceil(8) >= tw && header.height.div_ceil(8) >= th;
-        match eighth.then(|| decode_jpeg_dc(bytes, &header)).flatten() {
+        let dc = || {
+            let stored = jpeg_header(&cleaned).ok()?;
+            decode_jpeg_dc(&cleaned, &stored)
+        };
+        match eighth.then(dc).flatten() {
             Some(img) => Ok(img),
             None => decode_jpeg_scaled(&cleaned, tw, th, header.width, header.height),
         }
