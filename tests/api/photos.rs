@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use qrupload::api::image::v1 as pb;
@@ -54,8 +55,11 @@ fn tool(name: &str) -> bool {
     found
 }
 
+/// A file name of its own: the tests of this module run at the same time.
 fn scratch(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("qrupload-photos-{}-{name}", std::process::id()))
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("qrupload-photos-{}-{n}-{name}", std::process::id()))
 }
 
 /// libheif's reference decoder, through `heif-convert`, as 8-bit RGB: the exact decode
