@@ -160,3 +160,28 @@ fn heif_without_an_image_is_corrupt_and_avif_unsupported() {
         let _ = process(&SMALL_HEIF[..cut], &Limits::default());
     }
 }
+
+#[test]
+fn the_fuzzing_seed_is_accepted_and_its_rendition_is_stable() {
+    const SEED: &[u8] = include_bytes!("../../../fuzz/corpus/image_pipeline/seed-heic-exif-gps");
+    let limits = Limits {
+        max_pixels: 4_000_000,
+        thumbnail_size: 8,
+    };
+    let clean = process(SEED, &limits).expect("seed accepted");
+    assert_eq!(
+        (clean.source, clean.format),
+        (ImageFormat::Heic, ImageFormat::Jpeg)
+    );
+    assert_eq!((clean.width, clean.height), (64, 48));
+    assert!(clean.thumbnail_width.max(clean.thumbnail_height) <= 8);
+    let again = process(&clean.bytes, &limits).expect("rendition accepted");
+    assert_eq!(again.bytes, clean.bytes);
+    assert_eq!((again.width, again.height, again.orientation), (64, 48, 1));
+    // JFIF without a thumbnail, no EXIF: what the fuzz target's JPEG walk allows.
+    let apps = app_segments(&clean.bytes);
+    assert!(
+        apps.iter()
+            .all(|(m, p)| *m == 0xE0 && p.len() <= 14 || *m == 0xE2)
+    );
+}
