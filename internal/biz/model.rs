@@ -99,7 +99,11 @@ pub struct NewSession {
 pub struct Image {
     pub id: String,
     pub identifier: String,
+    /// Of the stored copy.
     pub content_type: String,
+    /// Of the upload as it came: `image/heic` for a HEIC stored as a JPEG rendition, else
+    /// the same as `content_type`.
+    pub source_content_type: String,
     /// As displayed, i.e. after EXIF orientation.
     pub width: u32,
     pub height: u32,
@@ -129,6 +133,7 @@ impl Image {
 pub struct NewImage {
     pub id: String,
     pub content_type: String,
+    pub source_content_type: String,
     pub width: u32,
     pub height: u32,
     pub size: u64,

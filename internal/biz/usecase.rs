@@ -320,6 +320,7 @@ impl ImageUsecase {
         let new = NewImage {
             id,
             content_type: clean.format.mime().to_owned(),
+            source_content_type: clean.source.mime().to_owned(),
             width: clean.width,
             height: clean.height,
             size,
@@ -331,6 +332,7 @@ impl ImageUsecase {
             id: new.id.clone(),
             identifier,
             content_type: new.content_type.clone(),
+            source_content_type: new.source_content_type.clone(),
             width: new.width,
             height: new.height,
             size,

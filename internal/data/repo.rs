@@ -327,6 +327,7 @@ impl SessionRepo for SqlSessionRepo {
                 identifier: Set(identifier.to_owned()),
                 position: Set(first_position + n as i32),
                 content_type: Set(new.content_type.clone()),
+                source_content_type: Set(Some(new.source_content_type.clone())),
                 width: Set(to_i32(new.width)),
                 height: Set(to_i32(new.height)),
                 size: Set(to_i64(new.size)),
@@ -569,6 +570,9 @@ fn to_image(m: image::Model) -> Image {
     Image {
         id: m.id,
         identifier: m.identifier,
+        source_content_type: m
+            .source_content_type
+            .unwrap_or_else(|| m.content_type.clone()),
         content_type: m.content_type,
         width: to_u32(m.width),
         height: to_u32(m.height),

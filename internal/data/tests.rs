@@ -98,6 +98,7 @@ fn new_image(size: u64, key: Option<(&str, u32)>) -> NewImage {
     NewImage {
         id: crate::biz::new_id(),
         content_type: "image/jpeg".into(),
+        source_content_type: "image/jpeg".into(),
         width: 4,
         height: 3,
         size,
@@ -843,4 +844,46 @@ async fn tus_offsets_move_by_compare_and_set_and_sweeps_find_what_is_due() {
         assert!(tus.get(&upload.id).await.expect("get").is_none());
         t.cleanup().await;
     }
+}
+
+/// Rows written before `source_content_type` existed read as what they were stored as.
+#[tokio::test]
+async fn images_from_before_the_source_type_column_take_their_content_type() {
+    use migration::{Migrator, MigratorTrait};
+    let db = connect("sqlite::memory:", 1).await.expect("sqlite");
+    Migrator::up(&db, Some(2))
+        .await
+        .expect("the first two migrations");
+    let (session, image) = (crate::biz::new_id(), crate::biz::new_id());
+    db.execute_unprepared(&format!(
+        "INSERT INTO upload_sessions (identifier, member_id, token_hash, status, max_images, \
+         max_bytes, expires_at, created_at) VALUES ('{session}', 1, 'h', 'active', 3, 1000, \
+         '2030-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+    ))
+    .await
+    .expect("old session");
+    db.execute_unprepared(&format!(
+        "INSERT INTO images (id, identifier, position, content_type, width, height, size, \
+         sha256, created_at) VALUES ('{image}', '{session}', 1, 'image/png', 4, 3, 10, 'ab', \
+         '2026-01-01T00:00:00Z')"
+    ))
+    .await
+    .expect("old image");
+    Migrator::up(&db, None).await.expect("the rest");
+    let images = repo(&db).list_images(&session).await.expect("list");
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].content_type, "image/png");
+    assert_eq!(images[0].source_content_type, "image/png");
+    // The column itself is filled in, not only read around.
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT source_content_type FROM images WHERE id = '{image}'"),
+        ))
+        .await
+        .expect("query")
+        .expect("row");
+    let stored: Option<String> = row.try_get("", "source_content_type").expect("column");
+    assert_eq!(stored.as_deref(), Some("image/png"));
+    let _ = db.close().await;
 }

@@ -111,6 +111,7 @@ fn image_message(i: &Image) -> pb::Image {
         url: image_url(&i.id),
         thumbnail_url: thumbnail_url(&i.id),
         content_type: i.content_type.clone(),
+        source_content_type: i.source_content_type.clone(),
         width: i.width,
         height: i.height,
         size: i.size,

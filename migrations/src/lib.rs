@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_sessions_and_images;
 mod m20261202_000001_webhook_outbox;
+mod m20261202_000002_image_source_content_type;
 mod m20261202_000003_tus_uploads;
 mod m20261202_000004_stream_tickets;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_sessions_and_images::Migration),
             Box::new(m20261202_000001_webhook_outbox::Migration),
+            Box::new(m20261202_000002_image_source_content_type::Migration),
             Box::new(m20261202_000003_tus_uploads::Migration),
             Box::new(m20261202_000004_stream_tickets::Migration),
         ]

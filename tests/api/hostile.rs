@@ -10,7 +10,8 @@
 //! |---|---|
 //! | JPEG + trailing HTML, JPEG + trailing ZIP (polyglots) | 201; the stored copy ends at the JPEG's EOI: the trailer is gone |
 //! | JPEG with HTML in a comment (COM) segment | 201; the comment is not stored |
-//! | SVG, HEIC, PDF, EXE (`MZ`), HTML | 415 `UNSUPPORTED_MEDIA_TYPE` |
+//! | SVG, AVIF, PDF, EXE (`MZ`), HTML | 415 `UNSUPPORTED_MEDIA_TYPE` |
+//! | HEIC brands with no image in the container | 422 `UNPROCESSABLE_IMAGE` |
 //! | zero bytes | 415 `UNSUPPORTED_MEDIA_TYPE` |
 //! | truncated JPEG, JPEG without EOI, JPEG of three bytes | 422 `UNPROCESSABLE_IMAGE` |
 //! | GIF or PNG magic (and a small header) followed by HTML | 422 `UNPROCESSABLE_IMAGE` |
@@ -611,6 +612,7 @@ const HTML: &[u8] =
     b"<!doctype html><html><body><script>alert(document.cookie)</script></body></html>";
 const SVG: &[u8] = br#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>"#;
 const HEIC: &[u8] = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic\x00\x00\x00\x08free";
+const AVIF: &[u8] = b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif\x00\x00\x00\x08free";
 const PDF: &[u8] = b"%PDF-1.7\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
 const EXE: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00PE\x00\x00L\x01";
 
@@ -706,7 +708,8 @@ async fn hostile_files() {
         created("JPEG/ZIP polyglot", one(a, t, cat(&[&jpeg(64, 48), &zip_trailer()])), no_zip_trailer),
         created("HTML in a JPEG comment", one(a, t, jpeg_with_segments(0xFE, &comment, 1)), no_html),
         case("SVG named .jpg", one(a, t, SVG.to_vec()), 415, "UNSUPPORTED_MEDIA_TYPE"),
-        case("HEIC named .jpg", one(a, t, HEIC.to_vec()), 415, "UNSUPPORTED_MEDIA_TYPE"),
+        case("AVIF named .jpg", one(a, t, AVIF.to_vec()), 415, "UNSUPPORTED_MEDIA_TYPE"),
+        case("HEIC without an image", one(a, t, HEIC.to_vec()), 422, "UNPROCESSABLE_IMAGE"),
         case("PDF named .jpg", one(a, t, PDF.to_vec()), 415, "UNSUPPORTED_MEDIA_TYPE"),
         case("EXE named .jpg", one(a, t, EXE.to_vec()), 415, "UNSUPPORTED_MEDIA_TYPE"),
         case("HTML named .jpg", one(a, t, HTML.to_vec()), 415, "UNSUPPORTED_MEDIA_TYPE"),

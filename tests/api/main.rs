@@ -16,6 +16,7 @@ mod languages;
 mod lifecycle;
 mod openapi;
 mod order;
+mod photos;
 mod progress;
 mod relay;
 mod scale;

@@ -87,6 +87,8 @@ pub(super) fn gif_clean(b: &[u8], max_pixels: u64) -> Result<Vec<u8>, ImagingErr
                 }
                 pos = end;
             }
+            // Garbage after a whole frame: browsers show the frames before it.
+            Some(_) if frames > 0 => break,
             Some(_) => return Err(corrupt("unknown GIF block")),
         }
     }

@@ -1,4 +1,16 @@
 //! JPEG: segment walking, lossless cleaning and DCT-scaled decoding.
+//!
+//! Lenient where libjpeg-turbo (what browsers use) is lenient, and the
+//! stored copy is then repaired rather than copied as it came:
+//! - bytes between segments that are not a marker (garbage before a marker,
+//!   stray bytes after SOI) are skipped, as libjpeg does, and not copied;
+//! - an APP14 shorter than the 12 bytes of an Adobe segment is dropped,
+//!   which is what libjpeg makes of it;
+//! - restart markers are renumbered in sequence, so that a file whose writer
+//!   numbered them wrong decodes without a resynchronisation.
+//!
+//! Bytes inside the entropy-coded data are copied unchanged: only a full
+//! decode could tell garbage from data there.
 
 use std::ops::Range;
 
@@ -50,10 +62,12 @@ fn is_standalone(marker: u8) -> bool {
 
 /// Segments that carry no personal data and may matter for rendering.
 fn jpeg_keep(marker: u8, payload: &[u8]) -> bool {
+    /// libjpeg's APP14_DATA_LEN: shorter Adobe segments are ignored.
+    const ADOBE_LEN: usize = 12;
     match marker {
         APP0 => payload.starts_with(b"JFIF\0"),
         APP2 => payload.starts_with(b"ICC_PROFILE\0"),
-        APP14 => payload.starts_with(b"Adobe"),
+        APP14 => payload.starts_with(b"Adobe") && payload.len() >= ADOBE_LEN,
         0xE0..=0xEF | COM => false,
         _ => true,
     }
@@ -116,6 +130,24 @@ fn jpeg_frame_size(p: &[u8]) -> Result<(u32, u32), ImagingError> {
     Ok((u32::from(width), u32::from(height)))
 }
 
+/// Index of the next marker at or after `pos` between segments, skipping
+/// anything that is not one (libjpeg's `next_marker`, which warns and goes on).
+fn skip_to_marker(b: &[u8], mut pos: usize) -> Result<usize, ImagingError> {
+    loop {
+        let at = find_ff(b, pos).ok_or_else(|| corrupt("no marker after a segment"))?;
+        let mut next = at + 1;
+        while b.get(next) == Some(&0xFF) {
+            next += 1;
+        }
+        match b.get(next) {
+            None => return Err(corrupt("truncated marker")),
+            // FF 00 is not a marker.
+            Some(0x00) => pos = next + 1,
+            Some(_) => return Ok(at),
+        }
+    }
+}
+
 /// Walks the segments before the first scan; reads no pixel data.
 pub(super) fn jpeg_header(b: &[u8]) -> Result<JpegHeader, ImagingError> {
     let mut pos = 2;
@@ -123,7 +155,7 @@ pub(super) fn jpeg_header(b: &[u8]) -> Result<JpegHeader, ImagingError> {
     let mut size = None;
     let mut orientation = None;
     loop {
-        let (marker, after) = jpeg_marker(b, pos)?;
+        let (marker, after) = jpeg_marker(b, skip_to_marker(b, pos)?)?;
         match marker {
             SOI => return Err(corrupt("unexpected start-of-image marker")),
             EOI => return Err(corrupt("no image data before end-of-image")),
@@ -210,18 +242,34 @@ fn find_ff(b: &[u8], from: usize) -> Option<usize> {
     b.get(i..)?.iter().position(|&x| x == 0xFF).map(|p| i + p)
 }
 
-/// Index of the next marker after entropy-coded data starting at `from`.
-fn jpeg_next_marker(b: &[u8], from: usize) -> Result<usize, ImagingError> {
+/// Copies entropy-coded data starting at `from`, with its restart markers
+/// renumbered in sequence, and returns the index of the marker that ends it.
+fn copy_entropy_data(
+    b: &[u8],
+    from: usize,
+    out: &mut Vec<u8>,
+    restarts: &mut u8,
+) -> Result<usize, ImagingError> {
     let missing = || corrupt("missing end-of-image marker");
-    let mut i = from;
+    let (mut i, mut copied) = (from, from);
     loop {
         let at = find_ff(b, i).ok_or_else(missing)?;
         match b.get(at + 1) {
             None => return Err(missing()),
-            // Stuffed zero or restart marker: still inside the scan.
-            Some(0x00 | 0xD0..=0xD7) => i = at + 2,
+            // Stuffed zero: still data.
+            Some(0x00) => i = at + 2,
             Some(0xFF) => i = at + 1,
-            Some(_) => return Ok(at),
+            Some(0xD0..=0xD7) => {
+                out.extend_from_slice(b.get(copied..at).unwrap_or_default());
+                out.extend_from_slice(&[0xFF, 0xD0 + *restarts]);
+                *restarts = (*restarts + 1) & 7;
+                i = at + 2;
+                copied = i;
+            }
+            Some(_) => {
+                out.extend_from_slice(b.get(copied..at).unwrap_or_default());
+                return Ok(at);
+            }
         }
     }
 }
@@ -242,9 +290,10 @@ pub(super) fn jpeg_clean(b: &[u8], header: &JpegHeader) -> Result<Vec<u8>, Imagi
     }
 
     let mut pos = header.scan_start;
+    // Restart markers count 0..=7 from each scan's start.
+    let mut restarts = 0u8;
     loop {
-        let at = jpeg_next_marker(b, pos)?;
-        out.extend_from_slice(b.get(pos..at).unwrap_or_default());
+        let at = copy_entropy_data(b, pos, &mut out, &mut restarts)?;
         let (marker, after) = jpeg_marker(b, at)?;
         match marker {
             // Whatever follows EOI is not part of this image.
@@ -259,6 +308,9 @@ pub(super) fn jpeg_clean(b: &[u8], header: &JpegHeader) -> Result<Vec<u8>, Imagi
                 pos = after;
             }
             _ => {
+                if marker == SOS {
+                    restarts = 0;
+                }
                 let seg = jpeg_segment(b, marker, after)?;
                 let payload = seg.bytes(b);
                 if jpeg_keep(marker, payload) {
@@ -312,4 +364,31 @@ pub(super) fn decode_jpeg_scaled(
         // the image crate already has; a full-size decode is acceptable then.
         _ => decode_with_image_crate(data, ImageFormat::Jpeg, width, height),
     }
+}
+
+/// The ICC profile of the kept APP2 segments, reassembled in sequence
+/// order; `None` when absent or when the chunks do not add up.
+pub(super) fn jpeg_icc(b: &[u8], header: &JpegHeader) -> Option<Vec<u8>> {
+    const TAG: &[u8] = b"ICC_PROFILE\0";
+    let mut chunks: Vec<(u8, &[u8])> = header
+        .kept
+        .iter()
+        .filter(|seg| seg.marker == APP2)
+        .filter_map(|seg| {
+            let p = seg.bytes(b).strip_prefix(TAG)?;
+            Some((*p.first()?, p.get(2..)?))
+        })
+        .collect();
+    let count = header
+        .kept
+        .iter()
+        .find(|seg| seg.marker == APP2)
+        .and_then(|seg| seg.bytes(b).get(TAG.len() + 1).copied())?;
+    chunks.sort_by_key(|c| c.0);
+    let in_order = chunks
+        .iter()
+        .enumerate()
+        .all(|(i, c)| usize::from(c.0) == i + 1);
+    (in_order && chunks.len() == usize::from(count) && count > 0)
+        .then(|| chunks.iter().flat_map(|c| c.1.iter().copied()).collect())
 }

@@ -9,8 +9,10 @@
 //!
 //! The format is taken from the magic bytes ([`detect`]), never from a file
 //! name or a declared content type, both of which the client controls. Only
-//! JPEG, PNG, WebP and GIF are accepted; everything else (SVG, HTML, PDF,
-//! HEIC, archives, executables) is [`ImagingError::Unsupported`].
+//! JPEG, PNG, WebP, GIF and HEIC/HEIF are accepted; everything else (SVG,
+//! HTML, PDF, AVIF, archives, executables) is [`ImagingError::Unsupported`].
+//! HEIC/HEIF is stored as a JPEG rendition ([`heif`]), since only Safari
+//! shows it; [`CleanImage::source`] then still says what came in.
 //!
 //! # Header first
 //!
@@ -37,13 +39,27 @@
 //! is removed, a JPEG whose orientation is not 1 gets a new minimal EXIF
 //! segment holding only the Orientation tag, so that it is still displayed
 //! upright. [`CleanImage::width`] and [`CleanImage::height`] are the displayed
-//! size, and the thumbnail is rotated in its pixels. PNG, WebP and GIF rarely
-//! carry EXIF; theirs is dropped with the rest, so they are stored, reported
-//! and thumbnailed as their pixels lie.
+//! size, and the thumbnail is rotated in its pixels. A PNG `eXIf` or WebP
+//! `EXIF` orientation other than 1 is applied to the pixels instead, which
+//! are re-encoded losslessly in the same format (PNG, lossless WebP): an
+//! orientation tag there is not honoured by every browser, and no tag is
+//! kept. Animated PNG and WebP are left as their frames lie. HEIF transforms
+//! (`irot`, `imir`, `clap`) are applied by the decoder; the EXIF orientation
+//! of a HEIF is informative only and ignored, as libheif does.
+//!
+//! # Repairs
+//!
+//! What mainstream decoders render is accepted even when it bends the
+//! format, and what is stored is well-formed: see the `jpeg` module (bytes
+//! that are not a marker between segments, short APP14, restart markers out
+//! of sequence), `png` (CRCs, compression methods) and `gif` (garbage after
+//! a frame). Everything else is copied as it came.
 //!
 //! # Thumbnails
 //!
-//! The thumbnail comes from the first frame, upright, as a JPEG. A JPEG is
+//! The thumbnail comes from the first frame, upright, as a JPEG carrying the
+//! original's ICC profile, so that a Display P3 photo's thumbnail is not
+//! shown washed out next to it. A JPEG is
 //! never decoded at full size for it: when 1/8 of the image is still at
 //! least the thumbnail size (any phone photo), each 8x8 block's DC
 //! coefficient is the pixel, and a small decoder here reads just those,
@@ -62,6 +78,7 @@
 mod bytes;
 mod exif;
 mod gif;
+mod heif;
 mod jpeg;
 mod jpeg_dc;
 mod jpeg_huffman;
@@ -73,46 +90,59 @@ mod webp;
 pub mod testdata;
 
 #[cfg(test)]
+mod heif_tests;
+#[cfg(test)]
+mod lenient_tests;
+#[cfg(test)]
 mod tests;
 
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageReader};
 
 use gif::{gif_clean, gif_dimensions};
-use jpeg::{decode_jpeg_scaled, jpeg_clean, jpeg_header};
+use heif::{heif_brand, process_heif};
+use jpeg::{decode_jpeg_scaled, jpeg_clean, jpeg_header, jpeg_icc};
 use jpeg_dc::decode_jpeg_dc;
 use png::{PNG_SIGNATURE, png_clean, png_dimensions};
 use thumbnail::{make_thumbnail, thumbnail_dimensions};
 use webp::{webp_clean, webp_dimensions};
 
-/// An accepted image format.
+/// An accepted image format. HEIC and HEIF come in but are never stored:
+/// their rendition is a JPEG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageFormat {
     Jpeg,
     Png,
     Webp,
     Gif,
+    /// HEIF with HEVC-coded images (an `ftyp` HEVC brand such as `heic`).
+    Heic,
+    /// HEIF by its structural brands only (`mif1`, `msf1`).
+    Heif,
 }
 
 impl ImageFormat {
-    /// The MIME type to serve the stored copy with.
+    /// The MIME type: of the stored copy, or of the upload for HEIC/HEIF.
     pub fn mime(self) -> &'static str {
         match self {
             ImageFormat::Jpeg => "image/jpeg",
             ImageFormat::Png => "image/png",
             ImageFormat::Webp => "image/webp",
             ImageFormat::Gif => "image/gif",
+            ImageFormat::Heic => "image/heic",
+            ImageFormat::Heif => "image/heif",
         }
     }
 
-    fn codec(self) -> image::ImageFormat {
+    fn codec(self) -> Option<image::ImageFormat> {
         match self {
-            ImageFormat::Jpeg => image::ImageFormat::Jpeg,
-            ImageFormat::Png => image::ImageFormat::Png,
-            ImageFormat::Webp => image::ImageFormat::WebP,
-            ImageFormat::Gif => image::ImageFormat::Gif,
+            ImageFormat::Jpeg => Some(image::ImageFormat::Jpeg),
+            ImageFormat::Png => Some(image::ImageFormat::Png),
+            ImageFormat::Webp => Some(image::ImageFormat::WebP),
+            ImageFormat::Gif => Some(image::ImageFormat::Gif),
+            ImageFormat::Heic | ImageFormat::Heif => None,
         }
     }
 }
@@ -139,7 +169,10 @@ impl Default for Limits {
 /// The result of [`process`]: what to store and what to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CleanImage {
+    /// Format of [`CleanImage::bytes`]: JPEG, PNG, WebP or GIF.
     pub format: ImageFormat,
+    /// Format of the upload; differs from `format` only for HEIC/HEIF.
+    pub source: ImageFormat,
     /// Width as displayed, after the EXIF orientation.
     pub width: u32,
     /// Height as displayed, after the EXIF orientation.
@@ -157,7 +190,7 @@ pub struct CleanImage {
 /// Why an upload was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ImagingError {
-    /// Not JPEG, PNG, WebP or GIF by its magic bytes.
+    /// Not JPEG, PNG, WebP, GIF or HEIC/HEIF by its magic bytes.
     #[error("unsupported image type")]
     Unsupported,
     /// The header claims more pixels than [`Limits::max_pixels`].
@@ -174,7 +207,8 @@ fn corrupt(msg: impl Into<String>) -> ImagingError {
 
 /// Identifies the format from the magic bytes alone.
 pub fn detect(bytes: &[u8]) -> Option<ImageFormat> {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+    // libjpeg needs only SOI first; it skips stray bytes before the next marker.
+    if bytes.starts_with(&[0xFF, 0xD8]) && bytes.len() > 2 {
         Some(ImageFormat::Jpeg)
     } else if bytes.starts_with(PNG_SIGNATURE) {
         Some(ImageFormat::Png)
@@ -183,7 +217,7 @@ pub fn detect(bytes: &[u8]) -> Option<ImageFormat> {
     } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(&b"WEBP"[..]) {
         Some(ImageFormat::Webp)
     } else {
-        None
+        heif_brand(bytes)
     }
 }
 
@@ -200,20 +234,31 @@ pub fn process(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingError
             let (width, height) = png_dimensions(bytes)?;
             check_pixels(width, height, limits.max_pixels)?;
             let cleaned = png_clean(bytes)?;
-            finish_with_image_crate(format, cleaned, width, height, limits)
+            let turn = if cleaned.animated {
+                1
+            } else {
+                cleaned.orientation
+            };
+            finish_with_image_crate(format, cleaned.bytes, (width, height), turn, limits)
         }
         ImageFormat::Gif => {
             let (width, height) = gif_dimensions(bytes)?;
             check_pixels(width, height, limits.max_pixels)?;
             let cleaned = gif_clean(bytes, limits.max_pixels)?;
-            finish_with_image_crate(format, cleaned, width, height, limits)
+            finish_with_image_crate(format, cleaned, (width, height), 1, limits)
         }
         ImageFormat::Webp => {
             let (width, height) = webp_dimensions(bytes)?;
             check_pixels(width, height, limits.max_pixels)?;
             let cleaned = webp_clean(bytes)?;
-            finish_with_image_crate(format, cleaned, width, height, limits)
+            let turn = if cleaned.animated {
+                1
+            } else {
+                cleaned.orientation
+            };
+            finish_with_image_crate(format, cleaned.bytes, (width, height), turn, limits)
         }
+        ImageFormat::Heic | ImageFormat::Heif => process_heif(bytes, format, limits),
     }
 }
 
@@ -230,15 +275,22 @@ fn process_jpeg(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingErro
     let cleaned = jpeg_clean(bytes, &header)?;
     let (tw, th) = thumbnail_dimensions(header.width, header.height, limits.thumbnail_size);
     let decoded = guarded(|| {
-        // At 1/8 scale only the DC coefficients matter, which is much faster.
+        // At 1/8 scale only the DC coefficients matter, which is much faster. The
+        // stored copy is decoded, not the upload: its repairs (restart markers in
+        // sequence) are what a viewer gets, and the stored copy gives the same thumbnail.
         let eighth = header.width.div_ceil(8) >= tw && header.height.div_ceil(8) >= th;
-        match eighth.then(|| decode_jpeg_dc(bytes, &header)).flatten() {
+        let dc = || {
+            let stored = jpeg_header(&cleaned).ok()?;
+            decode_jpeg_dc(&cleaned, &stored)
+        };
+        match eighth.then(dc).flatten() {
             Some(img) => Ok(img),
             None => decode_jpeg_scaled(&cleaned, tw, th, header.width, header.height),
         }
     })?;
+    let icc = jpeg_icc(bytes, &header);
     let (thumbnail, thumbnail_width, thumbnail_height) =
-        make_thumbnail(decoded, tw, th, header.orientation)?;
+        make_thumbnail(decoded, tw, th, header.orientation, icc.as_deref())?;
     let (width, height) = if header.orientation >= 5 {
         (header.height, header.width)
     } else {
@@ -246,6 +298,7 @@ fn process_jpeg(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingErro
     };
     Ok(CleanImage {
         format: ImageFormat::Jpeg,
+        source: ImageFormat::Jpeg,
         width,
         height,
         orientation: header.orientation,
@@ -256,18 +309,37 @@ fn process_jpeg(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingErro
     })
 }
 
+/// Decodes the cleaned copy in full (so that what is stored is known to
+/// decode) and makes the thumbnail. An EXIF orientation other than 1 (PNG
+/// `eXIf`, WebP `EXIF`) is applied to the pixels, which are re-encoded
+/// losslessly in the same format: no orientation tag survives cleaning, and
+/// browsers disagree on honouring one in these formats.
 fn finish_with_image_crate(
     format: ImageFormat,
     cleaned: Vec<u8>,
-    width: u32,
-    height: u32,
+    (width, height): (u32, u32),
+    orientation: u16,
     limits: &Limits,
 ) -> Result<CleanImage, ImagingError> {
-    let decoded = guarded(|| decode_with_image_crate(&cleaned, format, width, height))?;
+    let (mut decoded, icc) = guarded(|| decode_with_icc(&cleaned, format, width, height))?;
+    let (cleaned, width, height) = if orientation == 1 {
+        (cleaned, width, height)
+    } else {
+        if let Some(turn) = u8::try_from(orientation)
+            .ok()
+            .and_then(image::metadata::Orientation::from_exif)
+        {
+            decoded.apply_orientation(turn);
+        }
+        let upright = reencode_lossless(&decoded, format, icc.as_deref())?;
+        (upright, decoded.width(), decoded.height())
+    };
     let (tw, th) = thumbnail_dimensions(decoded.width(), decoded.height(), limits.thumbnail_size);
-    let (thumbnail, thumbnail_width, thumbnail_height) = make_thumbnail(decoded, tw, th, 1)?;
+    let (thumbnail, thumbnail_width, thumbnail_height) =
+        make_thumbnail(decoded, tw, th, 1, icc.as_deref())?;
     Ok(CleanImage {
         format,
+        source: format,
         width,
         height,
         orientation: 1,
@@ -283,19 +355,76 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, ImagingError>) -> Result<T, ImagingE
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err(corrupt("decoder failure")))
 }
 
+/// PNG or lossless WebP of `img`, with the ICC profile and nothing else.
+fn reencode_lossless(
+    img: &DynamicImage,
+    format: ImageFormat,
+    icc: Option<&[u8]>,
+) -> Result<Vec<u8>, ImagingError> {
+    let mut out = Vec::new();
+    let failed = |e: image::ImageError| corrupt(format!("re-encoding failed: {e}"));
+    match format {
+        ImageFormat::Png => {
+            let mut encoder = image::codecs::png::PngEncoder::new(&mut out);
+            if let Some(icc) = icc {
+                let _ = encoder.set_icc_profile(icc.to_vec());
+            }
+            img.write_with_encoder(encoder).map_err(failed)?;
+        }
+        ImageFormat::Webp => {
+            // The WebP encoder takes 8-bit samples only.
+            let img = if img.color().has_alpha() {
+                DynamicImage::ImageRgba8(img.to_rgba8())
+            } else {
+                DynamicImage::ImageRgb8(img.to_rgb8())
+            };
+            let mut encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+            if let Some(icc) = icc {
+                let _ = encoder.set_icc_profile(icc.to_vec());
+            }
+            img.write_with_encoder(encoder).map_err(failed)?;
+        }
+        _ => return Err(corrupt("no lossless re-encoding for this format")),
+    }
+    Ok(out)
+}
+
 fn decode_with_image_crate(
     data: &[u8],
     format: ImageFormat,
     width: u32,
     height: u32,
 ) -> Result<DynamicImage, ImagingError> {
+    decode_with_icc(data, format, width, height).map(|(img, _)| img)
+}
+
+/// Decodes in full within limits derived from the header's size, and
+/// returns the embedded ICC profile too.
+fn decode_with_icc(
+    data: &[u8],
+    format: ImageFormat,
+    width: u32,
+    height: u32,
+) -> Result<(DynamicImage, Option<Vec<u8>>), ImagingError> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(width);
     limits.max_image_height = Some(height);
     // 8 bytes covers 16-bit RGBA; the slack is for decoder working buffers.
     let pixels = u64::from(width) * u64::from(height);
     limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
-    let mut reader = ImageReader::with_format(Cursor::new(data), format.codec());
+    let codec = format
+        .codec()
+        .ok_or_else(|| corrupt("no decoder for this format"))?;
+    let mut reader = ImageReader::with_format(Cursor::new(data), codec);
     reader.limits(limits);
-    reader.decode().map_err(|e| corrupt(e.to_string()))
+    let failed = |e: image::ImageError| corrupt(e.to_string());
+    let mut decoder = reader.into_decoder().map_err(failed)?;
+    // A profile that cannot be read is not worth refusing the image for.
+    let icc = decoder
+        .icc_profile()
+        .ok()
+        .flatten()
+        .filter(|p| !p.is_empty());
+    let img = DynamicImage::from_decoder(decoder).map_err(failed)?;
+    Ok((img, icc))
 }

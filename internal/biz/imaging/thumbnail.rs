@@ -2,7 +2,7 @@
 
 use image::codecs::jpeg::JpegEncoder;
 use image::metadata::Orientation;
-use image::{DynamicImage, GrayImage, RgbImage};
+use image::{DynamicImage, GrayImage, ImageEncoder, RgbImage};
 
 use super::{ImagingError, corrupt};
 
@@ -26,7 +26,7 @@ pub(super) fn thumbnail_dimensions(width: u32, height: u32, size: u32) -> (u32, 
 }
 
 /// Drops alpha by compositing onto white, which is how a JPEG will show it.
-fn flatten(img: DynamicImage) -> DynamicImage {
+pub(super) fn flatten(img: DynamicImage) -> DynamicImage {
     match img {
         DynamicImage::ImageRgb8(_) | DynamicImage::ImageLuma8(_) => img,
         other if !other.color().has_alpha() => {
@@ -129,12 +129,61 @@ pub(super) fn resize_area(
     out
 }
 
+/// Whether an ICC profile describes the samples it would be attached to: a
+/// CMYK profile on the RGB thumbnail of a CMYK JPEG, or a grey one on the RGB
+/// flattening of grey with alpha, would be wrong (browsers ignore such a
+/// mismatch, others misrender it), so those are left out.
+pub(super) fn profile_fits(icc: &[u8], gray: bool) -> bool {
+    // The data colour space signature of the profile header.
+    match icc.get(16..20) {
+        Some(b"RGB ") => !gray,
+        Some(b"GRAY") => gray,
+        _ => false,
+    }
+}
+
+/// Encodes 8-bit grey or RGB as a baseline JPEG, with the ICC profile if it
+/// fits the samples.
+pub(super) fn encode_jpeg(
+    out: &mut Vec<u8>,
+    img: &DynamicImage,
+    quality: u8,
+    icc: Option<&[u8]>,
+) -> Result<(), ImagingError> {
+    let mut encoder = JpegEncoder::new_with_quality(out, quality);
+    let gray = matches!(img, DynamicImage::ImageLuma8(_));
+    if let Some(icc) = icc.filter(|icc| profile_fits(icc, gray)) {
+        // A profile the encoder cannot carry is left out rather than failing the upload.
+        let _ = encoder.set_icc_profile(icc.to_vec());
+    }
+    let color = if gray {
+        image::ExtendedColorType::L8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
+    let rgb;
+    let raw = match img {
+        DynamicImage::ImageLuma8(gray) => gray.as_raw(),
+        DynamicImage::ImageRgb8(rgb8) => rgb8.as_raw(),
+        other => {
+            rgb = other.to_rgb8();
+            rgb.as_raw()
+        }
+    };
+    encoder
+        .write_image(raw, img.width(), img.height(), color)
+        .map_err(|e| corrupt(format!("JPEG encoding failed: {e}")))
+}
+
 /// Resizes to `tw`x`th` (stored orientation), rotates upright, encodes JPEG.
+/// The ICC profile of the original goes along, so that a wide-gamut photo's
+/// thumbnail shows the same colours as the photo.
 pub(super) fn make_thumbnail(
     img: DynamicImage,
     tw: u32,
     th: u32,
     orientation: u16,
+    icc: Option<&[u8]>,
 ) -> Result<(Vec<u8>, u32, u32), ImagingError> {
     let (w, h) = (img.width(), img.height());
     let size = |v: u32| usize::try_from(v).map_err(|_| corrupt("image too large"));
@@ -155,8 +204,6 @@ pub(super) fn make_thumbnail(
         .unwrap_or(Orientation::NoTransforms);
     img.apply_orientation(orientation);
     let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, THUMBNAIL_QUALITY)
-        .encode_image(&img)
-        .map_err(|e| corrupt(format!("thumbnail encoding failed: {e}")))?;
+    encode_jpeg(&mut out, &img, THUMBNAIL_QUALITY, icc)?;
     Ok((out, img.width(), img.height()))
 }

@@ -1,6 +1,11 @@
 //! WebP: header dimensions and RIFF chunk cleaning.
+//!
+//! The `EXIF` chunk is dropped with the rest of the metadata, but its
+//! orientation is read first: the caller turns the pixels upright, since
+//! browsers do not all apply a WebP's EXIF orientation.
 
 use super::bytes::{le16, le24, le32, slice_at};
+use super::exif::{EXIF_HEADER, exif_orientation};
 use super::{ImagingError, corrupt};
 
 pub(super) const VP8X_FLAG_EXIF: u8 = 0x08;
@@ -38,7 +43,18 @@ pub(super) fn webp_dimensions(b: &[u8]) -> Result<(u32, u32), ImagingError> {
     Ok((width, height))
 }
 
-pub(super) fn webp_clean(b: &[u8]) -> Result<Vec<u8>, ImagingError> {
+/// The cleaned file and what the dropped chunks said about its display.
+pub(super) struct CleanWebp {
+    pub(super) bytes: Vec<u8>,
+    /// From the `EXIF` chunk, 1 when absent.
+    pub(super) orientation: u16,
+    /// `ANIM`: the frames are left as they are.
+    pub(super) animated: bool,
+}
+
+pub(super) fn webp_clean(b: &[u8]) -> Result<CleanWebp, ImagingError> {
+    let mut orientation = None;
+    let mut animated = false;
     let riff_size = le32(b, 4).ok_or_else(|| corrupt("truncated RIFF header"))?;
     let total = usize::try_from(riff_size)
         .ok()
@@ -56,6 +72,12 @@ pub(super) fn webp_clean(b: &[u8]) -> Result<Vec<u8>, ImagingError> {
             .and_then(|s| (pos + 8).checked_add(s))
             .filter(|&e| e <= total)
             .ok_or_else(|| corrupt("WebP chunk runs past the end of the file"))?;
+        let data = b.get(pos + 8..data_end).unwrap_or_default();
+        if kind == b"EXIF" && orientation.is_none() {
+            // Some writers keep the JPEG APP1 prefix before the TIFF header.
+            orientation = exif_orientation(data.strip_prefix(EXIF_HEADER).unwrap_or(data));
+        }
+        animated |= kind == b"ANIM";
         let keep = matches!(
             kind,
             b"VP8X" | b"VP8 " | b"VP8L" | b"ALPH" | b"ICCP" | b"ANIM" | b"ANMF"
@@ -79,5 +101,9 @@ pub(super) fn webp_clean(b: &[u8]) -> Result<Vec<u8>, ImagingError> {
     if let Some(field) = out.get_mut(4..8) {
         field.copy_from_slice(&riff.to_le_bytes());
     }
-    Ok(out)
+    Ok(CleanWebp {
+        bytes: out,
+        orientation: orientation.unwrap_or(1),
+        animated,
+    })
 }

@@ -8,6 +8,8 @@ pub struct Model {
     pub identifier: String,
     pub position: i32,
     pub content_type: String,
+    /// What the client sent; NULL only in rows written before the column existed.
+    pub source_content_type: Option<String>,
     pub width: i32,
     pub height: i32,
     pub size: i64,
