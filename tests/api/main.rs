@@ -5,8 +5,8 @@ mod cdp;
 mod helpers;
 
 mod browser;
-mod bus;
 mod browser_tus;
+mod bus;
 mod errors;
 mod faults;
 mod grpc;
@@ -29,5 +29,5 @@ mod tus;
 mod tus_backends;
 mod tus_js;
 mod upload;
-mod widget_browser;
 mod webhooks;
+mod widget_browser;
