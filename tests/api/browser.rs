@@ -176,13 +176,14 @@ async fn desktop_and_phone_in_a_real_browser() {
         size[1].as_u64() > size[0].as_u64(),
         "the sideways photo shows upright: {size}"
     );
-    let count = desktop
-        .eval("document.querySelector('#count').textContent")
+    // The count follows the `session` event, which may land a moment after the tile.
+    desktop
+        .wait_for(
+            "document.querySelector('#count').textContent.startsWith('1 / ')",
+            WAIT,
+            "the desktop counts one photo",
+        )
         .await;
-    assert!(
-        count.as_str().is_some_and(|c| c.starts_with("1 / ")),
-        "{count}"
-    );
 
     screenshot(&desktop, "desktop-wide.png").await;
     desktop.set_viewport(390, 844, true).await;
