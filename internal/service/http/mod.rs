@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::{
     Router,
     extract::{ConnectInfo, FromRequestParts},
+    http::Method,
     http::request::Parts,
     routing::{delete, get, head, options, post, put},
 };
@@ -81,7 +82,10 @@ fn tus_routes(services: Services) -> Router {
     // As a service with its layers outside: the method override acts before method routing,
     // and `Tus-Resumable` reaches even a 405.
     let upload = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(tus::tus_protocol))
+        .layer(axum::middleware::from_fn_with_state(
+            &[Method::HEAD, Method::PATCH, Method::DELETE][..],
+            tus::tus_protocol,
+        ))
         .layer(axum::middleware::from_fn(tus::method_override))
         .service(upload);
     Router::new()
@@ -90,7 +94,10 @@ fn tus_routes(services: Services) -> Router {
             creation.clone(),
         )
         .route("/v1/api/upload-sessions/{identifier}/tus", creation)
-        .layer(axum::middleware::from_fn(tus::tus_protocol))
+        .layer(axum::middleware::from_fn_with_state(
+            &[Method::POST][..],
+            tus::tus_protocol,
+        ))
         .with_state(services)
         .route_service(UPLOAD, upload)
 }

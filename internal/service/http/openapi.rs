@@ -112,11 +112,43 @@ pub fn document() -> openapi::OpenApi {
 
 /// The document as pretty JSON, newline-terminated (the committed file's form).
 pub fn document_json() -> String {
-    let mut text = document()
-        .to_pretty_json()
-        .unwrap_or_else(|_| String::from("{}"));
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    absent_not_null(&mut doc);
+    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| String::from("{}"));
     text.push('\n');
     text
+}
+
+/// An optional header or query parameter is absent or a string; it cannot be JSON `null`,
+/// which is what `Option<T>` says to the generator. Drops `null` from such parameters' types.
+fn absent_not_null(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) else {
+                continue;
+            };
+            for param in params {
+                if let Some(types) = param
+                    .pointer_mut("/schema/type")
+                    .and_then(|t| t.as_array_mut())
+                {
+                    types.retain(|t| t != "null");
+                    if types.len() == 1 {
+                        let only = types[0].clone();
+                        if let Some(schema) = param.get_mut("schema") {
+                            schema["type"] = only;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 struct SecuritySchemes;
@@ -396,8 +428,8 @@ mod routes {
             ("identifier" = String, Path, description = "The session's identifier"),
             ("Tus-Resumable" = String, Header, description = "The protocol version: `1.0.0` (else 412)", pattern = "^1\\.0\\.0$"),
             ("Upload-Length" = u64, Header, description = "The file's size in bytes"),
-            ("Upload-Metadata" = Option<String>, Header, description = "tus metadata: `filename`, `client_id` (a repeated creation with the same client_id answers the same upload)"),
-            ("Upload-Checksum" = Option<String>, Header, description = "`sha1 BASE64` or `sha256 BASE64` of a creation body"),
+            ("Upload-Metadata" = Option<String>, Header, description = "tus metadata: `filename`, `client_id` (a repeated creation with the same client_id answers the same upload)", pattern = "^[!-+\\-~]+(?: (?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?)?(?:, ?[!-+\\-~]+(?: (?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?)?)*$"),
+            ("Upload-Checksum" = Option<String>, Header, description = "`sha1 BASE64` or `sha256 BASE64` of a creation body", pattern = "^(sha1 [A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=|sha256 [A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)$"),
         ),
         request_body(content = Option<Vec<u8>>, content_type = "application/offset+octet-stream", description = "Optional: the first bytes"),
         security(("upload_token" = [])),
@@ -444,7 +476,7 @@ mod routes {
             ("upload_id" = String, Path, description = "The last path segment of `Location`"),
             ("Tus-Resumable" = String, Header, description = "The protocol version: `1.0.0` (else 412)", pattern = "^1\\.0\\.0$"),
             ("Upload-Offset" = u64, Header, description = "Where these bytes start: the upload's current offset"),
-            ("Upload-Checksum" = Option<String>, Header, description = "`sha1 BASE64` or `sha256 BASE64` of this request's body"),
+            ("Upload-Checksum" = Option<String>, Header, description = "`sha1 BASE64` or `sha256 BASE64` of this request's body", pattern = "^(sha1 [A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=|sha256 [A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)$"),
         ),
         request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
         security(("upload_token" = [])),

@@ -26,7 +26,7 @@ pub(super) struct Ticket {
     expires_at: String,
 }
 
-/// No body, or a JSON object (`{}`; other fields are ignored) → 201 `{"ticket","expires_at"}`.
+/// No body, `null` or a JSON object (`{}`; other fields are ignored) → 201 `{"ticket","expires_at"}`.
 pub async fn create(
     State(services): State<Services>,
     PathArgs(identifier): PathArgs<String>,
@@ -37,7 +37,8 @@ pub async fn create(
     if let Some(body) = body {
         let value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|_| ApiError::invalid("body", "the body must be a JSON object"))?;
-        if !value.is_object() {
+        // `null` says "no body" as well as an empty one does.
+        if !value.is_object() && !value.is_null() {
             return Err(ApiError::invalid("body", "the body must be a JSON object"));
         }
     }

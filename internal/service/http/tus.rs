@@ -73,14 +73,26 @@ pub async fn method_override(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// `Tus-Resumable` on every answer; 412 for a request in another version (or none).
-pub async fn tus_protocol(request: Request, next: Next) -> Response {
+/// `Tus-Resumable` on every answer; 412 for a request in another version (or none) that
+/// carries credentials, 401 for one without. `methods` are the route's tus methods.
+pub async fn tus_protocol(
+    axum::extract::State(methods): axum::extract::State<&'static [Method]>,
+    request: Request,
+    next: Next,
+) -> Response {
     let speaks_1_0 = request
         .headers()
         .get("tus-resumable")
         .is_some_and(|v| v.as_bytes() == TUS_VERSION.as_bytes());
-    let mut response = if request.method() == Method::OPTIONS || speaks_1_0 {
+    // Credentials first: a request without any is refused as every upload route refuses it
+    // (401), whatever protocol version it speaks.
+    let anonymous = !request.headers().contains_key(header::AUTHORIZATION);
+    // Methods this route does not serve pass through to the router's 405.
+    let tus_method = methods.contains(request.method());
+    let mut response = if !tus_method || speaks_1_0 {
         next.run(request).await
+    } else if anonymous {
+        ApiError::unauthenticated().into_response()
     } else {
         let mut response = ApiError::new(
             StatusCode::PRECONDITION_FAILED,
