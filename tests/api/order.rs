@@ -324,7 +324,7 @@ async fn a_closed_session_answers_409() {
 #[tokio::test]
 async fn cross_origin_pages_may_put_the_order() {
     let app =
-        TestApp::spawn_with(&[("QRUPLOAD__CORS__ALLOWED_ORIGINS", "https://host.example")]).await;
+        TestApp::spawn_with(|c| c.cors.allowed_origins = vec!["https://host.example".into()]).await;
     let (id, _, _) = three_photos(&app).await;
 
     let res = app

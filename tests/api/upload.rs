@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use qrupload::{api::image::v1 as pb, biz::imaging::testdata};
+use qrupload::{api::image::v1 as pb, biz::imaging::testdata, conf::ByteSize};
 use serde_json::Value;
 
 use crate::helpers::{TestApp, jpeg};
@@ -81,7 +81,7 @@ async fn tokens_guard_the_upload_routes() {
 
 #[tokio::test]
 async fn bad_files_are_refused_and_leave_nothing() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES", "1MiB")]).await;
+    let app = TestApp::spawn_with(|c| c.upload.max_image_bytes = ByteSize(1 << 20)).await;
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("id");
 
@@ -151,7 +151,7 @@ async fn bad_files_are_refused_and_leave_nothing() {
 
 #[tokio::test]
 async fn an_oversized_file_is_cut_off_not_read_to_the_end() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES", "1MiB")]).await;
+    let app = TestApp::spawn_with(|c| c.upload.max_image_bytes = ByteSize(1 << 20)).await;
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("id");
 
@@ -320,7 +320,7 @@ async fn quota_completion_idempotency_and_deletes() {
 
 #[tokio::test]
 async fn session_bytes_quota() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__UPLOAD__MAX_SESSION_BYTES", "3000")]).await;
+    let app = TestApp::spawn_with(|c| c.upload.max_session_bytes = ByteSize(3000)).await;
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("id");
     let big = jpeg(256, 256);
