@@ -10,8 +10,8 @@ mod wire;
 use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use futures::StreamExt;
-use sea_orm::EntityTrait;
 use qrupload::conf::Secret;
+use sea_orm::EntityTrait;
 use serde_json::Value;
 
 use crate::helpers::{TestApp, jpeg, process::Server};

@@ -241,13 +241,7 @@ async fn retention_and_orphan_sweeps_remove_what_nobody_points_at() {
         )
         .await;
     assert_eq!(res.status(), 201);
-    app.client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{kept_id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete");
+    app.complete(&kept_id, 1).await;
     assert_eq!(app.blob_count(), 4);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -290,14 +290,7 @@ async fn lists_that_are_not_exactly_the_sessions_ids_are_refused_and_change_noth
 async fn a_closed_session_answers_409() {
     let app = TestApp::spawn().await;
     let (id, token, ids) = three_photos(&app).await;
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&id, 1).await;
     assert_eq!(res.status(), StatusCode::OK);
     let reversed: Vec<String> = ids.iter().rev().cloned().collect();
 

@@ -220,7 +220,8 @@ fn http_limits_have_defaults_and_refuse_zero() {
 
 #[tokio::test]
 async fn a_head_sent_a_byte_at_a_time_is_cut() {
-    let app = TestApp::spawn_with(|c| c.server.http.header_read_timeout = Duration::from_secs(1)).await;
+    let app =
+        TestApp::spawn_with(|c| c.server.http.header_read_timeout = Duration::from_secs(1)).await;
     let head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nAccept: */*\r\n\r\n";
 
     // The first head of a connection, and a later head on a kept-alive one.
@@ -311,12 +312,7 @@ async fn an_upload_trickling_in_gets_408_and_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(app.blob_count(), 0);
-    let res = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{id}?member_id=1")))
-        .send()
-        .await
-        .expect("session");
+    let res = app.get_session(&id, 1).await;
     let session: Value = res.json().await.expect("json");
     assert_eq!(session["image_count"], 0);
 }
@@ -450,14 +446,7 @@ async fn sse_is_the_same_on_the_lean_path_and_through_hyper() {
     lean.send(&sse_get(&id, "HTTP/1.1")).await;
     assert_eq!(lean.head().await.status(), 200);
     lean.chunk().await.expect("events");
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&id, 1).await;
     assert_eq!(res.status(), 200);
     for stream in [&mut lean, &mut hyper] {
         let last = String::from_utf8(stream.chunk().await.expect("final events")).expect("utf-8");
@@ -620,8 +609,7 @@ async fn every_request_carries_the_client_address() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let dir = tempfile::tempdir().expect("temp dir");
-    let limits =
-        qrupload::server::HttpLimits::from_config(&crate::helpers::config(dir.path()));
+    let limits = qrupload::server::HttpLimits::from_config(&crate::helpers::config(dir.path()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(qrupload::server::serve_http(
         listener,

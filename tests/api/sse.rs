@@ -253,14 +253,7 @@ async fn upload_by_qr_flow_as_an_event_source_sees_it() {
     );
 
     // Complete: the final session event, the final snapshot, then the stream ends.
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&id, 1).await;
     assert_eq!(res.status(), 200);
     let last = resumed.next().await.expect("final session event");
     assert_eq!(
@@ -284,14 +277,7 @@ async fn upload_by_qr_flow_as_an_event_source_sees_it() {
         .expect("reconnect");
     assert_eq!(res.status(), 204);
     // Completing again answers the session again.
-    let again = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete again");
+    let again = app.complete(&id, 1).await;
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.expect("json");
     assert_eq!(again["version"], 4);

@@ -459,15 +459,7 @@ async fn a_finished_upload_answers_head_until_its_session_ends() {
     let res = tus.head(&url).await;
     assert_eq!(header(&res, "upload-offset"), photo.len().to_string());
     assert_eq!(header(&res, "upload-length"), photo.len().to_string());
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{}/complete?member_id=1",
-            tus.identifier
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&tus.identifier, 1).await;
     assert_eq!(res.status(), 200);
     assert_eq!(tus.head(&url).await.status(), 404, "the session ended");
 }
@@ -507,15 +499,7 @@ async fn a_patch_into_a_closed_session_is_409() {
     let app = TestApp::spawn().await;
     let tus = Tus::new(&app).await;
     let url = tus.create(1000).await;
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{}/complete?member_id=1",
-            tus.identifier
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&tus.identifier, 1).await;
     assert_eq!(res.status(), 200);
     let res = tus.patch(&url, 0, &jpeg(8, 8)[..100]).await;
     assert_eq!(res.status(), 409);

@@ -16,7 +16,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::helpers::{TestApp, jpeg};
+use crate::helpers::{Caller, TestApp, jpeg};
 use receiver::{Receiver, Reply, accepted};
 
 /// The variables that point the binary at `url` with `secret`, short retries for the tests.
@@ -125,44 +125,22 @@ async fn every_event_type_arrives_once_signed_in_order_with_the_rest_api_shapes(
         .collect();
     // The phone deletes one, the member the other.
     let by_phone = app
-        .client
-        .delete(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/images/{}",
-            image_ids[0]
-        )))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("delete");
+        .delete_image(&id, &image_ids[0], Caller::Phone(&token))
+        .await;
     assert_eq!(by_phone.status(), 204);
     let by_member = app
-        .client
-        .delete(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/images/{}?member_id=7",
-            image_ids[1]
-        )))
-        .send()
-        .await
-        .expect("delete");
+        .delete_image(&id, &image_ids[1], Caller::Member(7))
+        .await;
     assert_eq!(by_member.status(), 204);
     let rest_session: Value = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{id}?member_id=7")))
-        .send()
+        .get_session(&id, 7)
         .await
-        .expect("get")
         .json()
         .await
         .expect("session json");
     // Completed twice: one event.
     for _ in 0..2 {
-        app.client
-            .post(app.url(&format!(
-                "/v1/api/upload-sessions/{id}/complete?member_id=7"
-            )))
-            .send()
-            .await
-            .expect("complete");
+        app.complete(&id, 7).await;
     }
 
     // A second session expires with an image in it; the retention sweep then deletes it.

@@ -118,14 +118,7 @@ async fn two_instances_on_postgres_deliver_every_event_exactly_once() {
             let member = 20 + n as u32;
             let (session, _) = app.create_session(member).await;
             let id = session["identifier"].as_str().expect("id").to_owned();
-            let res = app
-                .client
-                .post(app.url(&format!(
-                    "/v1/api/upload-sessions/{id}/complete?member_id={member}"
-                )))
-                .send()
-                .await
-                .expect("complete");
+            let res = app.complete(&id, member).await;
             assert_eq!(res.status(), 200);
         }
     });
