@@ -241,7 +241,7 @@ async fn retention_and_orphan_sweeps_remove_what_nobody_points_at() {
         )
         .await;
     assert_eq!(res.status(), 201);
-    app.complete(&kept_id, 1).await;
+    app.complete(kept_id, 1).await;
     assert_eq!(app.blob_count(), 4);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;

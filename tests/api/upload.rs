@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::helpers::{Caller, TestApp, jpeg};
 
 async fn image_count(app: &TestApp, id: &str) -> usize {
-    let res = app.get_session(&id, 1).await;
+    let res = app.get_session(id, 1).await;
     let body: Value = res.json().await.expect("json");
     body["image_count"].as_u64().expect("count") as usize
 }
@@ -244,13 +244,13 @@ async fn quota_completion_idempotency_and_deletes() {
     // The phone deletes one; the owner deletes the other; unknown ids are 404.
     let image_a = first["images"][0]["id"].as_str().expect("id");
     let image_b = second["images"][0]["id"].as_str().expect("id");
-    let res = app.delete_image(&id, &image_a, Caller::Phone(&token)).await;
+    let res = app.delete_image(id, image_a, Caller::Phone(token)).await;
     assert_eq!(res.status(), 204);
-    let res = app.delete_image(&id, &image_b, Caller::Member(2)).await;
+    let res = app.delete_image(id, image_b, Caller::Member(2)).await;
     assert_error(res, 404, "NOT_FOUND").await;
-    let res = app.delete_image(&id, &image_b, Caller::Member(1)).await;
+    let res = app.delete_image(id, image_b, Caller::Member(1)).await;
     assert_eq!(res.status(), 204);
-    let res = app.delete_image(&id, &image_b, Caller::Member(1)).await;
+    let res = app.delete_image(id, image_b, Caller::Member(1)).await;
     assert_error(res, 404, "NOT_FOUND").await;
     let gone = app
         .client
@@ -263,7 +263,7 @@ async fn quota_completion_idempotency_and_deletes() {
     assert_eq!(app.blob_count(), 0);
 
     // After completion: 409 for the phone.
-    let res = app.complete(&id, 1).await;
+    let res = app.complete(id, 1).await;
     assert_eq!(res.status(), 200);
     let res = app
         .upload(id, token, vec![("d.jpg", jpeg(8, 8))], None)
