@@ -51,7 +51,8 @@ async fn desktop_and_phone_in_a_real_browser() {
         );
         return;
     }
-    let app = TestApp::spawn_with(&[("QRUPLOAD__SERVER__PUBLIC_BASE_URL", PUBLIC_BASE_URL)]).await;
+    let app =
+        TestApp::spawn_with(|c| c.server.public_base_url = Some(PUBLIC_BASE_URL.into())).await;
     let browser = Browser::launch().await;
 
     // Desktop: a session, its QR link, waiting for the phone.

@@ -4,19 +4,18 @@
 //! rows against the blobs: every image row has its blobs, every blob has its row.
 
 mod postgres;
-pub mod process;
 mod secrets;
 mod wire;
 
 use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use futures::StreamExt;
+use qrupload::conf::Secret;
 use sea_orm::EntityTrait;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, jpeg};
+use crate::helpers::{TestApp, jpeg, process::Server};
 use postgres::{OwnPostgres, hold_commits};
-use process::Server;
 use wire::{
     End, PATIENCE, RawUpload, Watcher, assert_consistent, blob_files, eventually, stored_blobs,
     token_of, upload, within,
@@ -113,10 +112,10 @@ async fn postgres_stopping_answers_503_fast_and_leaves_no_half_rows() {
         return;
     };
     let url = pg.url();
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__DATA__DATABASE__URL", &url),
-        ("QRUPLOAD__DATA__DATABASE__ACQUIRE_TIMEOUT", "1s"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.data.database.url = Secret::new(url.clone());
+        c.data.database.acquire_timeout = Duration::from_secs(1);
+    })
     .await;
     let base = app.url("");
     let root = app.dir.path().join("blobs");
@@ -214,10 +213,10 @@ async fn postgres_stopping_during_a_commit_answers_503_and_keeps_nothing() {
         return;
     };
     let url = pg.url();
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__DATA__DATABASE__URL", &url),
-        ("QRUPLOAD__DATA__DATABASE__ACQUIRE_TIMEOUT", "1s"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.data.database.url = Secret::new(url.clone());
+        c.data.database.acquire_timeout = Duration::from_secs(1);
+    })
     .await;
     let base = app.url("");
     let root = app.dir.path().join("blobs");
@@ -259,7 +258,7 @@ async fn a_client_leaving_during_the_commit_leaves_no_row_without_its_blobs() {
         return;
     };
     let url = pg.url();
-    let app = TestApp::spawn_with(&[("QRUPLOAD__DATA__DATABASE__URL", &url)]).await;
+    let app = TestApp::spawn_with(|c| c.data.database.url = Secret::new(url.clone())).await;
     let base = app.url("");
     let root = app.dir.path().join("blobs");
     let (session, token) = app.create_session(1).await;
@@ -274,7 +273,7 @@ async fn a_client_leaving_during_the_commit_leaves_no_row_without_its_blobs() {
     gate.until_a_commit_waits().await;
     drop(raw);
     eventually("the server cancels the request", || {
-        crate::lifecycle::logs()
+        crate::helpers::logs::logs()
             .lines()
             .any(|l| l.contains("upload stopped during its commit") && l.contains(&id))
     })

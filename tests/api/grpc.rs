@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use qrupload::api::image::v1 as pb;
+use qrupload::{api::image::v1 as pb, conf::ByteSize};
 use tonic::Code;
 
 use crate::helpers::{SseClient, TestApp, jpeg};
@@ -266,7 +266,7 @@ async fn watch_images_sees_an_http_upload_and_upload_image_reaches_sse() {
 
 #[tokio::test]
 async fn upload_image_stream_must_start_with_metadata_and_respect_limits() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES", "64KiB")]).await;
+    let app = TestApp::spawn_with(|c| c.upload.max_image_bytes = ByteSize(64 << 10)).await;
     let mut client = app.grpc_client().await;
     let created = client
         .create_upload_session(pb::CreateUploadSessionRequest {

@@ -1,4 +1,10 @@
-//! Spawning the app and talking to it.
+//! Spawning the app and talking to it: the calls every test makes, so a test reads as what
+//! it checks. `logs` captures the apps' log lines, `jwt` signs member tokens, `process` runs
+//! the real binary.
+
+pub mod jwt;
+pub mod logs;
+pub mod process;
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
@@ -17,8 +23,14 @@ pub struct TestApp {
     pub task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Loads `configs/` with test overrides, as `QRUPLOAD__…` variables would give them.
-pub fn config(dir: &Path, overrides: &[(&str, &str)]) -> Config {
+/// Loads `configs/` as the tests run it: both listeners on port 0, SQLite and blobs in `dir`.
+pub fn config(dir: &Path) -> Config {
+    config_from_env(dir, &[])
+}
+
+/// [`config`] with `QRUPLOAD__…` variables on top, read and validated by the loader as the
+/// binary reads them: for tests of the loader itself. Apps take typed edits (`spawn_with`).
+pub fn config_from_env(dir: &Path, env: &[(&str, &str)]) -> Config {
     let mut vars: Vec<(String, String)> = vec![
         ("QRUPLOAD__SERVER__HTTP__ADDR".into(), "127.0.0.1:0".into()),
         ("QRUPLOAD__SERVER__GRPC__ADDR".into(), "127.0.0.1:0".into()),
@@ -33,7 +45,7 @@ pub fn config(dir: &Path, overrides: &[(&str, &str)]) -> Config {
         ),
         ("QRUPLOAD__LOG__LEVEL".into(), "warn".into()),
     ];
-    for (k, v) in overrides {
+    for (k, v) in env {
         vars.retain(|(key, _)| key != k);
         vars.push(((*k).into(), (*v).into()));
     }
@@ -41,21 +53,31 @@ pub fn config(dir: &Path, overrides: &[(&str, &str)]) -> Config {
     Config::load_with(&configs, None, vars).expect("test config loads")
 }
 
+/// Who makes a call that either the phone (its upload token) or the member may make.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    Phone(&'a str),
+    Member(u32),
+}
+
 impl TestApp {
     pub async fn spawn() -> TestApp {
-        Self::spawn_with(&[]).await
+        Self::spawn_with(|_| {}).await
     }
 
-    pub async fn spawn_with(overrides: &[(&str, &str)]) -> TestApp {
+    /// Starts an app on [`config`] as `edit` changes it. The binary started with
+    /// `QRUPLOAD__…` variables is [`process::Server`].
+    pub async fn spawn_with(edit: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = config(dir.path(), overrides);
+        let mut config = config(dir.path());
+        edit(&mut config);
         Self::spawn_config(config, dir).await
     }
 
     pub async fn spawn_config(config: Config, dir: tempfile::TempDir) -> TestApp {
         // Client and server sockets share this process's descriptor limit.
         let _ = rlimit::increase_nofile_limit(u64::MAX);
-        crate::lifecycle::capture_logs();
+        logs::capture_logs();
         let app = Application::build(config).await.expect("app builds");
         let http = app.http_addr();
         let grpc = app.grpc_addr();
@@ -77,6 +99,45 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// `POST …/complete` as member `member`.
+    pub async fn complete(&self, identifier: &str, member: u32) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!(
+                "/v1/api/upload-sessions/{identifier}/complete?member_id={member}"
+            )))
+            .send()
+            .await
+            .expect("complete")
+    }
+
+    /// `GET` the session as member `member`.
+    pub async fn get_session(&self, identifier: &str, member: u32) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!(
+                "/v1/api/upload-sessions/{identifier}?member_id={member}"
+            )))
+            .send()
+            .await
+            .expect("get session")
+    }
+
+    /// `DELETE` one image, as the phone or as the member.
+    pub async fn delete_image(
+        &self,
+        identifier: &str,
+        image: &str,
+        caller: Caller<'_>,
+    ) -> reqwest::Response {
+        let path = format!("/v1/api/upload-sessions/{identifier}/images/{image}");
+        let req = match caller {
+            Caller::Phone(token) => self.client.delete(self.url(&path)).bearer_auth(token),
+            Caller::Member(member) => self
+                .client
+                .delete(self.url(&format!("{path}?member_id={member}"))),
+        };
+        req.send().await.expect("delete image")
     }
 
     /// Asks the app to stop, as SIGTERM would.

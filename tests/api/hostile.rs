@@ -82,14 +82,21 @@ use std::{
 };
 
 use futures::{StreamExt, future::BoxFuture};
-use qrupload::{api::image::v1 as pb, biz::imaging::testdata};
+use qrupload::{
+    api::image::v1 as pb,
+    biz::imaging::testdata,
+    conf::{ByteSize, Config},
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 use crate::helpers::{TestApp, jpeg};
 
-const LIMIT: &[(&str, &str)] = &[("QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES", "4MiB")];
+/// The image size limit the groups attack.
+fn limit(c: &mut Config) {
+    c.upload.max_image_bytes = ByteSize(4 << 20);
+}
 const BOUNDARY: &str = "hostileB0undary";
 
 // ---------------------------------------------------------------------------------------
@@ -313,8 +320,8 @@ async fn still_serving(app: &TestApp, t: &Target) {
     assert_eq!(app.blob_count(), blobs + 2);
 }
 
-async fn group(overrides: &[(&str, &str)]) -> (TestApp, Target) {
-    let app = TestApp::spawn_with(overrides).await;
+async fn group(edit: impl FnOnce(&mut Config)) -> (TestApp, Target) {
+    let app = TestApp::spawn_with(edit).await;
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("id").to_owned();
     (app, Target { id, token })
@@ -693,7 +700,7 @@ fn stored_as_png<'a>(_: &'a TestApp, answer: &'a Answer) -> BoxFuture<'a, ()> {
 
 #[tokio::test]
 async fn hostile_files() {
-    let (app, t) = group(LIMIT).await;
+    let (app, t) = group(limit).await;
     let (a, t) = (&app, &t);
     let mut truncated = jpeg(64, 64);
     truncated.truncate(truncated.len() / 2);
@@ -742,7 +749,7 @@ async fn hostile_files() {
 
 #[tokio::test]
 async fn hostile_framing() {
-    let (app, t) = group(LIMIT).await;
+    let (app, t) = group(limit).await;
     let (a, t) = (&app, &t);
     let photo = jpeg(32, 24);
     let good = closed(file_part(b"a.jpg", &photo));
@@ -881,7 +888,7 @@ fn safe_keys<'a>(app: &'a TestApp, answer: &'a Answer) -> BoxFuture<'a, ()> {
 
 #[tokio::test]
 async fn hostile_file_names() {
-    let (app, t) = group(LIMIT).await;
+    let (app, t) = group(limit).await;
     let (a, t) = (&app, &t);
     let photo = || jpeg(24, 24);
     let long = "n".repeat(10_000) + ".jpg";
@@ -907,7 +914,7 @@ async fn hostile_file_names() {
 
 #[tokio::test]
 async fn hostile_parameters() {
-    let (app, t) = group(LIMIT).await;
+    let (app, t) = group(limit).await;
     let (a, t) = (&app, &t);
     let photo = jpeg(16, 16);
     let upload_to = |id: &str| {
@@ -1043,10 +1050,10 @@ fn messages(list: Vec<pb::UploadImageRequest>) -> Messages {
 
 #[tokio::test]
 async fn hostile_grpc_upload_streams() {
-    let (app, t) = group(&[
-        ("QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES", "4MiB"),
-        ("QRUPLOAD__UPLOAD__STREAM_IDLE_TIMEOUT", "1s"),
-    ])
+    let (app, t) = group(|c| {
+        limit(c);
+        c.upload.stream_idle_timeout = Duration::from_secs(1);
+    })
     .await;
     let mut client = app.grpc_client().await;
     let photo = jpeg(16, 16);

@@ -88,7 +88,7 @@ async fn both_pages_are_served_in_the_negotiated_language() {
 #[tokio::test]
 async fn the_widget_module_is_javascript_with_cors_for_allowed_origins() {
     let app =
-        TestApp::spawn_with(&[("QRUPLOAD__CORS__ALLOWED_ORIGINS", "https://host.example")]).await;
+        TestApp::spawn_with(|c| c.cors.allowed_origins = vec!["https://host.example".into()]).await;
 
     let res = app
         .client

@@ -1,63 +1,11 @@
 //! Health, pages, tracing, expiry and shutdown.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex, OnceLock},
-    time::Duration,
-};
+use std::time::Duration;
 
 use qrupload::api::image::v1 as pb;
 use serde_json::Value;
 
-use crate::helpers::{SseClient, TestApp};
-
-/// Log lines of every app in this test binary, captured once for the traceparent tests.
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut logs) = self.0.lock() {
-            logs.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the service's own telemetry setup with a capturing writer.
-pub fn capture_logs() {
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buffer.clone());
-        let log = qrupload::conf::LogConf {
-            format: qrupload::conf::LogFormat::Json,
-            level: "info,sea_orm_migration=warn".into(),
-        };
-        let guard = qrupload::telemetry::init_with_writer(&log, &Default::default(), move || {
-            writer.clone()
-        })
-        .expect("telemetry installs");
-        std::mem::forget(guard);
-        buffer
-    });
-}
-
-/// Everything the apps of this test binary logged so far.
-pub fn logs() -> String {
-    LOGS.get()
-        .and_then(|l| {
-            l.lock()
-                .ok()
-                .map(|l| String::from_utf8_lossy(&l).into_owned())
-        })
-        .unwrap_or_default()
-}
+use crate::helpers::{SseClient, TestApp, logs::logs};
 
 #[tokio::test]
 async fn health_metrics_pages_and_json_errors() {
@@ -228,7 +176,7 @@ async fn sessions_expire_on_time_and_watchers_get_the_final_event() {
 
 #[tokio::test]
 async fn stops_within_the_drain_time_while_streams_are_open() {
-    let mut app = TestApp::spawn_with(&[("QRUPLOAD__SERVER__SHUTDOWN_GRACE", "2s")]).await;
+    let mut app = TestApp::spawn_with(|c| c.server.shutdown_grace = Duration::from_secs(2)).await;
     let (session, _) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("id").to_owned();
     let mut sse = SseClient::watch(&app, &id, 1).await;
@@ -258,7 +206,7 @@ async fn stops_within_the_drain_time_while_streams_are_open() {
 
 #[tokio::test]
 async fn retention_and_orphan_sweeps_remove_what_nobody_points_at() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__UPLOAD__RETENTION", "0s")]).await;
+    let app = TestApp::spawn_with(|c| c.upload.retention = Duration::ZERO).await;
     let usecase = &app.services.usecase;
     let mut client = app.grpc_client().await;
 
@@ -293,13 +241,7 @@ async fn retention_and_orphan_sweeps_remove_what_nobody_points_at() {
         )
         .await;
     assert_eq!(res.status(), 201);
-    app.client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{kept_id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete");
+    app.complete(kept_id, 1).await;
     assert_eq!(app.blob_count(), 4);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -290,14 +290,7 @@ async fn lists_that_are_not_exactly_the_sessions_ids_are_refused_and_change_noth
 async fn a_closed_session_answers_409() {
     let app = TestApp::spawn().await;
     let (id, token, ids) = three_photos(&app).await;
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&id, 1).await;
     assert_eq!(res.status(), StatusCode::OK);
     let reversed: Vec<String> = ids.iter().rev().cloned().collect();
 
@@ -324,7 +317,7 @@ async fn a_closed_session_answers_409() {
 #[tokio::test]
 async fn cross_origin_pages_may_put_the_order() {
     let app =
-        TestApp::spawn_with(&[("QRUPLOAD__CORS__ALLOWED_ORIGINS", "https://host.example")]).await;
+        TestApp::spawn_with(|c| c.cors.allowed_origins = vec!["https://host.example".into()]).await;
     let (id, _, _) = three_photos(&app).await;
 
     let res = app

@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use qrupload::api::image::v1 as pb;
+use qrupload::{
+    api::image::v1 as pb,
+    conf::{BusKind, Secret},
+};
 use sea_orm::ConnectionTrait;
 
 use crate::helpers::{SseClient, TestApp, config, jpeg};
@@ -79,17 +82,13 @@ pub(crate) async fn instance_on(
     bus_url: &str,
 ) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let root = blob_root.display().to_string();
-    let config = config(
-        dir.path(),
-        &[
-            ("QRUPLOAD__DATA__DATABASE__URL", database_url),
-            ("QRUPLOAD__DATA__BLOB__ROOT", &root),
-            ("QRUPLOAD__DATA__BUS__KIND", bus_kind),
-            ("QRUPLOAD__DATA__BUS__URL", bus_url),
-            ("QRUPLOAD__AUTH__UPLOAD_TOKEN_KEY", TOKEN_KEY),
-        ],
-    );
+    let mut config = config(dir.path());
+    config.data.database.url = Secret::new(database_url);
+    config.data.blob.root = blob_root.display().to_string();
+    config.data.bus.kind =
+        serde_json::from_value::<BusKind>(serde_json::json!(bus_kind)).expect("a bus kind");
+    config.data.bus.url = Some(Secret::new(bus_url));
+    config.auth.upload_token_key = Some(Secret::new(TOKEN_KEY));
     TestApp::spawn_config(config, dir).await
 }
 

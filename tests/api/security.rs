@@ -1,52 +1,36 @@
 //! Who gets in and how often: jwt auth mode, upload-token scope, abuse limits (429 with
 //! `Retry-After`), CORS and the pages' security headers.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use qrupload::conf::{AuthMode, Config, JwtAlgorithm, Secret};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
-use crate::helpers::{SseClient, TestApp, jpeg};
+use crate::helpers::{
+    SseClient, TestApp, jpeg,
+    jwt::{hs256_jwt, mint_jwt, now},
+};
 
 pub(crate) const SECRET: &str = "a test secret that is long enough for HS256";
 const PUBLIC_PEM: &str = include_str!("../fixtures/jwt_rs256_public.pem");
 const PRIVATE_PEM: &str = include_str!("../fixtures/jwt_rs256_private.pem");
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn sign(alg: Algorithm, key: &EncodingKey, sub: &str, exp: i64) -> String {
-    jsonwebtoken::encode(
-        &Header::new(alg),
-        &json!({ "sub": sub, "exp": exp, "iat": now() }),
-        key,
-    )
-    .expect("token signs")
-}
-
 /// An HS256 token for member `sub`, valid for `ttl` seconds (negative: already expired).
 pub(crate) fn hs256(sub: &str, ttl: i64) -> String {
-    sign(
-        Algorithm::HS256,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-        sub,
-        now() + ttl,
-    )
+    hs256_jwt(SECRET, sub, ttl)
 }
 
-pub(crate) async fn jwt_app(extra: &[(&str, &str)]) -> TestApp {
-    let mut overrides = vec![
-        ("QRUPLOAD__AUTH__MODE", "jwt"),
-        ("QRUPLOAD__AUTH__JWT__SECRET", SECRET),
-        ("QRUPLOAD__AUTH__JWT__LEEWAY", "0s"),
-    ];
-    overrides.extend_from_slice(extra);
-    TestApp::spawn_with(&overrides).await
+/// An app in jwt auth mode with [`SECRET`] and no leeway, then as `edit` changes it.
+pub(crate) async fn jwt_app(edit: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.auth.mode = AuthMode::Jwt;
+        c.auth.jwt.secret = Some(Secret::new(SECRET));
+        c.auth.jwt.leeway = Duration::ZERO;
+        edit(c);
+    })
+    .await
 }
 
 /// Creates a session with a bearer JWT; returns the identifier and the phone's upload token.
@@ -87,12 +71,12 @@ fn sse_url(app: &TestApp, id: &str, member: Option<u32>) -> String {
 
 #[tokio::test]
 async fn jwt_mode_refuses_missing_expired_forged_and_foreign_tokens() {
-    let app = jwt_app(&[]).await;
+    let app = jwt_app(|_| {}).await;
     let good = hs256("1", 600);
     let (id, _) = create_with(&app, &good).await;
 
     let expired = hs256("1", -60);
-    let forged = sign(
+    let forged = mint_jwt(
         Algorithm::HS256,
         &EncodingKey::from_secret(b"another secret, also long enough for HS256"),
         "1",
@@ -201,7 +185,7 @@ pub(crate) async fn ticket_for(app: &TestApp, id: &str, jwt: &str) -> String {
 
 #[tokio::test]
 async fn jwt_sse_takes_a_bearer_or_a_ticket_never_a_cookie_and_ends_when_the_token_expires() {
-    let app = jwt_app(&[]).await;
+    let app = jwt_app(|_| {}).await;
     let (id, upload_token) = create_with(&app, &hs256("7", 600)).await;
 
     // EventSource cannot send headers: a stream ticket stands in for the token.
@@ -266,17 +250,17 @@ async fn jwt_sse_takes_a_bearer_or_a_ticket_never_a_cookie_and_ends_when_the_tok
 
 #[tokio::test]
 async fn jwt_rs256_verifies_with_the_public_key_and_refuses_algorithm_swaps() {
-    let app = jwt_app(&[
-        ("QRUPLOAD__AUTH__JWT__ALGORITHM", "RS256"),
-        ("QRUPLOAD__AUTH__JWT__PUBLIC_KEY_PEM", PUBLIC_PEM),
-    ])
+    let app = jwt_app(|c| {
+        c.auth.jwt.algorithm = JwtAlgorithm::RS256;
+        c.auth.jwt.public_key_pem = Some(PUBLIC_PEM.into());
+    })
     .await;
     let private = EncodingKey::from_rsa_pem(PRIVATE_PEM.as_bytes()).expect("private key");
-    let rs = sign(Algorithm::RS256, &private, "3", now() + 600);
+    let rs = mint_jwt(Algorithm::RS256, &private, "3", now() + 600);
     let (id, _) = create_with(&app, &rs).await;
 
     // HS256 signed with the public key as the secret: the classic key-confusion forgery.
-    let swapped = sign(
+    let swapped = mint_jwt(
         Algorithm::HS256,
         &EncodingKey::from_secret(PUBLIC_PEM.as_bytes()),
         "3",
@@ -295,7 +279,7 @@ async fn jwt_rs256_verifies_with_the_public_key_and_refuses_algorithm_swaps() {
 #[tokio::test]
 async fn an_upload_token_reaches_its_own_session_and_nothing_else() {
     // jwt mode: the phone's token is not a member token.
-    let app = jwt_app(&[]).await;
+    let app = jwt_app(|_| {}).await;
     let owner = hs256("5", 600);
     let (a, token_a) = create_with(&app, &owner).await;
     let (b, token_b) = create_with(&app, &owner).await;
@@ -366,11 +350,11 @@ async fn an_upload_token_reaches_its_own_session_and_nothing_else() {
 
 #[tokio::test]
 async fn upload_and_creation_rates_answer_429_with_retry_after() {
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__LIMITS__UPLOADS_PER_SESSION_PER_MINUTE", "2"),
-        ("QRUPLOAD__LIMITS__UPLOADS_PER_IP_PER_MINUTE", "4"),
-        ("QRUPLOAD__LIMITS__SESSIONS_PER_MEMBER_PER_HOUR", "3"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.limits.uploads_per_session_per_minute = 2;
+        c.limits.uploads_per_ip_per_minute = 4;
+        c.limits.sessions_per_member_per_hour = 3;
+    })
     .await;
     let (s1, t1) = app.create_session(1).await;
     let s1 = s1["identifier"].as_str().expect("id").to_owned();
@@ -432,10 +416,10 @@ async fn upload_and_creation_rates_answer_429_with_retry_after() {
 
 #[tokio::test]
 async fn open_streams_are_capped_per_member_and_per_address() {
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__LIMITS__STREAMS_PER_MEMBER", "2"),
-        ("QRUPLOAD__LIMITS__STREAMS_PER_IP", "3"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.limits.streams_per_member = 2;
+        c.limits.streams_per_ip = 3;
+    })
     .await;
     let (a, _) = app.create_session(1).await;
     let a = a["identifier"].as_str().expect("id").to_owned();
@@ -486,10 +470,12 @@ async fn open_streams_are_capped_per_member_and_per_address() {
 
 #[tokio::test]
 async fn cors_allows_only_listed_origins_and_pages_forbid_framing() {
-    let app = TestApp::spawn_with(&[(
-        "QRUPLOAD__CORS__ALLOWED_ORIGINS",
-        "https://host.example, https://admin.example",
-    )])
+    let app = TestApp::spawn_with(|c| {
+        c.cors.allowed_origins = vec![
+            "https://host.example".into(),
+            "https://admin.example".into(),
+        ];
+    })
     .await;
     let (session, _) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("id").to_owned();

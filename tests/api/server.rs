@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
+use qrupload::conf::ByteSize;
 use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -183,7 +184,7 @@ async fn session(app: &TestApp) -> (String, String) {
 #[test]
 fn http_limits_have_defaults_and_refuse_zero() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = crate::helpers::config(dir.path(), &[]);
+    let config = crate::helpers::config(dir.path());
     let http = &config.server.http;
     assert_eq!(http.header_read_timeout, Duration::from_secs(10));
     assert_eq!(http.idle_timeout, Duration::from_secs(60));
@@ -219,7 +220,8 @@ fn http_limits_have_defaults_and_refuse_zero() {
 
 #[tokio::test]
 async fn a_head_sent_a_byte_at_a_time_is_cut() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__SERVER__HTTP__HEADER_READ_TIMEOUT", "1s")]).await;
+    let app =
+        TestApp::spawn_with(|c| c.server.http.header_read_timeout = Duration::from_secs(1)).await;
     let head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nAccept: */*\r\n\r\n";
 
     // The first head of a connection, and a later head on a kept-alive one.
@@ -252,7 +254,7 @@ async fn a_head_sent_a_byte_at_a_time_is_cut() {
 
 #[tokio::test]
 async fn an_upload_trickling_in_gets_408_and_leaves_nothing() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__SERVER__HTTP__BODY_TIMEOUT", "1s")]).await;
+    let app = TestApp::spawn_with(|c| c.server.http.body_timeout = Duration::from_secs(1)).await;
     let (id, token) = session(&app).await;
 
     // One whole file, then a second one at a byte per second.
@@ -310,22 +312,17 @@ async fn an_upload_trickling_in_gets_408_and_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(app.blob_count(), 0);
-    let res = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{id}?member_id=1")))
-        .send()
-        .await
-        .expect("session");
+    let res = app.get_session(&id, 1).await;
     let session: Value = res.json().await.expect("json");
     assert_eq!(session["image_count"], 0);
 }
 
 #[tokio::test]
 async fn idle_keep_alive_connections_close_but_streams_are_never_idle() {
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__SERVER__HTTP__IDLE_TIMEOUT", "1s"),
-        ("QRUPLOAD__SERVER__HTTP__HEADER_READ_TIMEOUT", "60s"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.server.http.idle_timeout = Duration::from_secs(1);
+        c.server.http.header_read_timeout = Duration::from_secs(60);
+    })
     .await;
     let (id, token) = session(&app).await;
 
@@ -449,14 +446,7 @@ async fn sse_is_the_same_on_the_lean_path_and_through_hyper() {
     lean.send(&sse_get(&id, "HTTP/1.1")).await;
     assert_eq!(lean.head().await.status(), 200);
     lean.chunk().await.expect("events");
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&id, 1).await;
     assert_eq!(res.status(), 200);
     for stream in [&mut lean, &mut hyper] {
         let last = String::from_utf8(stream.chunk().await.expect("final events")).expect("utf-8");
@@ -472,7 +462,7 @@ async fn sse_is_the_same_on_the_lean_path_and_through_hyper() {
 
 #[tokio::test]
 async fn lean_path_answers_errors_http_1_0_heartbeats_and_keeps_the_connection() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__SSE__HEARTBEAT", "100ms")]).await;
+    let app = TestApp::spawn_with(|c| c.sse.heartbeat = Duration::from_millis(100)).await;
     let (id, _token) = session(&app).await;
 
     // A refused SSE request answers with a length, then the connection serves more requests.
@@ -522,11 +512,11 @@ async fn lean_path_answers_errors_http_1_0_heartbeats_and_keeps_the_connection()
 
 #[tokio::test]
 async fn a_stalled_watcher_is_dropped_while_the_others_get_every_snapshot() {
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__SSE__WRITE_TIMEOUT", "1s"),
-        ("QRUPLOAD__UPLOAD__MAX_IMAGES", "5000"),
-        ("QRUPLOAD__UPLOAD__MAX_SESSION_BYTES", "1GiB"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.sse.write_timeout = Duration::from_secs(1);
+        c.upload.max_images = 5000;
+        c.upload.max_session_bytes = ByteSize(1 << 30);
+    })
     .await;
     let (id, token) = session(&app).await;
 
@@ -619,8 +609,7 @@ async fn every_request_carries_the_client_address() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let dir = tempfile::tempdir().expect("temp dir");
-    let limits =
-        qrupload::server::HttpLimits::from_config(&crate::helpers::config(dir.path(), &[]));
+    let limits = qrupload::server::HttpLimits::from_config(&crate::helpers::config(dir.path()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(qrupload::server::serve_http(
         listener,
@@ -664,7 +653,7 @@ async fn http2_with_prior_knowledge_is_served() {
 
 #[tokio::test]
 async fn shutdown_ends_lean_streams_with_their_last_chunk() {
-    let mut app = TestApp::spawn_with(&[("QRUPLOAD__SERVER__SHUTDOWN_GRACE", "5s")]).await;
+    let mut app = TestApp::spawn_with(|c| c.server.shutdown_grace = Duration::from_secs(5)).await;
     let (id, _token) = session(&app).await;
     let mut lean = Raw::connect(&app).await;
     lean.send(&sse_get(&id, "HTTP/1.1")).await;
@@ -681,13 +670,14 @@ async fn shutdown_ends_lean_streams_with_their_last_chunk() {
 
 #[tokio::test]
 async fn huge_timeouts_mean_no_timeout_not_a_panic() {
-    let huge = "500000000years";
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__SERVER__HTTP__HEADER_READ_TIMEOUT", huge),
-        ("QRUPLOAD__SERVER__HTTP__IDLE_TIMEOUT", huge),
-        ("QRUPLOAD__SERVER__HTTP__BODY_TIMEOUT", huge),
-        ("QRUPLOAD__SSE__WRITE_TIMEOUT", huge),
-    ])
+    // 500,000,000 years of 365.25 days, as `500000000years` reads.
+    let huge = Duration::from_secs(500_000_000 * 31_557_600);
+    let app = TestApp::spawn_with(|c| {
+        c.server.http.header_read_timeout = huge;
+        c.server.http.idle_timeout = huge;
+        c.server.http.body_timeout = huge;
+        c.sse.write_timeout = huge;
+    })
     .await;
     let (id, token) = session(&app).await;
     let mut sse = SseClient::watch(&app, &id, 1).await;

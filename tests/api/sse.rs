@@ -253,14 +253,7 @@ async fn upload_by_qr_flow_as_an_event_source_sees_it() {
     );
 
     // Complete: the final session event, the final snapshot, then the stream ends.
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&id, 1).await;
     assert_eq!(res.status(), 200);
     let last = resumed.next().await.expect("final session event");
     assert_eq!(
@@ -284,14 +277,7 @@ async fn upload_by_qr_flow_as_an_event_source_sees_it() {
         .expect("reconnect");
     assert_eq!(res.status(), 204);
     // Completing again answers the session again.
-    let again = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete again");
+    let again = app.complete(&id, 1).await;
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.expect("json");
     assert_eq!(again["version"], 4);
@@ -299,10 +285,10 @@ async fn upload_by_qr_flow_as_an_event_source_sees_it() {
 
 #[tokio::test]
 async fn heartbeat_and_custom_event_names() {
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__SSE__HEARTBEAT", "100ms"),
-        ("QRUPLOAD__SSE__RETRY", "5s"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.sse.heartbeat = Duration::from_millis(100);
+        c.sse.retry = Duration::from_secs(5);
+    })
     .await;
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("identifier");
@@ -338,10 +324,10 @@ async fn heartbeat_and_custom_event_names() {
 #[tokio::test]
 async fn a_thousand_watchers_cost_one_read_per_change() {
     // One member on one address: the abuse limits on streams are not what is measured here.
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__LIMITS__STREAMS_PER_MEMBER", "0"),
-        ("QRUPLOAD__LIMITS__STREAMS_PER_IP", "0"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.limits.streams_per_member = 0;
+        c.limits.streams_per_ip = 0;
+    })
     .await;
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"]

@@ -25,7 +25,7 @@ async fn reason(res: reqwest::Response) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn a_ticket_opens_one_stream_and_is_then_spent() {
-    let app = jwt_app(&[]).await;
+    let app = jwt_app(|_| {}).await;
     let jwt = hs256("5", 600);
     let (id, upload_token) = create_with(&app, &jwt).await;
 
@@ -87,7 +87,7 @@ async fn a_ticket_opens_one_stream_and_is_then_spent() {
 
 #[tokio::test]
 async fn a_failed_attempt_spends_the_ticket_too_and_tickets_are_bound_to_their_session() {
-    let app = jwt_app(&[]).await;
+    let app = jwt_app(|_| {}).await;
     let jwt = hs256("5", 600);
     let (id, _) = create_with(&app, &jwt).await;
     let (other, _) = create_with(&app, &jwt).await;
@@ -152,7 +152,7 @@ async fn a_failed_attempt_spends_the_ticket_too_and_tickets_are_bound_to_their_s
 
 #[tokio::test]
 async fn only_the_owner_gets_a_ticket() {
-    let app = jwt_app(&[]).await;
+    let app = jwt_app(|_| {}).await;
     let jwt = hs256("5", 600);
     let (id, upload_token) = create_with(&app, &jwt).await;
     let url = app.url(&format!("/v1/api/upload-sessions/{id}/stream-ticket"));
@@ -214,7 +214,7 @@ async fn only_the_owner_gets_a_ticket() {
 
 #[tokio::test]
 async fn an_expired_ticket_is_refused() {
-    let app = jwt_app(&[("QRUPLOAD__SSE__TICKET_TTL", "1s")]).await;
+    let app = jwt_app(|c| c.sse.ticket_ttl = Duration::from_secs(1)).await;
     let jwt = hs256("5", 600);
     let (id, _) = create_with(&app, &jwt).await;
     let ticket = ticket_for(&app, &id, &jwt).await;
@@ -235,7 +235,7 @@ async fn an_expired_ticket_is_refused() {
 
 #[tokio::test]
 async fn a_ticket_stream_ends_when_the_jwt_behind_it_expires() {
-    let app = jwt_app(&[]).await;
+    let app = jwt_app(|_| {}).await;
     let (id, _) = create_with(&app, &hs256("5", 600)).await;
     let ticket = ticket_for(&app, &id, &hs256("5", 2)).await;
 

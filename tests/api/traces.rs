@@ -16,7 +16,7 @@ use qrupload::api::image::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::faults::process::Server;
+use crate::helpers::process::Server;
 
 struct Receiver(mpsc::UnboundedSender<ExportTraceServiceRequest>);
 

@@ -5,6 +5,7 @@
 use std::{sync::OnceLock, time::Duration};
 
 use base64::Engine;
+use qrupload::conf::ByteSize;
 use serde_json::Value;
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -458,26 +459,18 @@ async fn a_finished_upload_answers_head_until_its_session_ends() {
     let res = tus.head(&url).await;
     assert_eq!(header(&res, "upload-offset"), photo.len().to_string());
     assert_eq!(header(&res, "upload-length"), photo.len().to_string());
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{}/complete?member_id=1",
-            tus.identifier
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&tus.identifier, 1).await;
     assert_eq!(res.status(), 200);
     assert_eq!(tus.head(&url).await.status(), 404, "the session ended");
 }
 
 #[tokio::test]
 async fn quotas_are_checked_on_upload_length_at_creation() {
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__UPLOAD__MAX_IMAGES", "2"),
-        ("QRUPLOAD__UPLOAD__MAX_SESSION_BYTES", "3MiB"),
-        ("QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES", "2MiB"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.upload.max_images = 2;
+        c.upload.max_session_bytes = ByteSize(3 << 20);
+        c.upload.max_image_bytes = ByteSize(2 << 20);
+    })
     .await;
     let tus = Tus::new(&app).await;
     let create = |length: u64| {
@@ -506,15 +499,7 @@ async fn a_patch_into_a_closed_session_is_409() {
     let app = TestApp::spawn().await;
     let tus = Tus::new(&app).await;
     let url = tus.create(1000).await;
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{}/complete?member_id=1",
-            tus.identifier
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(&tus.identifier, 1).await;
     assert_eq!(res.status(), 200);
     let res = tus.patch(&url, 0, &jpeg(8, 8)[..100]).await;
     assert_eq!(res.status(), 409);
@@ -523,7 +508,7 @@ async fn a_patch_into_a_closed_session_is_409() {
 
 #[tokio::test]
 async fn an_unfinished_upload_expires_and_is_swept() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__UPLOAD__TUS_EXPIRY", "1s")]).await;
+    let app = TestApp::spawn_with(|c| c.upload.tus_expiry = Duration::from_secs(1)).await;
     let tus = Tus::new(&app).await;
     let photo = jpeg(64, 48);
     let res = tus

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use qrupload::conf::{BlobKind, BusKind, S3Conf, Secret};
+
 use crate::{
     helpers::{TestApp, config},
     tus::{Tus, big_photo, cut_patch, multipart_sha, offset_at_least},
@@ -69,20 +71,14 @@ async fn postgres_database() -> Option<String> {
 
 async fn instance(database_url: &str, blob_root: &std::path::Path, bus_url: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let root = blob_root.display().to_string();
-    let config = config(
-        dir.path(),
-        &[
-            ("QRUPLOAD__DATA__DATABASE__URL", database_url),
-            ("QRUPLOAD__DATA__BLOB__ROOT", &root),
-            ("QRUPLOAD__DATA__BUS__KIND", "redis"),
-            ("QRUPLOAD__DATA__BUS__URL", bus_url),
-            (
-                "QRUPLOAD__AUTH__UPLOAD_TOKEN_KEY",
-                "a shared key for the tus instances of this test",
-            ),
-        ],
-    );
+    let mut config = config(dir.path());
+    config.data.database.url = Secret::new(database_url);
+    config.data.blob.root = blob_root.display().to_string();
+    config.data.bus.kind = BusKind::Redis;
+    config.data.bus.url = Some(Secret::new(bus_url));
+    config.auth.upload_token_key = Some(Secret::new(
+        "a shared key for the tus instances of this test",
+    ));
     TestApp::spawn_config(config, dir).await
 }
 
@@ -134,16 +130,18 @@ async fn moto() -> Option<Moto> {
 async fn parts_live_in_s3_and_a_cut_upload_resumes_there() {
     let Some(server) = moto().await else { return };
     let endpoint = format!("http://127.0.0.1:{}", server.1);
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__DATA__BLOB__KIND", "s3"),
-        ("QRUPLOAD__DATA__BLOB__S3__ENDPOINT", &endpoint),
-        ("QRUPLOAD__DATA__BLOB__S3__REGION", "us-east-1"),
-        ("QRUPLOAD__DATA__BLOB__S3__BUCKET", "qrupload-tus"),
-        ("QRUPLOAD__DATA__BLOB__S3__PATH_STYLE", "true"),
-        ("QRUPLOAD__DATA__BLOB__S3__ACCESS_KEY_ID", "test"),
-        ("QRUPLOAD__DATA__BLOB__S3__SECRET_ACCESS_KEY", "test"),
-        ("QRUPLOAD__DATA__BLOB__S3__ALLOW_HTTP", "true"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.data.blob.kind = BlobKind::S3;
+        c.data.blob.s3 = S3Conf {
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            bucket: Some("qrupload-tus".into()),
+            path_style: true,
+            access_key_id: Some(Secret::new("test")),
+            secret_access_key: Some(Secret::new("test")),
+            allow_http: true,
+        };
+    })
     .await;
     let tus = Tus::new(&app).await;
     let photo = big_photo();

@@ -9,18 +9,13 @@ use std::{
     time::Duration,
 };
 
-use qrupload::{api::image::v1 as pb, biz::imaging::testdata};
+use qrupload::{api::image::v1 as pb, biz::imaging::testdata, conf::ByteSize};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, jpeg};
+use crate::helpers::{Caller, TestApp, jpeg};
 
 async fn image_count(app: &TestApp, id: &str) -> usize {
-    let res = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{id}?member_id=1")))
-        .send()
-        .await
-        .expect("session");
+    let res = app.get_session(id, 1).await;
     let body: Value = res.json().await.expect("json");
     body["image_count"].as_u64().expect("count") as usize
 }
@@ -81,7 +76,7 @@ async fn tokens_guard_the_upload_routes() {
 
 #[tokio::test]
 async fn bad_files_are_refused_and_leave_nothing() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES", "1MiB")]).await;
+    let app = TestApp::spawn_with(|c| c.upload.max_image_bytes = ByteSize(1 << 20)).await;
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("id");
 
@@ -151,7 +146,7 @@ async fn bad_files_are_refused_and_leave_nothing() {
 
 #[tokio::test]
 async fn an_oversized_file_is_cut_off_not_read_to_the_end() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__UPLOAD__MAX_IMAGE_BYTES", "1MiB")]).await;
+    let app = TestApp::spawn_with(|c| c.upload.max_image_bytes = ByteSize(1 << 20)).await;
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("id");
 
@@ -249,40 +244,13 @@ async fn quota_completion_idempotency_and_deletes() {
     // The phone deletes one; the owner deletes the other; unknown ids are 404.
     let image_a = first["images"][0]["id"].as_str().expect("id");
     let image_b = second["images"][0]["id"].as_str().expect("id");
-    let res = app
-        .client
-        .delete(app.url(&format!("/v1/api/upload-sessions/{id}/images/{image_a}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("delete");
+    let res = app.delete_image(id, image_a, Caller::Phone(token)).await;
     assert_eq!(res.status(), 204);
-    let res = app
-        .client
-        .delete(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/images/{image_b}?member_id=2"
-        )))
-        .send()
-        .await
-        .expect("delete");
+    let res = app.delete_image(id, image_b, Caller::Member(2)).await;
     assert_error(res, 404, "NOT_FOUND").await;
-    let res = app
-        .client
-        .delete(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/images/{image_b}?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("delete");
+    let res = app.delete_image(id, image_b, Caller::Member(1)).await;
     assert_eq!(res.status(), 204);
-    let res = app
-        .client
-        .delete(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/images/{image_b}?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("delete");
+    let res = app.delete_image(id, image_b, Caller::Member(1)).await;
     assert_error(res, 404, "NOT_FOUND").await;
     let gone = app
         .client
@@ -295,14 +263,7 @@ async fn quota_completion_idempotency_and_deletes() {
     assert_eq!(app.blob_count(), 0);
 
     // After completion: 409 for the phone.
-    let res = app
-        .client
-        .post(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/complete?member_id=1"
-        )))
-        .send()
-        .await
-        .expect("complete");
+    let res = app.complete(id, 1).await;
     assert_eq!(res.status(), 200);
     let res = app
         .upload(id, token, vec![("d.jpg", jpeg(8, 8))], None)
@@ -320,7 +281,7 @@ async fn quota_completion_idempotency_and_deletes() {
 
 #[tokio::test]
 async fn session_bytes_quota() {
-    let app = TestApp::spawn_with(&[("QRUPLOAD__UPLOAD__MAX_SESSION_BYTES", "3000")]).await;
+    let app = TestApp::spawn_with(|c| c.upload.max_session_bytes = ByteSize(3000)).await;
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("id");
     let big = jpeg(256, 256);

@@ -8,15 +8,18 @@ mod ssrf;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use qrupload::api::image::v1 as pb;
+use qrupload::{
+    api::image::v1 as pb,
+    conf::{Config, EndpointConf, Secret},
+};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::helpers::{TestApp, jpeg};
+use crate::helpers::{Caller, TestApp, jpeg};
 use receiver::{Receiver, Reply, accepted};
 
-/// The overrides that point an app at `url` with `secret`, short retries for the tests.
+/// The variables that point the binary at `url` with `secret`, short retries for the tests.
 fn endpoint_vars(url: &str, secret: &str) -> Vec<(&'static str, String)> {
     vec![
         (
@@ -28,9 +31,19 @@ fn endpoint_vars(url: &str, secret: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn spawn_app(vars: &[(&'static str, String)]) -> TestApp {
-    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    TestApp::spawn_with(&pairs).await
+/// An app pointed at `url` with `secret` and short retries, then as `edit` changes it.
+async fn spawn_app(url: &str, secret: &str, edit: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.webhooks.endpoints = vec![EndpointConf {
+            url: url.to_owned(),
+            secret: Secret::new(secret),
+            events: None,
+        }];
+        c.webhooks.allow_insecure = true;
+        c.webhooks.retry_base = Duration::from_millis(100);
+        edit(c);
+    })
+    .await
 }
 
 fn types_for(received: &[receiver::Received], identifier: &str) -> Vec<String> {
@@ -75,9 +88,10 @@ async fn until_outbox_empty(app: &TestApp) {
 async fn every_event_type_arrives_once_signed_in_order_with_the_rest_api_shapes() {
     const SECRET: &str = "whsec_every_event_type_4f1c";
     let hooks = Receiver::start(&[]).await;
-    let mut vars = endpoint_vars(&hooks.url(), SECRET);
-    vars.push(("QRUPLOAD__UPLOAD__RETENTION", "1s".into()));
-    let app = spawn_app(&vars).await;
+    let app = spawn_app(&hooks.url(), SECRET, |c| {
+        c.upload.retention = Duration::from_secs(1);
+    })
+    .await;
 
     // Arrange: a session through its whole life over HTTP.
     let (session, token) = app.create_session(7).await;
@@ -111,44 +125,22 @@ async fn every_event_type_arrives_once_signed_in_order_with_the_rest_api_shapes(
         .collect();
     // The phone deletes one, the member the other.
     let by_phone = app
-        .client
-        .delete(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/images/{}",
-            image_ids[0]
-        )))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("delete");
+        .delete_image(&id, &image_ids[0], Caller::Phone(&token))
+        .await;
     assert_eq!(by_phone.status(), 204);
     let by_member = app
-        .client
-        .delete(app.url(&format!(
-            "/v1/api/upload-sessions/{id}/images/{}?member_id=7",
-            image_ids[1]
-        )))
-        .send()
-        .await
-        .expect("delete");
+        .delete_image(&id, &image_ids[1], Caller::Member(7))
+        .await;
     assert_eq!(by_member.status(), 204);
     let rest_session: Value = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{id}?member_id=7")))
-        .send()
+        .get_session(&id, 7)
         .await
-        .expect("get")
         .json()
         .await
         .expect("session json");
     // Completed twice: one event.
     for _ in 0..2 {
-        app.client
-            .post(app.url(&format!(
-                "/v1/api/upload-sessions/{id}/complete?member_id=7"
-            )))
-            .send()
-            .await
-            .expect("complete");
+        app.complete(&id, 7).await;
     }
 
     // A second session expires with an image in it; the retention sweep then deletes it.
@@ -281,14 +273,14 @@ async fn every_event_type_arrives_once_signed_in_order_with_the_rest_api_shapes(
         received.len() as f64
     );
     assert_eq!(app.metric("qrupload_webhook_failures_total").await, 0.0);
-    assert!(!crate::lifecycle::logs().contains(SECRET));
+    assert!(!crate::helpers::logs::logs().contains(SECRET));
 }
 
 #[tokio::test]
 async fn a_receiver_answering_500_twice_gets_the_event_three_times_with_one_id() {
     const SECRET: &str = "whsec_retry_500_b8e2";
     let hooks = Receiver::start(&[Reply::Status(500), Reply::Status(503)]).await;
-    let app = spawn_app(&endpoint_vars(&hooks.url(), SECRET)).await;
+    let app = spawn_app(&hooks.url(), SECRET, |_| {}).await;
 
     app.create_session(3).await;
 
@@ -308,16 +300,17 @@ async fn a_receiver_answering_500_twice_gets_the_event_three_times_with_one_id()
     assert_eq!(app.metric("qrupload_webhook_retries_total").await, 2.0);
     assert_eq!(app.metric("qrupload_webhook_deliveries_total").await, 1.0);
     assert_eq!(app.metric("qrupload_webhook_dead_total").await, 0.0);
-    assert!(!crate::lifecycle::logs().contains(SECRET));
+    assert!(!crate::helpers::logs::logs().contains(SECRET));
 }
 
 #[tokio::test]
 async fn a_receiver_that_hangs_times_out_and_gets_a_retry() {
     const SECRET: &str = "whsec_hang_77a0";
     let hooks = Receiver::start(&[Reply::Hang]).await;
-    let mut vars = endpoint_vars(&hooks.url(), SECRET);
-    vars.push(("QRUPLOAD__WEBHOOKS__TIMEOUT", "300ms".into()));
-    let app = spawn_app(&vars).await;
+    let app = spawn_app(&hooks.url(), SECRET, |c| {
+        c.webhooks.timeout = Duration::from_millis(300);
+    })
+    .await;
 
     app.create_session(4).await;
 
@@ -334,7 +327,7 @@ async fn a_receiver_that_hangs_times_out_and_gets_a_retry() {
 #[tokio::test]
 async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
     let hooks = Receiver::start(&[Reply::Redirect]).await;
-    let app = spawn_app(&endpoint_vars(&hooks.url(), "whsec_redirect_c4a1")).await;
+    let app = spawn_app(&hooks.url(), "whsec_redirect_c4a1", |_| {}).await;
 
     app.create_session(13).await;
 
@@ -352,9 +345,10 @@ async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
 async fn events_past_max_age_are_dead_and_counted() {
     let hooks = Receiver::start(&[]).await;
     hooks.answer_otherwise(Reply::Status(500));
-    let mut vars = endpoint_vars(&hooks.url(), "whsec_dead_1d2e");
-    vars.push(("QRUPLOAD__WEBHOOKS__MAX_AGE", "1s".into()));
-    let app = spawn_app(&vars).await;
+    let app = spawn_app(&hooks.url(), "whsec_dead_1d2e", |c| {
+        c.webhooks.max_age = Duration::from_secs(1);
+    })
+    .await;
 
     app.create_session(5).await;
 
@@ -375,7 +369,7 @@ async fn events_past_max_age_are_dead_and_counted() {
 async fn the_outbox_gauges_show_a_waiting_event_until_it_is_delivered() {
     let hooks = Receiver::start(&[]).await;
     hooks.answer_otherwise(Reply::Status(500));
-    let app = spawn_app(&endpoint_vars(&hooks.url(), "whsec_gauges_0e9f")).await;
+    let app = spawn_app(&hooks.url(), "whsec_gauges_0e9f", |_| {}).await;
 
     app.create_session(12).await;
 
@@ -431,7 +425,7 @@ async fn the_readme_receiver_helper_verifies_a_real_delivery() {
         .and_then(|rest| rest.split("```").next())
         .expect("README.md has a python block");
     let hooks = Receiver::start(&[]).await;
-    let app = spawn_app(&endpoint_vars(&hooks.url(), SECRET)).await;
+    let app = spawn_app(&hooks.url(), SECRET, |_| {}).await;
     app.create_session(14).await;
     let received = hooks.until("a delivery", |r| r.iter().any(accepted)).await;
     let delivery = &received[0];

@@ -16,7 +16,11 @@ use std::{
     time::Duration,
 };
 
-use qrupload::{api::image::v1 as pb, biz::Caller};
+use qrupload::{
+    api::image::v1 as pb,
+    biz::Caller,
+    conf::{AuthMode, Secret},
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{
@@ -507,11 +511,11 @@ async fn the_widget_in_a_host_form_under_a_strict_csp_in_jwt_mode() {
     }
     let port = free_port();
     let host_origin = format!("http://127.0.0.1:{port}");
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__AUTH__MODE", "jwt"),
-        ("QRUPLOAD__AUTH__JWT__SECRET", SECRET),
-        ("QRUPLOAD__CORS__ALLOWED_ORIGINS", &host_origin),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.auth.mode = AuthMode::Jwt;
+        c.auth.jwt.secret = Some(Secret::new(SECRET));
+        c.cors.allowed_origins = vec![host_origin.clone()];
+    })
     .await;
     let service = format!("http://{}", app.http);
     let host = Host::start(port, &service).await;
@@ -558,7 +562,7 @@ async fn the_widget_in_dev_mode_shows_a_named_session_and_reorders_by_script_and
         .await
         .expect("host listener");
     let host = format!("http://{}", listener.local_addr().expect("address"));
-    let app = TestApp::spawn_with(&[("QRUPLOAD__CORS__ALLOWED_ORIGINS", &host)]).await;
+    let app = TestApp::spawn_with(|c| c.cors.allowed_origins = vec![host.clone()]).await;
     let service = format!("http://{}", app.http);
     // The host made this session itself (over gRPC) and names it.
     let created = app

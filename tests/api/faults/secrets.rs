@@ -7,12 +7,10 @@ use qrupload::api::image::v1 as pb;
 use serde_json::Value;
 
 use super::{
-    identifier,
-    process::Server,
-    uploaded_ids,
+    identifier, uploaded_ids,
     wire::{End, PATIENCE, Watcher, token_of, within},
 };
-use crate::helpers::jpeg;
+use crate::helpers::{jpeg, jwt::hs256_jwt, process::Server};
 
 /// Who the desktop's requests speak for. In dev auth the member is named in the query or body;
 /// an auth mode with bearer tokens for members sets `bearer`, which is then sent with every
@@ -248,16 +246,7 @@ async fn debug_logs_of_a_whole_flow_never_show_an_upload_token() {
 #[tokio::test]
 async fn debug_logs_of_a_whole_jwt_flow_never_show_the_jwt_or_an_upload_token() {
     const SECRET: &str = "a debug-log test secret, long enough for HS256";
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() + 600)
-        .unwrap_or(u64::MAX);
-    let jwt = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({ "sub": "7", "exp": exp }),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token signs");
+    let jwt = hs256_jwt(SECRET, "7", 600);
     assert_whole_flow_keeps_secrets_out_of_debug_logs(
         &[
             ("QRUPLOAD__AUTH__MODE", "jwt"),

@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use qrupload::conf::{Config, Secret};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -16,7 +17,7 @@ use super::{
     receiver::{Receiver, Reply, accepted},
     spawn_app,
 };
-use crate::faults::process::Server;
+use crate::helpers::process::Server;
 
 #[tokio::test]
 async fn an_event_committed_before_a_sigkill_is_delivered_after_restart_and_no_log_has_the_secret()
@@ -105,10 +106,9 @@ async fn two_instances_on_postgres_deliver_every_event_exactly_once() {
         return;
     };
     let hooks = Receiver::start(&[]).await;
-    let mut vars = endpoint_vars(&hooks.url(), SECRET);
-    vars.push(("QRUPLOAD__DATA__DATABASE__URL", database.clone()));
-    let a = spawn_app(&vars).await;
-    let b = spawn_app(&vars).await;
+    let on_database = |c: &mut Config| c.data.database.url = Secret::new(database.clone());
+    let a = spawn_app(&hooks.url(), SECRET, on_database).await;
+    let b = spawn_app(&hooks.url(), SECRET, on_database).await;
 
     // Sessions made and completed on both instances at once: two events each, many rows due
     // together, so both dispatchers claim side by side.
@@ -118,14 +118,7 @@ async fn two_instances_on_postgres_deliver_every_event_exactly_once() {
             let member = 20 + n as u32;
             let (session, _) = app.create_session(member).await;
             let id = session["identifier"].as_str().expect("id").to_owned();
-            let res = app
-                .client
-                .post(app.url(&format!(
-                    "/v1/api/upload-sessions/{id}/complete?member_id={member}"
-                )))
-                .send()
-                .await
-                .expect("complete");
+            let res = app.complete(&id, member).await;
             assert_eq!(res.status(), 200);
         }
     });

@@ -11,10 +11,11 @@ use std::{
     time::Duration,
 };
 
+use qrupload::conf::{EndpointConf, Secret};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::helpers::{TestApp, config};
+use crate::helpers::{TestApp, config_from_env};
 
 #[tokio::test]
 async fn start_up_refuses_private_and_plain_http_endpoints() {
@@ -67,7 +68,7 @@ async fn start_up_refuses_private_and_plain_http_endpoints() {
     }
     // The same addresses load when development allows them.
     let allowed = json!([{ "url": "http://127.0.0.1:9/hook", "secret": "s" }]).to_string();
-    let c = config(
+    let c = config_from_env(
         dir.path(),
         &[
             ("QRUPLOAD__WEBHOOKS__ENDPOINTS", &allowed),
@@ -91,12 +92,14 @@ async fn a_name_resolving_to_loopback_is_refused_at_delivery_without_connecting(
             counted.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let endpoints =
-        json!([{ "url": format!("https://localhost:{port}/hook"), "secret": "s" }]).to_string();
-    let app = TestApp::spawn_with(&[
-        ("QRUPLOAD__WEBHOOKS__ENDPOINTS", &endpoints),
-        ("QRUPLOAD__WEBHOOKS__RETRY_BASE", "100ms"),
-    ])
+    let app = TestApp::spawn_with(|c| {
+        c.webhooks.endpoints = vec![EndpointConf {
+            url: format!("https://localhost:{port}/hook"),
+            secret: Secret::new("s"),
+            events: None,
+        }];
+        c.webhooks.retry_base = Duration::from_millis(100);
+    })
     .await;
 
     app.create_session(6).await;
@@ -108,5 +111,5 @@ async fn a_name_resolving_to_loopback_is_refused_at_delivery_without_connecting(
     }
     assert_eq!(connections.load(Ordering::SeqCst), 0);
     assert_eq!(app.metric("qrupload_webhook_deliveries_total").await, 0.0);
-    assert!(crate::lifecycle::logs().contains("resolves to no public address"));
+    assert!(crate::helpers::logs::logs().contains("resolves to no public address"));
 }

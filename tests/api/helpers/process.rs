@@ -25,8 +25,9 @@ pub struct Server {
 impl Server {
     /// Starts the binary on `dir` (SQLite database and blob folder there), listening on
     /// 127.0.0.1 (port 0 unless `QRUPLOAD__SERVER__HTTP__ADDR` is given), logging JSON lines;
-    /// `overrides` win. Returns once it has logged the addresses it serves on.
-    pub async fn start(dir: &Path, overrides: &[(&str, &str)]) -> Server {
+    /// `env` (`QRUPLOAD__…` variables, as an operator sets them) wins. Returns once it has
+    /// logged the addresses it serves on.
+    pub async fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut vars: Vec<(String, String)> = vec![
             ("QRUPLOAD__SERVER__HTTP__ADDR".into(), "127.0.0.1:0".into()),
             ("QRUPLOAD__SERVER__GRPC__ADDR".into(), "127.0.0.1:0".into()),
@@ -47,7 +48,7 @@ impl Server {
             ("QRUPLOAD__LOG__FORMAT".into(), "json".into()),
             ("QRUPLOAD__LOG__LEVEL".into(), "info".into()),
         ];
-        for (k, v) in overrides {
+        for (k, v) in env {
             vars.retain(|(key, _)| key != k);
             vars.push(((*k).into(), (*v).into()));
         }
