@@ -24,6 +24,7 @@ use futures::StreamExt;
 use tokio::sync::{OnceCell, watch};
 
 use super::{
+    doorbells::Doorbells,
     dto::{SessionEventJson, images_json},
     progress::{FeedProgress, ProgressFrame},
     sse_frame::{SseEventName, encode_event},
@@ -146,6 +147,8 @@ struct Feed {
     hub: Weak<HubInner>,
     /// The session's uploads in flight, as `progress` events.
     progress: FeedProgress,
+    /// The changes announced and not yet handed to the watchers, for their delivery time.
+    doorbells: Doorbells,
 }
 
 /// What a watcher wakes up for.
@@ -248,6 +251,7 @@ impl SessionHub {
             refreshing: AtomicBool::new(false),
             hub: Arc::downgrade(&self.inner),
             progress: FeedProgress::default(),
+            doorbells: Doorbells::default(),
         });
         feeds.insert(identifier.to_owned(), Arc::downgrade(&feed));
         feed
@@ -289,7 +293,11 @@ impl Feed {
     /// the next read.
     fn announce(self: &Arc<Self>, version: u64) {
         self.wanted.fetch_max(version, Ordering::SeqCst);
-        if version <= self.version() || self.refreshing.swap(true, Ordering::SeqCst) {
+        if version <= self.version() {
+            return;
+        }
+        self.doorbells.rang(version);
+        if self.refreshing.swap(true, Ordering::SeqCst) {
             return;
         }
         let feed = self.clone();
@@ -320,7 +328,13 @@ impl Feed {
                 return;
             };
             match read(&hub, &self.identifier).await {
-                Ok(snapshot) => self.offer(snapshot),
+                Ok(snapshot) => {
+                    // Timed as it is handed over, so the count is there once watchers see it.
+                    let published = snapshot.as_ref().map_or(0, |s| s.version());
+                    self.doorbells
+                        .settled(target, published.max(self.version()), &hub.metrics);
+                    self.offer(snapshot);
+                }
                 Err(e) if failures < 5 => {
                     failures += 1;
                     tracing::warn!(identifier = %self.identifier, error = ?e, "snapshot read failed; retrying");

@@ -10,6 +10,7 @@
 //!   change per instance, shared by every watcher.
 
 pub mod auth;
+mod doorbells;
 pub mod dto;
 pub mod error;
 pub mod grpc;

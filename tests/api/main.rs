@@ -14,6 +14,7 @@ mod hostile;
 mod hub;
 mod languages;
 mod lifecycle;
+mod metrics;
 mod openapi;
 mod order;
 mod photos;

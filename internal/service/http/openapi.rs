@@ -587,7 +587,7 @@ mod routes {
 
     #[utoipa::path(
         get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
-        responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String))
+        responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text", body = String))
     )]
     fn metrics() {}
 

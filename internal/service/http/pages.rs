@@ -135,7 +135,7 @@ async fn readyz(State(services): State<Services>) -> Response {
 
 async fn metrics(State(services): State<Services>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         services.metrics.render(),
     )
         .into_response()

@@ -49,6 +49,7 @@ pub async fn events(
     headers: HeaderMap,
     version: Version,
 ) -> ApiResult<Response> {
+    let started = Instant::now();
     let args = QueryArgs::parse(query.as_deref())?;
     // A ticket is spent by any attempt that names it, before anything else is checked, so a
     // failed attempt cannot be retried with it.
@@ -108,6 +109,7 @@ pub async fn events(
         watch,
         event,
         last_version: current.version(),
+        connecting: first.is_some().then_some(started),
         pending: first,
         finished: false,
         expires: member
@@ -179,6 +181,9 @@ struct WatcherStream {
     event: EventName,
     last_version: u64,
     pending: Option<Bytes>,
+    /// When the request came, until its first frames are handed over (`qrupload_sse_connect_seconds`);
+    /// none for a resumed stream, whose first frames wait for the next change.
+    connecting: Option<Instant>,
     finished: bool,
     /// When the member's token expires (jwt mode); the stream ends then.
     expires: Option<Pin<Box<Sleep>>>,
@@ -190,6 +195,9 @@ impl WatcherStream {
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         if let Some(frame) = self.pending.take() {
             self.watch.metrics().events_sent(1);
+            if let Some(started) = self.connecting.take() {
+                self.watch.metrics().sse_connected(started.elapsed());
+            }
             return Some((Ok(frame), self));
         }
         if self.finished {

@@ -16,10 +16,12 @@ use axum::{
 };
 use base64::Engine;
 use futures::StreamExt;
+use std::time::Instant;
 
 use super::{ClientIp, extract::PathArgs};
 use crate::{
     biz::{BizError, Checksum, ChecksumAlgorithm, PatchOutcome, TusUpload, TusWrite},
+    metrics::UploadKind,
     service::{
         Services,
         auth::upload_token,
@@ -127,6 +129,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let started = Instant::now();
     let token = upload_token(&headers)?;
     services.limits.upload_from_ip(ip)?;
     if headers.contains_key("upload-defer-length") {
@@ -176,7 +179,7 @@ pub(crate) async fn create(
             let write = tus
                 .begin_patch(&token, &identifier, &upload.id, 0, checksum)
                 .await?;
-            receive(&services, write, &headers, body).await?
+            receive(&services, write, &headers, body, started).await?
         } else {
             upload
         }
@@ -217,6 +220,7 @@ pub(crate) async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let started = Instant::now();
     let token = upload_token(&headers)?;
     if !content_type_is(&headers, OFFSET_OCTET_STREAM) {
         return Err(ApiError::new(
@@ -232,7 +236,7 @@ pub(crate) async fn patch(
         .tus
         .begin_patch(&token, &identifier, &upload_id, offset, checksum)
         .await?;
-    let upload = receive(&services, write, &headers, body).await?;
+    let upload = receive(&services, write, &headers, body, started).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     upload_headers(response.headers_mut(), &upload);
     Ok(response)
@@ -253,12 +257,14 @@ pub(crate) async fn terminate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Feeds the body to the write, in a task of its own (see the module's header).
+/// Feeds the body to the write, in a task of its own (see the module's header). A request
+/// that finishes the upload counts its time since `started` as the upload's handling time.
 async fn receive(
     services: &Services,
     write: TusWrite,
     headers: &HeaderMap,
     body: Body,
+    started: Instant,
 ) -> ApiResult<TusUpload> {
     let upload = write.upload();
     if let Some(n) = declared_length(headers)
@@ -274,6 +280,7 @@ async fn receive(
         let outcome = drive(write, body).await?;
         if outcome.finished_now {
             metrics.tus_finished();
+            metrics.upload_took(UploadKind::Tus, true, started.elapsed());
         }
         Ok::<_, ApiError>(outcome.upload)
     });

@@ -7,9 +7,12 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
 };
 
 use bytes::BytesMut;
@@ -22,6 +25,7 @@ use super::{
 };
 use crate::{
     biz::{Caller, ImageUsecase, ProgressReporter, StoredUpload, UploadFile, new_id},
+    metrics::UploadKind,
     service::{
         Services,
         auth::upload_token,
@@ -51,8 +55,12 @@ pub async fn upload(
     body: Body,
 ) -> ApiResult<Response> {
     services.limits.upload_from_ip(ip)?;
+    let started = Instant::now();
     let result = receive(&services, &identifier, &headers, body).await;
     services.metrics.upload(result.is_ok());
+    services
+        .metrics
+        .upload_took(UploadKind::Multipart, result.is_ok(), started.elapsed());
     let images = result?;
     Ok((
         StatusCode::CREATED,
