@@ -9,8 +9,8 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     biz::{
-        BizError, BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, StreamTickets, TusRepo,
-        TusUsecase, UploadTokenKey, new_token_key,
+        BizError, BlobStore, EventBus, ImageUsecase, SessionRepo, StreamTickets, TusRepo,
+        TusUsecase, UploadLimits, UploadTokenKey, new_token_key,
     },
     conf::{BlobKind, BusKind, Config},
     data,
@@ -20,7 +20,7 @@ use crate::{
         Services,
         auth::MemberAuth,
         hub::{SessionHub, SseFormat},
-        limits::Limits as RateLimits,
+        limits::AbuseLimits,
         webhook::Dispatcher,
     },
 };
@@ -34,7 +34,7 @@ pub struct Application {
     grpc: TcpListener,
     services: Services,
     router: axum::Router,
-    http_limits: server::HttpLimits,
+    http_limits: server::HttpTimeouts,
     shutdown_grace: Duration,
     sweeps: Sweeps,
     /// Present when `webhooks.endpoints` is not empty.
@@ -127,7 +127,7 @@ impl Application {
             }
         };
         let upload = &config.upload;
-        let limits = Limits {
+        let limits = UploadLimits {
             session_ttl: upload.session_ttl,
             max_session_ttl: upload.max_session_ttl.max(upload.session_ttl),
             retention: upload.retention,
@@ -194,12 +194,12 @@ impl Application {
             hub,
             metrics,
             auth: Arc::new(MemberAuth::from_config(&config.auth)?),
-            limits: Arc::new(RateLimits::new(&config.limits, config.sse.retry)),
+            limits: Arc::new(AbuseLimits::new(&config.limits, config.sse.retry)),
             public_base_url: public_base_url.into(),
             stream_idle_timeout: config.upload.stream_idle_timeout,
             client_max_edge: config.upload.client_max_edge,
         };
-        let http_limits = server::HttpLimits::from_config(&config);
+        let http_limits = server::HttpTimeouts::from_config(&config);
         let router = server::router(services.clone(), &config.cors, &http_limits);
         Ok(Application {
             http,

@@ -33,7 +33,7 @@ pub struct Config {
     pub sse: SseConf,
     pub auth: AuthConf,
     #[serde(default)]
-    pub limits: LimitsConf,
+    pub limits: AbuseLimitsConf,
     #[serde(default)]
     pub cors: CorsConf,
     pub log: LogConf,
@@ -334,7 +334,7 @@ fn default_jwt_leeway() -> Duration {
 /// with `Retry-After`. The gRPC API is internal and not limited.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LimitsConf {
+pub struct AbuseLimitsConf {
     pub uploads_per_session_per_minute: u32,
     pub uploads_per_ip_per_minute: u32,
     pub sessions_per_member_per_hour: u32,
@@ -342,9 +342,9 @@ pub struct LimitsConf {
     pub streams_per_ip: u32,
 }
 
-impl Default for LimitsConf {
+impl Default for AbuseLimitsConf {
     fn default() -> Self {
-        LimitsConf {
+        AbuseLimitsConf {
             uploads_per_session_per_minute: 120,
             uploads_per_ip_per_minute: 600,
             sessions_per_member_per_hour: 120,

@@ -39,7 +39,7 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// Who the member of an HTTP request is (dev or jwt mode).
     pub auth: Arc<auth::MemberAuth>,
-    pub limits: Arc<limits::Limits>,
+    pub limits: Arc<limits::AbuseLimits>,
     /// Base of absolute URLs put in QR codes, e.g. `http://192.168.1.20:8000`.
     pub public_base_url: Arc<str>,
     /// How long a gRPC upload stream may stay silent between messages.

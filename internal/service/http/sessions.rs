@@ -18,7 +18,7 @@ use crate::{
         Services,
         auth::{Member, upload_token},
         dto::{ImageJson, SessionJson, images_json, rfc3339},
-        error::{ApiError, ApiResult},
+        error::{ApiError, ApiResult, Reason},
     },
 };
 
@@ -120,8 +120,7 @@ pub async fn qr_svg(
         .await?;
     let token = services.usecase.upload_token(&session).ok_or_else(|| {
         ApiError::new(
-            StatusCode::CONFLICT,
-            "SESSION_CLOSED",
+            Reason::SessionClosed,
             "this session's QR code can no longer be shown; create a new session",
         )
     })?;

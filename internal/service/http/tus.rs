@@ -23,7 +23,7 @@ use crate::{
     service::{
         Services,
         auth::upload_token,
-        error::{ApiError, ApiResult},
+        error::{ApiError, ApiResult, Reason},
     },
 };
 
@@ -83,8 +83,7 @@ pub async fn tus_protocol(request: Request, next: Next) -> Response {
         next.run(request).await
     } else {
         let mut response = ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "TUS_VERSION_UNSUPPORTED",
+            Reason::TusVersionUnsupported,
             "this server speaks tus 1.0.0 only (Tus-Resumable: 1.0.0)",
         )
         .into_response();
@@ -132,8 +131,7 @@ pub(crate) async fn create(
     let with_upload = content_type_is(&headers, OFFSET_OCTET_STREAM);
     if !with_upload && declared_length(&headers).is_some_and(|n| n > 0) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            Reason::UnsupportedMediaType,
             "a creation body must be application/offset+octet-stream",
         ));
     }
@@ -208,8 +206,7 @@ pub(crate) async fn patch(
     let token = upload_token(&headers)?;
     if !content_type_is(&headers, OFFSET_OCTET_STREAM) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            Reason::UnsupportedMediaType,
             "a PATCH body must be application/offset+octet-stream",
         ));
     }
