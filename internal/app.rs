@@ -9,8 +9,8 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     biz::{
-        BizError, BlobStore, EventBus, ImageUsecase, SessionRepo, StreamTickets, TusRepo,
-        TusUsecase, UploadLimits, UploadTokenKey, new_token_key,
+        BlobStore, EventBus, ImageUsecase, SessionRepo, StreamTickets, TusRepo, TusUsecase,
+        UploadLimits, UploadTokenKey, new_token_key,
     },
     conf::{BlobKind, BusKind, Config},
     data,
@@ -76,7 +76,7 @@ impl Application {
                 Dispatcher::new(
                     outbox,
                     &config.webhooks,
-                    config.sse.event.clone(),
+                    config.sse.event.as_str().to_owned(),
                     metrics.clone(),
                     outbox_written.clone(),
                 )
@@ -93,11 +93,7 @@ impl Application {
             BlobKind::Fs => Arc::new(data::FsBlobStore::new(&config.data.blob.root).with_context(
                 || format!("data.blob.root: cannot use {:?}", config.data.blob.root),
             )?),
-            BlobKind::S3 => {
-                Arc::new(data::S3BlobStore::new(&config.data.blob.s3).map_err(|e| {
-                    anyhow::anyhow!("{}", e.cause().unwrap_or("data.blob.s3 is invalid"))
-                })?)
-            }
+            BlobKind::S3 => Arc::new(data::S3BlobStore::new(&config.data.blob.s3)?),
         };
 
         let bus_url = || {
@@ -109,12 +105,10 @@ impl Application {
                 .map(|u| u.expose())
                 .context("data.bus.url is required")
         };
-        let invalid =
-            |e: BizError| anyhow::anyhow!("data.bus.url: {}", e.cause().unwrap_or("invalid"));
         let bus: Arc<dyn EventBus> = match config.data.bus.kind {
             BusKind::Memory => Arc::new(data::MemoryBus::new()),
-            BusKind::Redis => Arc::new(data::RedisBus::start(bus_url()?).map_err(invalid)?),
-            BusKind::Nats => Arc::new(data::NatsBus::start(bus_url()?).await.map_err(invalid)?),
+            BusKind::Redis => Arc::new(data::RedisBus::start(bus_url()?)?),
+            BusKind::Nats => Arc::new(data::NatsBus::start(bus_url()?).await?),
         };
 
         let token_key = match &config.auth.upload_token_key {

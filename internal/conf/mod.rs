@@ -13,6 +13,8 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
+use crate::biz::EventName;
+
 pub use units::{ByteSize, Secret};
 pub use webhooks::{EndpointConf, WebhooksConf};
 
@@ -242,7 +244,8 @@ pub struct SseConf {
     pub retry: Duration,
     #[serde(with = "units::duration")]
     pub heartbeat: Duration,
-    pub event: String,
+    /// The default snapshot event name; a name that could break the stream fails the load.
+    pub event: EventName,
     /// A connection whose client accepts no bytes for this long while data waits (a stalled
     /// watcher, its TCP window full) is dropped.
     #[serde(with = "units::duration", default = "default_write_timeout")]
@@ -425,9 +428,6 @@ impl Config {
                 message: message.to_owned(),
             })
         };
-        if !crate::biz::is_safe_event_name(&self.sse.event) {
-            return invalid("sse.event", "must match [A-Za-z0-9_.:-]{1,64}");
-        }
         if self.upload.max_images == 0 {
             return invalid("upload.max_images", "must be at least 1");
         }

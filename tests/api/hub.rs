@@ -38,7 +38,7 @@ async fn hub() -> (
         UploadTokenKey::new([7; 32]),
     ));
     let format = SseFormat {
-        default_event: "upload_by_qr".into(),
+        default_event: qrupload::biz::EventName::new("upload_by_qr").expect("a safe event name"),
         retry_ms: 2000,
     };
     let hub = SessionHub::start(

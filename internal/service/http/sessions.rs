@@ -27,7 +27,11 @@ pub(super) fn session_json<'a>(services: &Services, s: &'a UploadSession) -> Ses
         .usecase
         .upload_token(s)
         .map(|token| services.upload_url(&s.identifier, &token));
-    SessionJson::new(s, &services.hub.sse_format().default_event, upload_url)
+    SessionJson::new(
+        s,
+        services.hub.sse_format().default_event.as_str(),
+        upload_url,
+    )
 }
 
 /// `POST /v1/api/upload-sessions` with `{"member_id": N}` (dev auth) or a bearer JWT.
