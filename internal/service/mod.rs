@@ -4,8 +4,9 @@
 //! - Handlers parse and validate input, call one usecase method and map the answer; they hold
 //!   no business rule of their own.
 //! - Errors are mapped once per edge: [`error::ApiError`] turns a [`crate::biz::BizError`]
-//!   into SPEC.md's JSON error with its status, and [`grpc::status_from`] into a
-//!   `tonic::Status`. Internal causes are logged there and never sent to a client.
+//!   into SPEC.md's JSON error with its status (every reason one [`error::Reason`]), and
+//!   [`grpc::status_from`] into a `tonic::Status`. Internal causes are logged there and never
+//!   sent to a client.
 //! - Live delivery goes through [`hub::SessionHub`]: one read and one serialization per
 //!   change per instance, shared by every watcher.
 
