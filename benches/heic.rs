@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use qrupload::biz::imaging::{Limits, process};
+use qrupload::biz::imaging::{PixelLimits, process};
 
 const RUNS: usize = 15;
 
@@ -57,7 +57,7 @@ fn main() {
     let scratch = std::env::temp_dir().join(format!("qrupload-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch folder");
     let out = |name: &str| scratch.join(name).display().to_string();
-    let limits = Limits::default();
+    let limits = PixelLimits::default();
     let tool_start = median(time_ms(|| run("vips", &["--version"])));
 
     let heic_path = fixtures.join("iphone_11_pro_max.heic");

@@ -5,11 +5,11 @@
 
 use std::time::Instant;
 
-use qrupload::biz::imaging::{Limits, process, testdata};
+use qrupload::biz::imaging::{PixelLimits, process, testdata};
 
 fn main() {
     let photo = testdata::jpeg_with_exif(4032, 3024, 6, true);
-    let limits = Limits {
+    let limits = PixelLimits {
         max_pixels: 50_000_000,
         thumbnail_size: 320,
     };

@@ -9,8 +9,8 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     biz::{
-        BizError, BlobStore, EventBus, ImageUsecase, Limits, SessionRepo, StreamTickets, TusRepo,
-        TusUsecase, UploadTokenKey, new_token_key,
+        BlobStore, EventBus, ImageUsecase, SessionRepo, StreamTickets, TusRepo, TusUsecase,
+        UploadLimits, UploadTokenKey, new_token_key,
     },
     conf::{BlobKind, BusKind, Config},
     data,
@@ -20,7 +20,7 @@ use crate::{
         Services,
         auth::MemberAuth,
         hub::{SessionHub, SseFormat},
-        limits::Limits as RateLimits,
+        limits::AbuseLimits,
         webhook::Dispatcher,
     },
 };
@@ -34,7 +34,7 @@ pub struct Application {
     grpc: TcpListener,
     services: Services,
     router: axum::Router,
-    http_limits: server::HttpLimits,
+    http_limits: server::HttpTimeouts,
     shutdown_grace: Duration,
     sweeps: Sweeps,
     /// Present when `webhooks.endpoints` is not empty.
@@ -76,7 +76,7 @@ impl Application {
                 Dispatcher::new(
                     outbox,
                     &config.webhooks,
-                    config.sse.event.clone(),
+                    config.sse.event.as_str().to_owned(),
                     metrics.clone(),
                     outbox_written.clone(),
                 )
@@ -93,11 +93,7 @@ impl Application {
             BlobKind::Fs => Arc::new(data::FsBlobStore::new(&config.data.blob.root).with_context(
                 || format!("data.blob.root: cannot use {:?}", config.data.blob.root),
             )?),
-            BlobKind::S3 => {
-                Arc::new(data::S3BlobStore::new(&config.data.blob.s3).map_err(|e| {
-                    anyhow::anyhow!("{}", e.cause().unwrap_or("data.blob.s3 is invalid"))
-                })?)
-            }
+            BlobKind::S3 => Arc::new(data::S3BlobStore::new(&config.data.blob.s3)?),
         };
 
         let bus_url = || {
@@ -109,12 +105,10 @@ impl Application {
                 .map(|u| u.expose())
                 .context("data.bus.url is required")
         };
-        let invalid =
-            |e: BizError| anyhow::anyhow!("data.bus.url: {}", e.cause().unwrap_or("invalid"));
         let bus: Arc<dyn EventBus> = match config.data.bus.kind {
             BusKind::Memory => Arc::new(data::MemoryBus::new()),
-            BusKind::Redis => Arc::new(data::RedisBus::start(bus_url()?).map_err(invalid)?),
-            BusKind::Nats => Arc::new(data::NatsBus::start(bus_url()?).await.map_err(invalid)?),
+            BusKind::Redis => Arc::new(data::RedisBus::start(bus_url()?)?),
+            BusKind::Nats => Arc::new(data::NatsBus::start(bus_url()?).await?),
         };
 
         let token_key = match &config.auth.upload_token_key {
@@ -127,7 +121,7 @@ impl Application {
             }
         };
         let upload = &config.upload;
-        let limits = Limits {
+        let limits = UploadLimits {
             session_ttl: upload.session_ttl,
             max_session_ttl: upload.max_session_ttl.max(upload.session_ttl),
             retention: upload.retention,
@@ -194,12 +188,12 @@ impl Application {
             hub,
             metrics,
             auth: Arc::new(MemberAuth::from_config(&config.auth)?),
-            limits: Arc::new(RateLimits::new(&config.limits, config.sse.retry)),
+            limits: Arc::new(AbuseLimits::new(&config.limits, config.sse.retry)),
             public_base_url: public_base_url.into(),
             stream_idle_timeout: config.upload.stream_idle_timeout,
             client_max_edge: config.upload.client_max_edge,
         };
-        let http_limits = server::HttpLimits::from_config(&config);
+        let http_limits = server::HttpTimeouts::from_config(&config);
         let router = server::router(services.clone(), &config.cors, &http_limits);
         Ok(Application {
             http,

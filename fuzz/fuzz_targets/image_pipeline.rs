@@ -18,7 +18,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use qrupload::biz::imaging::{CleanImage, ImageFormat, ImagingError, Limits, detect, process};
+use qrupload::biz::imaging::{CleanImage, ImageFormat, ImagingError, PixelLimits, detect, process};
 
 /// Small enough that even a full-size decode takes milliseconds.
 const MAX_PIXELS: u64 = 4_000_000;
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     // The configured thumbnail size, or a tiny one, which sends JPEGs of 64 px and more
     // through the DC-only decoder. The input's length picks one, so a run is repeatable.
     let thumbnail_size = if data.len().is_multiple_of(2) { 320 } else { 8 };
-    let limits = Limits {
+    let limits = PixelLimits {
         max_pixels: MAX_PIXELS,
         thumbnail_size,
     };
@@ -58,10 +58,14 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn check_accepted(data: &[u8], limits: &Limits, clean: &CleanImage) {
+fn check_accepted(data: &[u8], limits: &PixelLimits, clean: &CleanImage) {
     assert_eq!(detect(data), Some(clean.source));
     if matches!(clean.source, ImageFormat::Heic | ImageFormat::Heif) {
-        assert_eq!(clean.format, ImageFormat::Jpeg, "a HEIF is stored as a JPEG");
+        assert_eq!(
+            clean.format,
+            ImageFormat::Jpeg,
+            "a HEIF is stored as a JPEG"
+        );
     } else {
         assert_eq!(clean.format, clean.source);
     }

@@ -19,7 +19,7 @@ mod common;
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use qrupload::service::sse_frame::{SseEventName, encode_event};
+use qrupload::{biz::EventName, service::sse_frame::encode_event};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -91,8 +91,8 @@ fuzz_target!(|input: Input| {
 });
 
 /// The encoder's name type, checked against the rule it must implement.
-fn accepted(sent: &Sent) -> Option<SseEventName> {
-    let name = SseEventName::new(&sent.name);
+fn accepted(sent: &Sent) -> Option<EventName> {
+    let name = EventName::new(&sent.name);
     let safe = (1..=64).contains(&sent.name.len())
         && sent
             .name

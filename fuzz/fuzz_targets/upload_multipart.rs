@@ -117,7 +117,7 @@ fn harness() -> &'static Harness {
             qrupload::telemetry::init_with_writer(&config.log, &config.trace, std::io::stderr)
                 .expect("telemetry");
         let cors = config.cors.clone();
-        let http_limits = qrupload::server::HttpLimits::from_config(&config);
+        let http_limits = qrupload::server::HttpTimeouts::from_config(&config);
         let app = runtime
             .block_on(Application::build(config))
             .expect("app builds");
@@ -569,7 +569,7 @@ fn check_error(status: StatusCode, json: &Value) {
 }
 
 /// Every 64 requests: once refused uploads have deleted their blobs (in the background, as
-/// `StoredUpload` does when dropped), the folder holds an image and a thumbnail per stored image.
+/// `PendingUpload` does when dropped), the folder holds an image and a thumbnail per stored image.
 async fn check_blobs_now_and_then(h: &Harness, images: usize) {
     if !(h.requests.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(64) {
         return;

@@ -23,8 +23,8 @@ mod webhook_policy;
 
 pub use error::{BizError, Result};
 pub use model::{
-    Image, NewImage, NewSession, SessionChange, SessionStatus, UploadSession, is_safe_event_name,
-    is_well_formed_id,
+    EventName, Image, NewImage, NewSession, SessionChange, SessionStatus, UnsafeEventName,
+    UploadSession, is_well_formed_id,
 };
 pub use ports::{
     AddImagesOutcome, BlobStore, BusInterest, BusMessage, BusSubscription, EventBus,
@@ -37,7 +37,7 @@ pub use tus::{
     CHUNK as TUS_CHUNK, Checksum, ChecksumAlgorithm, PatchOutcome, TusRepo, TusUpload, TusUsecase,
     TusWrite,
 };
-pub use usecase::{Caller, ImageUsecase, Limits, StoredUpload, UploadFile};
+pub use usecase::{Caller, FileLimit, ImageUsecase, PendingUpload, UploadFile, UploadLimits};
 pub use webhook::{
     EventType, OutboxStats, PendingDelivery, WebhookEvent, WebhookOutbox, WebhookRoutes,
 };

@@ -1,6 +1,6 @@
 //! Domain types: an upload session and its images.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -149,9 +149,52 @@ pub struct SessionChange {
     pub version: u64,
 }
 
-/// SSE event names go into the stream verbatim, so they must not carry a line break or a colon
-/// trick: the seed's `[A-Za-z0-9_.:-]{1,64}`.
-pub fn is_safe_event_name(name: &str) -> bool {
+/// The name of an SSE event, checked once where it enters (the `sse.event` setting, a
+/// watcher's `event` parameter) and trusted everywhere after: names go into the stream
+/// verbatim, so one that could end a line or inject a field is refused when it is made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct EventName(Cow<'static, str>);
+
+/// A name outside `[A-Za-z0-9_.:-]{1,64}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must match [A-Za-z0-9_.:-]{{1,64}}")]
+pub struct UnsafeEventName;
+
+impl EventName {
+    /// The event that carries the session's status, sent before every snapshot.
+    pub const SESSION: EventName = EventName(Cow::Borrowed("session"));
+
+    /// The name, or `None` if it is not a safe event name.
+    pub fn new(name: &str) -> Option<Self> {
+        is_safe_event_name(name).then(|| EventName(Cow::Owned(name.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EventName {
+    type Error = UnsafeEventName;
+
+    fn try_from(name: String) -> std::result::Result<Self, Self::Error> {
+        if is_safe_event_name(&name) {
+            Ok(EventName(Cow::Owned(name)))
+        } else {
+            Err(UnsafeEventName)
+        }
+    }
+}
+
+impl std::fmt::Display for EventName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The seed's `[A-Za-z0-9_.:-]{1,64}`: no line break, no space, nothing a field could hide in.
+fn is_safe_event_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

@@ -16,7 +16,7 @@ use super::{
 
 /// The limits of SPEC.md's "Images" section, from `upload.*` in the configuration.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct UploadLimits {
     pub session_ttl: Duration,
     pub max_session_ttl: Duration,
     pub retention: Duration,
@@ -26,6 +26,24 @@ pub struct Limits {
     pub max_pixels: u64,
     pub thumbnail_size: u32,
     pub max_concurrent_decodes: usize,
+}
+
+/// The most bytes the next file of an upload may have. Which limit binds decides the answer
+/// to a file past it: the per-image limit is 413, the session's remaining quota 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileLimit {
+    /// `upload.max_image_bytes`.
+    PerImage(u64),
+    /// What is left of the session's `max_bytes`, smaller than the per-image limit.
+    SessionQuota(u64),
+}
+
+impl FileLimit {
+    pub fn bytes(self) -> u64 {
+        match self {
+            FileLimit::PerImage(bytes) | FileLimit::SessionQuota(bytes) => bytes,
+        }
+    }
 }
 
 /// Who is asking. The member proves itself at the edge (dev auth or JWT); the phone with its
@@ -55,7 +73,7 @@ pub struct ImageUsecase {
     repo: Arc<dyn SessionRepo>,
     blobs: Arc<dyn BlobStore>,
     bus: Arc<dyn EventBus>,
-    limits: Limits,
+    limits: UploadLimits,
     token_key: UploadTokenKey,
     /// Decoding holds a whole frame in memory; this bounds how many run at once.
     decodes: Arc<Semaphore>,
@@ -66,7 +84,7 @@ impl ImageUsecase {
         repo: Arc<dyn SessionRepo>,
         blobs: Arc<dyn BlobStore>,
         bus: Arc<dyn EventBus>,
-        limits: Limits,
+        limits: UploadLimits,
         token_key: UploadTokenKey,
     ) -> Self {
         let decodes = Arc::new(Semaphore::new(limits.max_concurrent_decodes.max(1)));
@@ -80,7 +98,7 @@ impl ImageUsecase {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
+    pub fn limits(&self) -> &UploadLimits {
         &self.limits
     }
 
@@ -228,14 +246,14 @@ impl ImageUsecase {
 
     /// Starts an upload request for a session the caller may upload to. Files are then added
     /// one by one with [`ImageUsecase::store_file`] and the request ends with
-    /// [`ImageUsecase::commit`]; dropping the [`StoredUpload`] before that deletes its blobs.
+    /// [`ImageUsecase::commit`]; dropping the [`PendingUpload`] before that deletes its blobs.
     #[tracing::instrument(skip_all, fields(identifier))]
     pub async fn begin_upload(
         &self,
         caller: &Caller,
         identifier: &str,
         idempotency_key: Option<String>,
-    ) -> Result<StoredUpload> {
+    ) -> Result<PendingUpload> {
         if let Some(key) = &idempotency_key
             && (key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()))
         {
@@ -251,7 +269,7 @@ impl ImageUsecase {
         if session.image_count >= session.max_images {
             return Err(quota_images(&session));
         }
-        Ok(StoredUpload {
+        Ok(PendingUpload {
             blobs: self.blobs.clone(),
             written: Vec::new(),
             committing: false,
@@ -262,42 +280,41 @@ impl ImageUsecase {
         })
     }
 
-    /// The most bytes the next file of this upload may have, and whether hitting it is the
-    /// per-image limit (413) rather than the session's remaining quota (429).
-    pub fn next_file_limit(&self, upload: &StoredUpload) -> (u64, bool) {
+    /// The most bytes the next file of this upload may have, and which limit that is.
+    pub fn next_file_limit(&self, upload: &PendingUpload) -> FileLimit {
         let remaining = upload
             .session
             .max_bytes
             .saturating_sub(upload.session.total_bytes + upload.bytes);
         if remaining < self.limits.max_image_bytes {
-            (remaining, false)
+            FileLimit::SessionQuota(remaining)
         } else {
-            (self.limits.max_image_bytes, true)
+            FileLimit::PerImage(self.limits.max_image_bytes)
         }
     }
 
-    /// The error for a file that went past [`ImageUsecase::next_file_limit`].
-    pub fn file_too_large(&self, per_image_limit: bool) -> BizError {
-        if per_image_limit {
-            BizError::PayloadTooLarge(format!(
-                "the image is larger than the limit of {} bytes",
-                self.limits.max_image_bytes
-            ))
-        } else {
-            BizError::QuotaExceeded("the session's total size limit is reached".into())
+    /// The error for a file that went past `limit` (see [`ImageUsecase::next_file_limit`]).
+    pub fn file_too_large(&self, limit: FileLimit) -> BizError {
+        match limit {
+            FileLimit::PerImage(bytes) => BizError::PayloadTooLarge(format!(
+                "the image is larger than the limit of {bytes} bytes"
+            )),
+            FileLimit::SessionQuota(_) => {
+                BizError::QuotaExceeded("the session's total size limit is reached".into())
+            }
         }
     }
 
     /// Validates, cleans and thumbnails one file, then writes its blobs.
     #[tracing::instrument(skip_all, fields(identifier = %upload.session.identifier, size = file.bytes.len()))]
-    pub async fn store_file(&self, upload: &mut StoredUpload, file: UploadFile) -> Result<Image> {
+    pub async fn store_file(&self, upload: &mut PendingUpload, file: UploadFile) -> Result<Image> {
         let session = &upload.session;
         if session.image_count as usize + upload.images.len() >= session.max_images as usize {
             return Err(quota_images(session));
         }
-        let (limit, per_image) = self.next_file_limit(upload);
-        if file.bytes.len() as u64 > limit {
-            return Err(self.file_too_large(per_image));
+        let limit = self.next_file_limit(upload);
+        if file.bytes.len() as u64 > limit.bytes() {
+            return Err(self.file_too_large(limit));
         }
         let clean = self.clean(file.bytes).await?;
         let id = new_id();
@@ -347,7 +364,7 @@ impl ImageUsecase {
     /// Writes the rows of every stored file in one transaction and tells the watchers.
     /// All or nothing: on any refusal the blobs are deleted and nothing is kept.
     #[tracing::instrument(skip_all, fields(identifier = %upload.session.identifier, files = upload.images.len()))]
-    pub async fn commit(&self, mut upload: StoredUpload) -> Result<Vec<Image>> {
+    pub async fn commit(&self, mut upload: PendingUpload) -> Result<Vec<Image>> {
         if upload.images.is_empty() {
             return Err(BizError::invalid(
                 "file",
@@ -377,7 +394,7 @@ impl ImageUsecase {
             AddImagesOutcome::NotFound => Err(BizError::NotFound),
             AddImagesOutcome::Closed => Err(BizError::SessionClosed),
             AddImagesOutcome::TooManyImages => Err(quota_images(&upload.session)),
-            AddImagesOutcome::TooManyBytes => Err(self.file_too_large(false)),
+            AddImagesOutcome::TooManyBytes => Err(self.file_too_large(FileLimit::SessionQuota(0))),
             AddImagesOutcome::InDoubt => Err(BizError::unavailable(
                 "database: no answer to the COMMIT; the blobs are left to the orphan sweep",
             )),
@@ -550,7 +567,7 @@ impl ImageUsecase {
     }
 
     async fn clean(&self, bytes: Bytes) -> Result<imaging::CleanImage> {
-        let limits = imaging::Limits {
+        let limits = imaging::PixelLimits {
             max_pixels: self.limits.max_pixels,
             thumbnail_size: self.limits.thumbnail_size,
         };
@@ -603,7 +620,7 @@ impl ImageUsecase {
 /// An upload request in progress: the blobs written so far and the rows still to write.
 /// Dropped before [`ImageUsecase::commit`] succeeds, it deletes its blobs, unless its rows
 /// were being committed: then they may exist, and the orphan sweep decides.
-pub struct StoredUpload {
+pub struct PendingUpload {
     blobs: Arc<dyn BlobStore>,
     written: Vec<String>,
     committing: bool,
@@ -613,7 +630,7 @@ pub struct StoredUpload {
     idempotency_key: Option<String>,
 }
 
-impl StoredUpload {
+impl PendingUpload {
     pub fn session(&self) -> &UploadSession {
         &self.session
     }
@@ -632,7 +649,7 @@ impl StoredUpload {
     }
 }
 
-impl Drop for StoredUpload {
+impl Drop for PendingUpload {
     fn drop(&mut self) {
         if self.written.is_empty() {
             return;

@@ -13,6 +13,8 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
+use crate::biz::EventName;
+
 pub use units::{ByteSize, Secret};
 pub use webhooks::{EndpointConf, WebhooksConf};
 
@@ -33,7 +35,7 @@ pub struct Config {
     pub sse: SseConf,
     pub auth: AuthConf,
     #[serde(default)]
-    pub limits: LimitsConf,
+    pub limits: AbuseLimitsConf,
     #[serde(default)]
     pub cors: CorsConf,
     pub log: LogConf,
@@ -242,7 +244,8 @@ pub struct SseConf {
     pub retry: Duration,
     #[serde(with = "units::duration")]
     pub heartbeat: Duration,
-    pub event: String,
+    /// The default snapshot event name; a name that could break the stream fails the load.
+    pub event: EventName,
     /// A connection whose client accepts no bytes for this long while data waits (a stalled
     /// watcher, its TCP window full) is dropped.
     #[serde(with = "units::duration", default = "default_write_timeout")]
@@ -334,7 +337,7 @@ fn default_jwt_leeway() -> Duration {
 /// with `Retry-After`. The gRPC API is internal and not limited.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LimitsConf {
+pub struct AbuseLimitsConf {
     pub uploads_per_session_per_minute: u32,
     pub uploads_per_ip_per_minute: u32,
     pub sessions_per_member_per_hour: u32,
@@ -342,9 +345,9 @@ pub struct LimitsConf {
     pub streams_per_ip: u32,
 }
 
-impl Default for LimitsConf {
+impl Default for AbuseLimitsConf {
     fn default() -> Self {
-        LimitsConf {
+        AbuseLimitsConf {
             uploads_per_session_per_minute: 120,
             uploads_per_ip_per_minute: 600,
             sessions_per_member_per_hour: 120,
@@ -425,9 +428,6 @@ impl Config {
                 message: message.to_owned(),
             })
         };
-        if !crate::biz::is_safe_event_name(&self.sse.event) {
-            return invalid("sse.event", "must match [A-Za-z0-9_.:-]{1,64}");
-        }
         if self.upload.max_images == 0 {
             return invalid("upload.max_images", "must be at least 1");
         }

@@ -45,7 +45,7 @@ fn defaults_match_the_spec() {
         (c.sse.retry, c.sse.heartbeat),
         (Duration::from_secs(2), Duration::from_secs(15))
     );
-    assert_eq!(c.sse.event, "upload_by_qr");
+    assert_eq!(c.sse.event.as_str(), "upload_by_qr");
     assert_eq!(c.auth.mode, AuthMode::Dev);
     assert_eq!(
         (c.log.format, c.log.level.as_str()),

@@ -21,8 +21,13 @@ pub struct S3BlobStore {
     store: AmazonS3,
 }
 
+/// `data.blob.s3.*` (with the `AWS_*` variables) does not describe a usable store.
+#[derive(Debug, thiserror::Error)]
+#[error("data.blob.s3: {0}")]
+pub struct S3ConfigError(#[source] object_store::Error);
+
 impl S3BlobStore {
-    pub fn new(conf: &S3Conf) -> Result<Self> {
+    pub fn new(conf: &S3Conf) -> std::result::Result<Self, S3ConfigError> {
         let mut builder = AmazonS3Builder::from_env()
             .with_virtual_hosted_style_request(!conf.path_style)
             .with_allow_http(conf.allow_http);
@@ -41,9 +46,7 @@ impl S3BlobStore {
         if let Some(secret) = &conf.secret_access_key {
             builder = builder.with_secret_access_key(secret.expose());
         }
-        let store = builder
-            .build()
-            .map_err(|e| BizError::internal(format!("data.blob.s3: {e}")))?;
+        let store = builder.build().map_err(S3ConfigError)?;
         Ok(S3BlobStore { store })
     }
 }

@@ -59,10 +59,15 @@ struct Shared {
     connected: AtomicBool,
 }
 
+/// `data.bus.url` cannot be used to reach NATS (a malformed URL or address).
+#[derive(Debug, thiserror::Error)]
+#[error("data.bus.url: cannot use it for NATS: {0}")]
+pub struct NatsUrlError(#[source] async_nats::ConnectError);
+
 impl NatsBus {
     /// Starts the client and the subscription task. Does not wait for NATS: an instance
     /// starts (and serves uploads) while NATS is down, and reports not-ready until it connects.
-    pub async fn start(url: &str) -> Result<Self> {
+    pub async fn start(url: &str) -> std::result::Result<Self, NatsUrlError> {
         let shared = Arc::new(Shared {
             tx: broadcast::channel(4096).0,
             connected: AtomicBool::new(false),
@@ -82,7 +87,7 @@ impl NatsBus {
             })
             .connect(url)
             .await
-            .map_err(|e| BizError::internal(format!("nats url: {e}")))?;
+            .map_err(NatsUrlError)?;
         let (interests, commands) = Interests::new();
         let task = tokio::spawn(follow(
             client.clone(),

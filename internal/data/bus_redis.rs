@@ -70,12 +70,16 @@ struct Shared {
     connected: AtomicBool,
 }
 
+/// `data.bus.url` is not a Redis URL.
+#[derive(Debug, thiserror::Error)]
+#[error("data.bus.url: not a Redis URL: {0}")]
+pub struct RedisUrlError(#[source] redis::RedisError);
+
 impl RedisBus {
     /// Starts the subscription task. Does not wait for Redis: an instance starts (and serves
     /// uploads) while Redis is down, and reports not-ready until the bus connects.
-    pub fn start(url: &str) -> Result<Self> {
-        let client =
-            redis::Client::open(url).map_err(|e| BizError::internal(format!("redis url: {e}")))?;
+    pub fn start(url: &str) -> std::result::Result<Self, RedisUrlError> {
+        let client = redis::Client::open(url).map_err(RedisUrlError)?;
         let shared = Arc::new(Shared {
             tx: broadcast::channel(4096).0,
             connected: AtomicBool::new(false),

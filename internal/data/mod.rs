@@ -4,6 +4,9 @@
 //! - It depends on biz, never the other way; what it returns is biz's types and [`BizError`].
 //! - Database and storage errors are mapped once, here ([`db_err`]): lost connections become
 //!   `Unavailable` (503, retry), anything else `Internal` with the cause kept for the log only.
+//! - Constructors that read configuration ([`S3BlobStore::new`], [`RedisBus::start`],
+//!   [`NatsBus::start`]) refuse it with their own error types, naming the key: those are
+//!   startup errors, not [`BizError`]s.
 //! - The embedded defaults (SQLite file, local folder, in-process bus) and the production
 //!   engines (PostgreSQL, Redis) sit behind the same traits; `app` picks one from config.
 
@@ -28,10 +31,10 @@ use sea_orm::{
 };
 
 pub use blob_fs::FsBlobStore;
-pub use blob_s3::S3BlobStore;
+pub use blob_s3::{S3BlobStore, S3ConfigError};
 pub use bus_memory::MemoryBus;
-pub use bus_nats::NatsBus;
-pub use bus_redis::RedisBus;
+pub use bus_nats::{NatsBus, NatsUrlError};
+pub use bus_redis::{RedisBus, RedisUrlError};
 pub use outbox::SqlWebhookOutbox;
 pub use repo::SqlSessionRepo;
 pub use tickets::SqlStreamTicketRepo;

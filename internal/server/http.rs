@@ -20,7 +20,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
@@ -35,7 +34,7 @@ use crate::{
     metrics::Metrics,
     service::{
         Services,
-        error::ApiError,
+        error::{ApiError, Reason},
         http::{api_routes, page_routes},
     },
 };
@@ -43,7 +42,7 @@ use crate::{
 /// The limits the serve loop and the body layer enforce: `server.http.*` and
 /// `sse.write_timeout`.
 #[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
+pub struct HttpTimeouts {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
@@ -52,10 +51,10 @@ pub struct HttpLimits {
     pub body_min_rate: u64,
 }
 
-impl HttpLimits {
+impl HttpTimeouts {
     pub fn from_config(config: &Config) -> Self {
         let http = &config.server.http;
-        HttpLimits {
+        HttpTimeouts {
             header_read_timeout: http.header_read_timeout,
             idle_timeout: http.idle_timeout,
             write_timeout: config.sse.write_timeout,
@@ -68,7 +67,7 @@ impl HttpLimits {
 /// The whole HTTP app: routes, CORS on the API, JSON 404/405, request body deadlines, panic
 /// guard, request spans, and a last net that gives any error answer still without SPEC's
 /// JSON shape (a rejection from a layer or an extractor not written here) that shape.
-pub fn router(services: Services, cors: &CorsConf, limits: &HttpLimits) -> Router {
+pub fn router(services: Services, cors: &CorsConf, limits: &HttpTimeouts) -> Router {
     // Set on the API before CORS wraps it, so a preflight `OPTIONS` reaches the CORS layer
     // instead of an unwrapped 405.
     let mut api = api_routes(services.clone()).method_not_allowed_fallback(method_not_allowed);
@@ -86,12 +85,7 @@ pub fn router(services: Services, cors: &CorsConf, limits: &HttpLimits) -> Route
         ))
         .layer(axum::middleware::map_response(json_errors))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "internal error",
-            )
-            .into_response()
+            ApiError::new(Reason::Internal, "internal error").into_response()
         }))
         .layer(
             TraceLayer::new_for_http()
@@ -123,11 +117,7 @@ async fn json_errors(response: Response) -> Response {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
-        "method not allowed",
-    )
+    ApiError::new(Reason::MethodNotAllowed, "method not allowed")
 }
 
 /// Cross-origin access for the API and the SSE route, or `None` for same-origin only.
@@ -177,7 +167,7 @@ fn cors_layer(conf: &CorsConf) -> Option<CorsLayer> {
 /// What every connection task shares.
 struct Shared {
     router: Router,
-    limits: HttpLimits,
+    limits: HttpTimeouts,
     metrics: Arc<Metrics>,
     hyper: hyperconn::Builders,
 }
@@ -189,7 +179,7 @@ struct Shared {
 pub async fn serve_http(
     listener: TcpListener,
     app: Router,
-    limits: HttpLimits,
+    limits: HttpTimeouts,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

@@ -12,4 +12,4 @@ mod http;
 pub mod trace;
 
 pub use grpc::serve_grpc;
-pub use http::{HttpLimits, router, serve_http};
+pub use http::{HttpTimeouts, router, serve_http};

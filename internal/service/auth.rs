@@ -27,7 +27,7 @@ use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, Reason};
 use crate::{
     biz::Caller,
     conf::{AuthConf, AuthMode, JwtAlgorithm},
@@ -66,11 +66,7 @@ impl From<AuthError> for ApiError {
             | AuthError::InvalidMemberId
             | AuthError::NotTokenSubject => ApiError::invalid("member_id", e.to_string()),
             AuthError::MalformedQuery => ApiError::invalid("query", e.to_string()),
-            AuthError::MemberToken => ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                e.to_string(),
-            ),
+            AuthError::MemberToken => ApiError::new(Reason::Unauthenticated, e.to_string()),
             AuthError::UploadToken => ApiError::unauthenticated(),
             AuthError::OtherMember => ApiError::not_found(),
         }

@@ -1,4 +1,7 @@
 //! The HTTP edge's one error type: SPEC.md's kratos-shaped JSON with a matching status.
+//!
+//! Every `reason` the API answers is a [`Reason`]; its status lives beside it, so a reason
+//! and its status are written once, here, and not as string literals at each call site.
 
 use axum::{
     Json,
@@ -10,10 +13,112 @@ use serde_json::{Map, Value};
 
 use crate::biz::BizError;
 
+/// SPEC.md's error reasons, each with the status it is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    InvalidArgument,
+    Unauthenticated,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    SessionClosed,
+    OffsetMismatch,
+    LengthRequired,
+    TusVersionUnsupported,
+    PayloadTooLarge,
+    UriTooLong,
+    UnsupportedMediaType,
+    UnprocessableImage,
+    RateLimited,
+    QuotaExceeded,
+    HeadersTooLarge,
+    ChecksumMismatch,
+    NotImplemented,
+    Unavailable,
+    Internal,
+}
+
+impl Reason {
+    /// The `reason` of the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidArgument => "INVALID_ARGUMENT",
+            Reason::Unauthenticated => "UNAUTHENTICATED",
+            Reason::NotFound => "NOT_FOUND",
+            Reason::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Reason::RequestTimeout => "REQUEST_TIMEOUT",
+            Reason::SessionClosed => "SESSION_CLOSED",
+            Reason::OffsetMismatch => "OFFSET_MISMATCH",
+            Reason::LengthRequired => "LENGTH_REQUIRED",
+            Reason::TusVersionUnsupported => "TUS_VERSION_UNSUPPORTED",
+            Reason::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Reason::UriTooLong => "URI_TOO_LONG",
+            Reason::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Reason::UnprocessableImage => "UNPROCESSABLE_IMAGE",
+            Reason::RateLimited => "RATE_LIMITED",
+            Reason::QuotaExceeded => "QUOTA_EXCEEDED",
+            Reason::HeadersTooLarge => "HEADERS_TOO_LARGE",
+            Reason::ChecksumMismatch => "CHECKSUM_MISMATCH",
+            Reason::NotImplemented => "NOT_IMPLEMENTED",
+            Reason::Unavailable => "UNAVAILABLE",
+            Reason::Internal => "INTERNAL",
+        }
+    }
+
+    /// The status this reason is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reason::InvalidArgument => StatusCode::BAD_REQUEST,
+            Reason::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Reason::NotFound => StatusCode::NOT_FOUND,
+            Reason::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reason::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Reason::SessionClosed | Reason::OffsetMismatch => StatusCode::CONFLICT,
+            Reason::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Reason::TusVersionUnsupported => StatusCode::PRECONDITION_FAILED,
+            Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::UriTooLong => StatusCode::URI_TOO_LONG,
+            Reason::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Reason::UnprocessableImage => StatusCode::UNPROCESSABLE_ENTITY,
+            Reason::RateLimited | Reason::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Reason::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Reason::ChecksumMismatch => checksum_mismatch(),
+            Reason::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            Reason::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The reason SPEC lists for a bare status that no handler explained.
+    pub fn for_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            400 => Reason::InvalidArgument,
+            401 => Reason::Unauthenticated,
+            404 => Reason::NotFound,
+            405 => Reason::MethodNotAllowed,
+            408 => Reason::RequestTimeout,
+            409 => Reason::SessionClosed,
+            411 => Reason::LengthRequired,
+            412 => Reason::TusVersionUnsupported,
+            413 => Reason::PayloadTooLarge,
+            414 => Reason::UriTooLong,
+            415 => Reason::UnsupportedMediaType,
+            422 => Reason::UnprocessableImage,
+            429 => Reason::RateLimited,
+            431 => Reason::HeadersTooLarge,
+            460 => Reason::ChecksumMismatch,
+            501 => Reason::NotImplemented,
+            503 => Reason::Unavailable,
+            _ if status.is_client_error() => Reason::InvalidArgument,
+            _ => Reason::Internal,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     pub field: Option<&'static str>,
     /// Sent as `Retry-After` (whole seconds, rounded up).
@@ -29,9 +134,10 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    /// An answer with `reason` and the status that goes with it.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         ApiError {
-            status,
+            status: reason.status(),
             reason,
             message: message.into(),
             field: None,
@@ -43,26 +149,25 @@ impl ApiError {
     pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
         ApiError {
             retry_after: Some(wait),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+            ..Self::new(Reason::RateLimited, message)
         }
     }
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             field: Some(field),
-            ..Self::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
+            ..Self::new(Reason::InvalidArgument, message)
         }
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
+        Self::new(Reason::NotFound, "not found")
     }
 
     /// A request body that missed its deadline (`server.http.body_timeout`).
     pub fn request_timeout() -> Self {
         Self::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "REQUEST_TIMEOUT",
+            Reason::RequestTimeout,
             "the request body arrived too slowly",
         )
     }
@@ -70,38 +175,19 @@ impl ApiError {
     /// SPEC's error for a bare status that no handler explained (a rejection made by a layer
     /// or by hyper): the reason SPEC lists for it and the status's own words.
     pub fn for_status(status: StatusCode) -> Self {
-        let reason = match status.as_u16() {
-            400 => "INVALID_ARGUMENT",
-            401 => "UNAUTHENTICATED",
-            404 => "NOT_FOUND",
-            405 => "METHOD_NOT_ALLOWED",
-            408 => "REQUEST_TIMEOUT",
-            409 => "SESSION_CLOSED",
-            411 => "LENGTH_REQUIRED",
-            412 => "TUS_VERSION_UNSUPPORTED",
-            413 => "PAYLOAD_TOO_LARGE",
-            414 => "URI_TOO_LONG",
-            415 => "UNSUPPORTED_MEDIA_TYPE",
-            422 => "UNPROCESSABLE_IMAGE",
-            429 => "RATE_LIMITED",
-            431 => "HEADERS_TOO_LARGE",
-            460 => "CHECKSUM_MISMATCH",
-            501 => "NOT_IMPLEMENTED",
-            503 => "UNAVAILABLE",
-            _ if status.is_client_error() => "INVALID_ARGUMENT",
-            _ => "INTERNAL",
-        };
         let message = status
             .canonical_reason()
             .unwrap_or("error")
             .to_ascii_lowercase();
-        Self::new(status, reason, message)
+        ApiError {
+            status,
+            ..Self::new(Reason::for_status(status), message)
+        }
     }
 
     pub fn unauthenticated() -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
+            Reason::Unauthenticated,
             "an Authorization: Bearer upload token is required",
         )
     }
@@ -110,33 +196,29 @@ impl ApiError {
 impl From<BizError> for ApiError {
     fn from(e: BizError) -> Self {
         let message = e.to_string();
-        let (status, reason) = match &e {
+        let reason = match &e {
             BizError::InvalidArgument { field, .. } => {
                 return ApiError::invalid(field, message);
             }
-            BizError::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
-            BizError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-            BizError::SessionClosed => (StatusCode::CONFLICT, "SESSION_CLOSED"),
-            BizError::OffsetMismatch { .. } => (StatusCode::CONFLICT, "OFFSET_MISMATCH"),
-            BizError::ChecksumMismatch => (checksum_mismatch(), "CHECKSUM_MISMATCH"),
-            BizError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
-            BizError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
-            }
-            BizError::UnprocessableImage(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_IMAGE")
-            }
-            BizError::QuotaExceeded(_) => (StatusCode::TOO_MANY_REQUESTS, "QUOTA_EXCEEDED"),
+            BizError::Unauthenticated => Reason::Unauthenticated,
+            BizError::NotFound => Reason::NotFound,
+            BizError::SessionClosed => Reason::SessionClosed,
+            BizError::OffsetMismatch { .. } => Reason::OffsetMismatch,
+            BizError::ChecksumMismatch => Reason::ChecksumMismatch,
+            BizError::PayloadTooLarge(_) => Reason::PayloadTooLarge,
+            BizError::UnsupportedMediaType => Reason::UnsupportedMediaType,
+            BizError::UnprocessableImage(_) => Reason::UnprocessableImage,
+            BizError::QuotaExceeded(_) => Reason::QuotaExceeded,
             BizError::Unavailable(cause) => {
                 tracing::warn!(cause = ?cause, "unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+                Reason::Unavailable
             }
             BizError::Internal(cause) => {
                 tracing::error!(cause = ?cause, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
+                Reason::Internal
             }
         };
-        ApiError::new(status, reason, message)
+        ApiError::new(reason, message)
     }
 }
 
@@ -148,7 +230,7 @@ impl ApiError {
         }
         Body {
             code: self.status.as_u16(),
-            reason: self.reason,
+            reason: self.reason.as_str(),
             message: &self.message,
             metadata,
         }

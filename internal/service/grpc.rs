@@ -269,13 +269,13 @@ impl pb::image_service_server::ImageService for ImageGrpc {
         {
             return Ok(Response::new(image_message(first)));
         }
-        let (limit, per_image) = usecase.next_file_limit(&upload);
+        let limit = usecase.next_file_limit(&upload);
         let mut buffer = BytesMut::new();
         while let Some(message) = next_message(&mut stream, idle).await? {
             match message.payload {
                 Some(Payload::Chunk(chunk)) => {
-                    if (buffer.len() + chunk.len()) as u64 > limit {
-                        return Err(status_from(usecase.file_too_large(per_image)));
+                    if (buffer.len() + chunk.len()) as u64 > limit.bytes() {
+                        return Err(status_from(usecase.file_too_large(limit)));
                     }
                     buffer.extend_from_slice(&chunk);
                 }

@@ -27,11 +27,14 @@ use super::{
     doorbells::Doorbells,
     dto::{SessionEventJson, images_json},
     progress::{FeedProgress, ProgressFrame},
-    sse_frame::{SseEventName, encode_event},
+    sse_frame::encode_event,
 };
 use crate::{
     api::image::v1::ImagesEvent,
-    biz::{BizError, BusInterest, BusMessage, Image, ImageUsecase, UploadProgress, UploadSession},
+    biz::{
+        BizError, BusInterest, BusMessage, EventName, Image, ImageUsecase, UploadProgress,
+        UploadSession,
+    },
     metrics::Metrics,
 };
 
@@ -66,16 +69,14 @@ impl Snapshot {
         encode_event(
             &mut session_frame,
             version,
-            &SseEventName::SESSION,
+            &EventName::SESSION,
             None,
             &session_json,
         );
         let sse_session_frame = session_frame.freeze();
-        let default_event = SseEventName::new(&sse.default_event)
-            .ok_or_else(|| BizError::internal("sse.event is not a safe event name"))?;
         let mut frames = BytesMut::with_capacity(sse_session_frame.len() + images_json.len() + 96);
         frames.put_slice(&sse_session_frame);
-        sse.encode_snapshot(&mut frames, version, &default_event, &images_json);
+        sse.encode_snapshot(&mut frames, version, &sse.default_event, &images_json);
         Ok(Snapshot {
             session,
             images,
@@ -94,7 +95,7 @@ impl Snapshot {
 /// How snapshot events are framed: the configured default event name and `retry:`.
 #[derive(Debug, Clone)]
 pub struct SseFormat {
-    pub default_event: String,
+    pub default_event: EventName,
     pub retry_ms: u64,
 }
 
@@ -104,7 +105,7 @@ impl SseFormat {
         &self,
         out: &mut BytesMut,
         version: u64,
-        event: &SseEventName,
+        event: &EventName,
         data: &[u8],
     ) {
         encode_event(out, version, event, Some(self.retry_ms), data);

@@ -9,7 +9,7 @@
 //!
 //! Keys are only made after the cheap checks that need no key, and per-session keys only after
 //! the upload token was verified, so junk identifiers cannot grow the maps. The janitor calls
-//! [`Limits::forget_idle`] so keys that are back to full allowance are dropped.
+//! [`AbuseLimits::forget_idle`] so keys that are back to full allowance are dropped.
 
 use std::{
     collections::HashMap,
@@ -23,9 +23,9 @@ use std::{
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
 use super::error::ApiError;
-use crate::conf::LimitsConf;
+use crate::conf::AbuseLimitsConf;
 
-pub struct Limits {
+pub struct AbuseLimits {
     uploads_per_session: Option<DefaultKeyedRateLimiter<Box<str>>>,
     uploads_per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     sessions_per_member: Option<DefaultKeyedRateLimiter<u32>>,
@@ -49,9 +49,9 @@ pub struct StreamSlot {
     ip: Option<IpAddr>,
 }
 
-impl Limits {
-    pub fn new(conf: &LimitsConf, stream_retry_after: Duration) -> Self {
-        Limits {
+impl AbuseLimits {
+    pub fn new(conf: &AbuseLimitsConf, stream_retry_after: Duration) -> Self {
+        AbuseLimits {
             uploads_per_session: keyed(conf.uploads_per_session_per_minute, Quota::per_minute),
             uploads_per_ip: keyed(conf.uploads_per_ip_per_minute, Quota::per_minute),
             sessions_per_member: keyed(conf.sessions_per_member_per_hour, Quota::per_hour),
@@ -184,9 +184,10 @@ impl Drop for StreamSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::error::Reason;
 
-    fn conf(streams_per_member: u32, streams_per_ip: u32) -> LimitsConf {
-        LimitsConf {
+    fn conf(streams_per_member: u32, streams_per_ip: u32) -> AbuseLimitsConf {
+        AbuseLimitsConf {
             uploads_per_session_per_minute: 2,
             uploads_per_ip_per_minute: 3,
             sessions_per_member_per_hour: 1,
@@ -197,12 +198,12 @@ mod tests {
 
     #[test]
     fn rates_refuse_past_the_burst_with_a_wait() {
-        let limits = Limits::new(&conf(0, 0), Duration::from_secs(2));
+        let limits = AbuseLimits::new(&conf(0, 0), Duration::from_secs(2));
         assert!(limits.upload_to_session("a").is_ok());
         assert!(limits.upload_to_session("a").is_ok());
         let refused = limits.upload_to_session("a").err();
         assert!(
-            matches!(&refused, Some(e) if e.reason == "RATE_LIMITED" && e.retry_after.is_some())
+            matches!(&refused, Some(e) if e.reason == Reason::RateLimited && e.retry_after.is_some())
         );
         assert!(limits.upload_to_session("b").is_ok(), "keys are separate");
         assert!(limits.create_session(7).is_ok());
@@ -218,7 +219,7 @@ mod tests {
 
     #[test]
     fn stream_slots_are_given_back() {
-        let limits = Limits::new(&conf(2, 3), Duration::from_secs(2));
+        let limits = AbuseLimits::new(&conf(2, 3), Duration::from_secs(2));
         let ip: IpAddr = [10, 0, 0, 1].into();
         let a = limits.open_stream(1, Some(ip)).ok();
         let b = limits.open_stream(1, Some(ip)).ok();
@@ -252,8 +253,8 @@ mod tests {
 
     #[test]
     fn zero_turns_a_limit_off() {
-        let limits = Limits::new(
-            &LimitsConf {
+        let limits = AbuseLimits::new(
+            &AbuseLimitsConf {
                 uploads_per_session_per_minute: 0,
                 uploads_per_ip_per_minute: 0,
                 sessions_per_member_per_hour: 0,

@@ -4,8 +4,9 @@
 //! - Handlers parse and validate input, call one usecase method and map the answer; they hold
 //!   no business rule of their own.
 //! - Errors are mapped once per edge: [`error::ApiError`] turns a [`crate::biz::BizError`]
-//!   into SPEC.md's JSON error with its status, and [`grpc::status_from`] into a
-//!   `tonic::Status`. Internal causes are logged there and never sent to a client.
+//!   into SPEC.md's JSON error with its status (every reason one [`error::Reason`]), and
+//!   [`grpc::status_from`] into a `tonic::Status`. Internal causes are logged there and never
+//!   sent to a client.
 //! - Live delivery goes through [`hub::SessionHub`]: one read and one serialization per
 //!   change per instance, shared by every watcher.
 
@@ -40,7 +41,7 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// Who the member of an HTTP request is (dev or jwt mode).
     pub auth: Arc<auth::MemberAuth>,
-    pub limits: Arc<limits::Limits>,
+    pub limits: Arc<limits::AbuseLimits>,
     /// Base of absolute URLs put in QR codes, e.g. `http://192.168.1.20:8000`.
     pub public_base_url: Arc<str>,
     /// How long a gRPC upload stream may stay silent between messages.

@@ -2,41 +2,14 @@
 //!
 //! Every event the service sends, on every path (the hub's shared frames, a watcher's own
 //! event name), is written by [`encode_event`], so the framing rules live in one place.
-//! Event names reach the stream verbatim and are checked once, when an [`SseEventName`] is
-//! made: a name that could end a line or inject a field is refused before anything is written.
+//! Event names reach the stream verbatim; they arrive as an [`EventName`], checked once where
+//! the name entered (config or query), so a name that could end a line is never written.
 
-use std::{
-    borrow::Cow,
-    fmt::{self, Write as _},
-};
+use std::fmt::Write as _;
 
 use bytes::{BufMut, BytesMut};
 
-use crate::biz::is_safe_event_name;
-
-/// An event name that is safe to write into a stream: `[A-Za-z0-9_.:-]{1,64}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEventName(Cow<'static, str>);
-
-impl SseEventName {
-    /// The event that carries the session's status, sent before every snapshot.
-    pub const SESSION: SseEventName = SseEventName(Cow::Borrowed("session"));
-
-    /// The name, or `None` if it is not a safe event name.
-    pub fn new(name: &str) -> Option<Self> {
-        is_safe_event_name(name).then(|| SseEventName(Cow::Owned(name.to_owned())))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SseEventName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::biz::EventName;
 
 /// Appends one event: `id`, `event`, `retry` when given, the data, and the blank line that
 /// dispatches it.
@@ -48,7 +21,7 @@ impl fmt::Display for SseEventName {
 pub fn encode_event(
     out: &mut BytesMut,
     id: u64,
-    event: &SseEventName,
+    event: &EventName,
     retry_ms: Option<u64>,
     data: &[u8],
 ) {
@@ -82,7 +55,7 @@ mod tests {
 
     fn encoded(retry_ms: Option<u64>, data: &str) -> String {
         let mut out = BytesMut::new();
-        let Some(name) = SseEventName::new("upload_by_qr") else {
+        let Some(name) = EventName::new("upload_by_qr") else {
             panic!("a safe name is accepted")
         };
         encode_event(&mut out, 7, &name, retry_ms, data.as_bytes());
@@ -124,11 +97,11 @@ mod tests {
 
     #[test]
     fn only_safe_names_are_accepted() {
-        assert!(SseEventName::new("upload_by_qr").is_some());
-        assert!(SseEventName::new("a.b:c-d_9").is_some());
+        assert!(EventName::new("upload_by_qr").is_some());
+        assert!(EventName::new("a.b:c-d_9").is_some());
         for bad in ["", "a b", "a\nb", "a\rb", "a\0b", "é", &"x".repeat(65)] {
-            assert!(SseEventName::new(bad).is_none(), "{bad:?}");
+            assert!(EventName::new(bad).is_none(), "{bad:?}");
         }
-        assert_eq!(SseEventName::SESSION.as_str(), "session");
+        assert_eq!(EventName::SESSION.as_str(), "session");
     }
 }

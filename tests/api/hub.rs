@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use qrupload::{
-    biz::{Caller, ImageUsecase, Limits, UploadFile, UploadTokenKey, imaging::testdata},
+    biz::{Caller, ImageUsecase, UploadFile, UploadLimits, UploadTokenKey, imaging::testdata},
     data::{FsBlobStore, MemoryBus, SqlSessionRepo, connect, migrate_up},
     metrics::Metrics,
     service::hub::{SessionHub, SseFormat, WatchEvent},
@@ -24,7 +24,7 @@ async fn hub() -> (
         Arc::new(SqlSessionRepo::new(db, metrics.clone())),
         Arc::new(FsBlobStore::new(dir.path()).expect("blobs")),
         Arc::new(MemoryBus::new()),
-        Limits {
+        UploadLimits {
             session_ttl: Duration::from_secs(600),
             max_session_ttl: Duration::from_secs(600),
             retention: Duration::from_secs(600),
@@ -38,7 +38,7 @@ async fn hub() -> (
         UploadTokenKey::new([7; 32]),
     ));
     let format = SseFormat {
-        default_event: "upload_by_qr".into(),
+        default_event: qrupload::biz::EventName::new("upload_by_qr").expect("a safe event name"),
         retry_ms: 2000,
     };
     let hub = SessionHub::start(

@@ -609,7 +609,7 @@ async fn every_request_carries_the_client_address() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let dir = tempfile::tempdir().expect("temp dir");
-    let limits = qrupload::server::HttpLimits::from_config(&crate::helpers::config(dir.path()));
+    let limits = qrupload::server::HttpTimeouts::from_config(&crate::helpers::config(dir.path()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(qrupload::server::serve_http(
         listener,

@@ -17,7 +17,7 @@ use image::{DynamicImage, RgbImage, RgbaImage};
 
 use super::bytes::{be16, be32, slice_at};
 use super::thumbnail::{encode_jpeg, flatten, make_thumbnail, thumbnail_dimensions};
-use super::{CleanImage, ImageFormat, ImagingError, Limits, check_pixels, corrupt, guarded};
+use super::{CleanImage, ImageFormat, ImagingError, PixelLimits, check_pixels, corrupt, guarded};
 
 /// Brands that promise HEVC-coded images (`image/heic`).
 const HEVC_BRANDS: [&[u8; 4]; 8] = [
@@ -251,7 +251,7 @@ const RENDITION_QUALITY: u8 = 90;
 pub(super) fn process_heif(
     bytes: &[u8],
     source: ImageFormat,
-    limits: &Limits,
+    limits: &PixelLimits,
 ) -> Result<CleanImage, ImagingError> {
     let header = heif_header(bytes)?;
     // HEVC-coded images and the derivations of them that the decoder reads;

@@ -86,7 +86,7 @@ fn container_size_is_the_grid_not_a_tile() {
 
 #[test]
 fn pixel_limit_is_checked_before_decoding() {
-    let limits = Limits {
+    let limits = PixelLimits {
         max_pixels: 2566 * 3313 - 1,
         thumbnail_size: 320,
     };
@@ -102,7 +102,7 @@ fn pixel_limit_is_checked_before_decoding() {
 
 #[test]
 fn iphone_heic_becomes_an_upright_jpeg_with_its_profile_and_nothing_else() {
-    let clean = process(IPHONE, &Limits::default()).expect("iPhone HEIC accepted");
+    let clean = process(IPHONE, &PixelLimits::default()).expect("iPhone HEIC accepted");
     assert_eq!(clean.source, ImageFormat::Heic);
     assert_eq!(clean.format, ImageFormat::Jpeg);
     assert_eq!((clean.width, clean.height), (2566, 3313));
@@ -136,7 +136,7 @@ fn iphone_heic_becomes_an_upright_jpeg_with_its_profile_and_nothing_else() {
     assert_eq!(jpeg_icc(&clean.thumbnail, &thumb), Some(original_icc));
 
     // The stored copy goes through the pipeline unchanged.
-    let again = process(&clean.bytes, &Limits::default()).expect("rendition accepted");
+    let again = process(&clean.bytes, &PixelLimits::default()).expect("rendition accepted");
     assert_eq!(again.bytes, clean.bytes);
     assert_eq!((again.width, again.height), (2566, 3313));
 }
@@ -146,25 +146,25 @@ fn heif_without_an_image_is_corrupt_and_avif_unsupported() {
     let mut no_meta = ftyp(b"heic", &[b"mif1"]);
     no_meta.extend_from_slice(b"\0\0\0\x08free");
     assert!(matches!(
-        process(&no_meta, &Limits::default()),
+        process(&no_meta, &PixelLimits::default()),
         Err(ImagingError::Corrupt(_))
     ));
     let mut avif = ftyp(b"avif", &[b"mif1"]);
     avif.extend_from_slice(&IPHONE[24..]);
     assert!(matches!(
-        process(&avif, &Limits::default()),
+        process(&avif, &PixelLimits::default()),
         Err(ImagingError::Unsupported)
     ));
     // Every prefix of a real file is refused cleanly, never a panic.
     for cut in (0..SMALL_HEIF.len()).step_by(997) {
-        let _ = process(&SMALL_HEIF[..cut], &Limits::default());
+        let _ = process(&SMALL_HEIF[..cut], &PixelLimits::default());
     }
 }
 
 #[test]
 fn the_fuzzing_seed_is_accepted_and_its_rendition_is_stable() {
     const SEED: &[u8] = include_bytes!("../../../fuzz/corpus/image_pipeline/seed-heic-exif-gps");
-    let limits = Limits {
+    let limits = PixelLimits {
         max_pixels: 4_000_000,
         thumbnail_size: 8,
     };

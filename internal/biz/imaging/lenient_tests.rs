@@ -4,8 +4,8 @@
 use super::testdata::small_gif;
 use super::*;
 
-fn limits() -> Limits {
-    Limits::default()
+fn limits() -> PixelLimits {
+    PixelLimits::default()
 }
 
 fn table_len(packed: u8) -> usize {

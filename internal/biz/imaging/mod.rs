@@ -19,7 +19,7 @@
 //! A few dozen bytes can claim a 30000x30000 image, and decoding it would
 //! need gigabytes. The dimensions are therefore read from the container
 //! header by small parsers in this module and checked against
-//! [`Limits::max_pixels`] before any decoder runs. The decoders still get
+//! [`PixelLimits::max_pixels`] before any decoder runs. The decoders still get
 //! their own allocation and dimension limits as a second line of defence.
 //!
 //! # Lossless cleaning
@@ -149,17 +149,17 @@ impl ImageFormat {
 
 /// Bounds applied to every upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct PixelLimits {
     /// Largest accepted `width * height`, checked before decoding.
     pub max_pixels: u64,
     /// Longest side of the thumbnail; smaller images are not upscaled.
     pub thumbnail_size: u32,
 }
 
-impl Default for Limits {
+impl Default for PixelLimits {
     /// 50 megapixels admits the 48 MP sensors of current phones.
     fn default() -> Self {
-        Limits {
+        PixelLimits {
             max_pixels: 50_000_000,
             thumbnail_size: 320,
         }
@@ -193,7 +193,7 @@ pub enum ImagingError {
     /// Not JPEG, PNG, WebP, GIF or HEIC/HEIF by its magic bytes.
     #[error("unsupported image type")]
     Unsupported,
-    /// The header claims more pixels than [`Limits::max_pixels`].
+    /// The header claims more pixels than [`PixelLimits::max_pixels`].
     #[error("image is {width}x{height} pixels, above the limit of {max} pixels")]
     TooManyPixels { width: u32, height: u32, max: u64 },
     /// Truncated, malformed or undecodable.
@@ -224,9 +224,9 @@ pub fn detect(bytes: &[u8]) -> Option<ImageFormat> {
 /// Validates an upload and produces the copy to store plus a thumbnail.
 ///
 /// Steps, in order: detect the format, read the dimensions from the header
-/// and enforce [`Limits::max_pixels`], strip metadata losslessly, decode the
+/// and enforce [`PixelLimits::max_pixels`], strip metadata losslessly, decode the
 /// first frame (shrunk on load for JPEG) and encode the thumbnail.
-pub fn process(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingError> {
+pub fn process(bytes: &[u8], limits: &PixelLimits) -> Result<CleanImage, ImagingError> {
     let format = detect(bytes).ok_or(ImagingError::Unsupported)?;
     match format {
         ImageFormat::Jpeg => process_jpeg(bytes, limits),
@@ -269,7 +269,7 @@ fn check_pixels(width: u32, height: u32, max: u64) -> Result<(), ImagingError> {
     Ok(())
 }
 
-fn process_jpeg(bytes: &[u8], limits: &Limits) -> Result<CleanImage, ImagingError> {
+fn process_jpeg(bytes: &[u8], limits: &PixelLimits) -> Result<CleanImage, ImagingError> {
     let header = jpeg_header(bytes)?;
     check_pixels(header.width, header.height, limits.max_pixels)?;
     let cleaned = jpeg_clean(bytes, &header)?;
@@ -319,7 +319,7 @@ fn finish_with_image_crate(
     cleaned: Vec<u8>,
     (width, height): (u32, u32),
     orientation: u16,
-    limits: &Limits,
+    limits: &PixelLimits,
 ) -> Result<CleanImage, ImagingError> {
     let (mut decoded, icc) = guarded(|| decode_with_icc(&cleaned, format, width, height))?;
     let (cleaned, width, height) = if orientation == 1 {

@@ -14,8 +14,8 @@ use super::*;
 use image::GenericImageView;
 use std::time::{Duration, Instant};
 
-fn limits() -> Limits {
-    Limits::default()
+fn limits() -> PixelLimits {
+    PixelLimits::default()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -346,7 +346,7 @@ fn malformed_jpegs_are_rejected() {
 #[test]
 fn jpeg_pixel_limit_is_checked_before_decoding() {
     let src = jpeg_with_exif(400, 300, 6, true);
-    let tight = Limits {
+    let tight = PixelLimits {
         max_pixels: 119_999,
         thumbnail_size: 320,
     };
@@ -480,7 +480,7 @@ fn gif_is_cleaned_and_keeps_frames() {
     assert_eq!(frames(&src), 2);
     assert_eq!(frames(&clean.bytes), 2);
     assert_eq!((clean.thumbnail_width, clean.thumbnail_height), (50, 20));
-    let small = Limits {
+    let small = PixelLimits {
         thumbnail_size: 25,
         ..limits()
     };
@@ -520,7 +520,7 @@ fn webp_is_cleaned() {
     assert!(!contains(&clean.bytes, SECRET.as_bytes()));
     assert_eq!(decode(&src).to_rgba8(), decode(&clean.bytes).to_rgba8());
     assert_eq!((clean.thumbnail_width, clean.thumbnail_height), (30, 60));
-    let small = Limits {
+    let small = PixelLimits {
         thumbnail_size: 20,
         ..limits()
     };
@@ -743,7 +743,7 @@ fn dc_decoder_is_exact_with_restart_markers() {
     assert!(decode_jpeg_dc(&wrong, &header).is_none());
     let _ = process(
         &wrong,
-        &Limits {
+        &PixelLimits {
             max_pixels: 1 << 20,
             thumbnail_size: 4,
         },
@@ -776,7 +776,7 @@ fn dc_decoder_reads_first_progressive_scan() {
     let src = dc_only_jpeg(160, 96, &[(1, 1)], 0, Some(1), gray);
     let clean = process(
         &src,
-        &Limits {
+        &PixelLimits {
             thumbnail_size: 20,
             ..limits()
         },
@@ -809,7 +809,7 @@ fn grayscale_and_cmyk_jpegs_are_thumbnailed() {
     assert_eq!((clean.thumbnail_width, clean.thumbnail_height), (48, 32));
     let small = process(
         &src,
-        &Limits {
+        &PixelLimits {
             thumbnail_size: 6,
             ..limits()
         },
@@ -821,7 +821,7 @@ fn grayscale_and_cmyk_jpegs_are_thumbnailed() {
 #[test]
 fn dc_path_thumbnail_is_upright() {
     let src = jpeg_with_exif(400, 300, 6, true);
-    let small = Limits {
+    let small = PixelLimits {
         thumbnail_size: 40,
         ..limits()
     };
@@ -878,7 +878,7 @@ fn mutated_inputs_never_panic() {
             // Tiny thumbnails take the DC-only JPEG path.
             let _ = process(
                 &m,
-                &Limits {
+                &PixelLimits {
                     thumbnail_size: 4,
                     ..limits()
                 },

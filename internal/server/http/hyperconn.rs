@@ -43,7 +43,7 @@ use tokio::{
 use tower::ServiceExt;
 
 use super::{
-    HttpLimits, Shared,
+    HttpTimeouts, Shared,
     head::MAX_HEAD,
     io::{Rewind, WriteStall, after, is_write_stall},
 };
@@ -268,7 +268,7 @@ struct ReadTimers<T> {
 }
 
 impl<T> ReadTimers<T> {
-    fn new(inner: T, activity: Arc<Activity>, limits: &HttpLimits, heads: bool) -> Self {
+    fn new(inner: T, activity: Arc<Activity>, limits: &HttpTimeouts, heads: bool) -> Self {
         ReadTimers {
             inner,
             activity,

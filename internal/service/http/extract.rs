@@ -4,11 +4,11 @@
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Path, Request},
-    http::{StatusCode, header, request::Parts},
+    http::{header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 
-use crate::service::error::ApiError;
+use crate::service::error::{ApiError, Reason};
 
 /// The most a JSON request body may hold (SPEC: 64 KiB).
 pub const MAX_JSON_BODY: usize = 64 * 1024;
@@ -46,8 +46,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
         }
         let too_large = || {
             ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                Reason::PayloadTooLarge,
                 format!("a JSON body may hold at most {MAX_JSON_BODY} bytes"),
             )
         };
@@ -107,8 +106,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
 /// 415: a JSON body sent without `Content-Type: application/json`.
 pub(crate) fn json_required() -> ApiError {
     ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "UNSUPPORTED_MEDIA_TYPE",
+        Reason::UnsupportedMediaType,
         "the body must be sent as Content-Type: application/json",
     )
 }

@@ -5,7 +5,7 @@
 use axum::{
     Router,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -125,8 +125,7 @@ async fn readyz(State(services): State<Services>) -> Response {
     match services.usecase.ready().await {
         Ok(()) => "ready".into_response(),
         Err(what) => crate::service::error::ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
+            crate::service::error::Reason::Unavailable,
             format!("not ready: {what}"),
         )
         .into_response(),

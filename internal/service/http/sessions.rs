@@ -18,7 +18,7 @@ use crate::{
         Services,
         auth::{Member, upload_token},
         dto::{ImageJson, SessionJson, images_json, rfc3339},
-        error::{ApiError, ApiResult},
+        error::{ApiError, ApiResult, Reason},
     },
 };
 
@@ -27,7 +27,11 @@ pub(super) fn session_json<'a>(services: &Services, s: &'a UploadSession) -> Ses
         .usecase
         .upload_token(s)
         .map(|token| services.upload_url(&s.identifier, &token));
-    SessionJson::new(s, &services.hub.sse_format().default_event, upload_url)
+    SessionJson::new(
+        s,
+        services.hub.sse_format().default_event.as_str(),
+        upload_url,
+    )
 }
 
 /// `POST /v1/api/upload-sessions` with `{"member_id": N}` (dev auth) or a bearer JWT.
@@ -120,8 +124,7 @@ pub async fn qr_svg(
         .await?;
     let token = services.usecase.upload_token(&session).ok_or_else(|| {
         ApiError::new(
-            StatusCode::CONFLICT,
-            "SESSION_CLOSED",
+            Reason::SessionClosed,
             "this session's QR code can no longer be shown; create a new session",
         )
     })?;

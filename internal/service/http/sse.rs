@@ -29,14 +29,13 @@ use tokio::time::{Instant, Sleep};
 
 use super::{ClientIp, QueryArgs};
 use crate::{
-    biz::Caller,
+    biz::{Caller, EventName},
     service::{
         Services,
         auth::Member,
         error::{ApiError, ApiResult},
         hub::{SessionHub, Snapshot, Watch, WatchEvent},
         limits::StreamSlot,
-        sse_frame::SseEventName,
     },
 };
 
@@ -71,7 +70,7 @@ pub async fn events(
         None
     };
     let identifier = args.required("identifier")?.to_owned();
-    let event = SseEventName::new(args.required("event")?)
+    let event = EventName::new(args.required("event")?)
         .ok_or_else(|| ApiError::invalid("event", "event must match [A-Za-z0-9_.:-]{1,64}"))?;
     let last_event_id = headers
         .get("last-event-id")
@@ -102,7 +101,7 @@ pub async fn events(
     }
     let slot = services.limits.open_stream(member.id, ip)?;
 
-    let event = EventName::new(&services.hub, event);
+    let event = WatcherEvent::new(&services.hub, event);
     // Resume: a client that already has the current version gets nothing until the next change.
     let first = (last_event_id != Some(current.version())).then(|| event.frames(&current));
     let stream = WatcherStream {
@@ -135,15 +134,15 @@ pub async fn events(
 }
 
 /// The snapshot event's name for this watcher; the default one uses the hub's shared frames.
-struct EventName {
-    name: Option<SseEventName>,
+struct WatcherEvent {
+    name: Option<EventName>,
     hub: SessionHub,
 }
 
-impl EventName {
-    fn new(hub: &SessionHub, name: SseEventName) -> Self {
-        let custom = name.as_str() != hub.sse_format().default_event;
-        EventName {
+impl WatcherEvent {
+    fn new(hub: &SessionHub, name: EventName) -> Self {
+        let custom = name != hub.sse_format().default_event;
+        WatcherEvent {
             name: custom.then_some(name),
             hub: hub.clone(),
         }
@@ -178,7 +177,7 @@ fn instant_of(at: SystemTime) -> Instant {
 
 struct WatcherStream {
     watch: Watch,
-    event: EventName,
+    event: WatcherEvent,
     last_version: u64,
     pending: Option<Bytes>,
     /// When the request came, until its first frames are handed over (`qrupload_sse_connect_seconds`);

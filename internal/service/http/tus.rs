@@ -25,7 +25,7 @@ use crate::{
     service::{
         Services,
         auth::upload_token,
-        error::{ApiError, ApiResult},
+        error::{ApiError, ApiResult, Reason},
     },
 };
 
@@ -97,8 +97,7 @@ pub async fn tus_protocol(
         ApiError::unauthenticated().into_response()
     } else {
         let mut response = ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "TUS_VERSION_UNSUPPORTED",
+            Reason::TusVersionUnsupported,
             "this server speaks tus 1.0.0 only (Tus-Resumable: 1.0.0)",
         )
         .into_response();
@@ -147,8 +146,7 @@ pub(crate) async fn create(
     let with_upload = content_type_is(&headers, OFFSET_OCTET_STREAM);
     if !with_upload && declared_length(&headers).is_some_and(|n| n > 0) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            Reason::UnsupportedMediaType,
             "a creation body must be application/offset+octet-stream",
         ));
     }
@@ -224,8 +222,7 @@ pub(crate) async fn patch(
     let token = upload_token(&headers)?;
     if !content_type_is(&headers, OFFSET_OCTET_STREAM) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            Reason::UnsupportedMediaType,
             "a PATCH body must be application/offset+octet-stream",
         ));
     }

@@ -24,7 +24,7 @@ use super::{
     upload_body::{Meter, MeteredBody},
 };
 use crate::{
-    biz::{Caller, ImageUsecase, ProgressReporter, StoredUpload, UploadFile, new_id},
+    biz::{Caller, ImageUsecase, PendingUpload, ProgressReporter, UploadFile, new_id},
     metrics::UploadKind,
     service::{
         Services,
@@ -168,19 +168,19 @@ async fn receive(
 /// Reads one file part, refusing it as soon as it passes the limit that applies to it.
 async fn read_file(
     usecase: &ImageUsecase,
-    upload: &StoredUpload,
+    upload: &PendingUpload,
     field: &mut multer::Field<'_>,
     meter: &Meter,
     progress: &mut ProgressReporter,
     arrived: &AtomicU64,
 ) -> ApiResult<UploadFile> {
-    let (limit, per_image) = usecase.next_file_limit(upload);
+    let limit = usecase.next_file_limit(upload);
     let mut buffer = BytesMut::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         meter.data_received(chunk.len());
         progress.advance(arrived.load(Ordering::Relaxed)).await;
-        if (buffer.len() + chunk.len()) as u64 > limit {
-            return Err(usecase.file_too_large(per_image).into());
+        if (buffer.len() + chunk.len()) as u64 > limit.bytes() {
+            return Err(usecase.file_too_large(limit).into());
         }
         buffer.extend_from_slice(&chunk);
     }
