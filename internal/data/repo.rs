@@ -372,8 +372,7 @@ impl SessionRepo for SqlSessionRepo {
             Ok(inserted) => inserted,
             Err(e) => {
                 txn.rollback().await.map_err(db_err)?;
-                if let (Some(SqlErr::UniqueConstraintViolation(_)), Some(key)) =
-                    (e.sql_err(), key)
+                if let (Some(SqlErr::UniqueConstraintViolation(_)), Some(key)) = (e.sql_err(), key)
                 {
                     let images = self.images_by_idempotency_key(identifier, &key).await?;
                     return Ok(AddImagesOutcome::Duplicate(images));
