@@ -27,7 +27,7 @@ cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   if [ "$MODE" = sql ]; then $PG -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true; fi
-  rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -81,8 +81,17 @@ def kind(path):
     if path == work:
         return 'database folder'
     return path.rsplit('/', 1)[-1]
-fds, syncs = {}, []
+# Threads interleave: strace splits a call into "<unfinished ...>" and "<... resumed>" lines.
+fds, syncs, pending = {}, [], {}
 for line in open(sys.argv[1]):
+    m = re.match(r'(\d+)\s+\S+\s+(openat|fsync|fdatasync)\((.*) <unfinished \.\.\.>', line)
+    if m:
+        pending[m.group(1)] = (m.group(2), m.group(3))
+        continue
+    m = re.match(r'(\d+)\s+\S+\s+<\.\.\. (\w+) resumed>(.*)', line)
+    if m and m.group(1) in pending:
+        call, args = pending.pop(m.group(1))
+        line = f"{m.group(1)} 0 {call}({args}{m.group(3)}"
     m = re.match(r'\d+\s+\S+\s+openat\(AT_FDCWD, "([^"]+)".*= (\d+) <', line)
     if m:
         fds[int(m.group(2))] = kind(m.group(1))

@@ -323,15 +323,17 @@ impl ImageUsecase {
         let size = stored.len() as u64;
         let sha256 = hex(&Sha256::digest(&stored));
         // Blobs first, row last: a crash in between leaves an orphan blob for the sweep, never
-        // a row without its bytes.
+        // a row without its bytes. The two puts run at once, so their syncs overlap; both keys
+        // are recorded first, so a failure of either cleans up the other (deleting a blob that
+        // was never written is fine).
         let key = Image::blob_key(&identifier, &id);
-        self.blobs.put(&key, stored).await?;
-        upload.written.push(key);
         let thumb_key = Image::thumbnail_key(&identifier, &id);
-        self.blobs
-            .put(&thumb_key, Bytes::from(clean.thumbnail))
-            .await?;
-        upload.written.push(thumb_key);
+        upload.written.push(key.clone());
+        upload.written.push(thumb_key.clone());
+        futures::try_join!(
+            self.blobs.put(&key, stored),
+            self.blobs.put(&thumb_key, Bytes::from(clean.thumbnail)),
+        )?;
 
         let index = upload.images.len() as u32;
         let new = NewImage {

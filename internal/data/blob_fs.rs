@@ -1,9 +1,13 @@
 //! [`BlobStore`] on a local folder: one file per blob, `{root}/{identifier}/{image_id}[.thumb]`.
-//! Writes go to a temporary file that is renamed into place, so a reader never sees half a
-//! blob and a crash leaves at worst a temporary file for the orphan sweep.
+//! A put is durable when it returns, because a 201 promises the blob is on disk before the row
+//! commits: the bytes go to a temporary file that is synced (`fdatasync`), renamed into place
+//! and made to stay there by syncing its folder (and the folders above it, when the put made
+//! the folder). A reader never sees half a blob; a crash leaves at worst a temporary file for
+//! the orphan sweep, and a failed put removes its own.
 
 use std::{
-    io::ErrorKind,
+    fs::File,
+    io::{ErrorKind, Write},
     path::{Path, PathBuf},
     time::SystemTime,
 };
@@ -56,16 +60,14 @@ impl BlobStore for FsBlobStore {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         let path = self.path(key)?;
         let tmp = path.with_extension(format!("tmp-{}", crate::biz::new_id()));
-        {
-            let _writing = self.folders.read().await;
-            write_in_folder(&tmp, &bytes).await.map_err(io_err)?;
-        }
-        // From here the folder holds the file, so no delete can remove it.
-        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(io_err(e));
-        }
-        Ok(())
+        let root = self.root.clone();
+        // Held until the file is in place: from then on the folder is not empty, so no delete
+        // removes it.
+        let _writing = self.folders.read().await;
+        tokio::task::spawn_blocking(move || put_durably(&root, &tmp, &path, &bytes))
+            .await
+            .map_err(BizError::internal)?
+            .map_err(io_err)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -110,23 +112,41 @@ impl BlobStore for FsBlobStore {
     }
 }
 
-/// Writes a new file, creating its folder. Deleting a session's last blob removes the session's
-/// folder (see `delete`); when another process sharing the root does that while the folder is
-/// being made (`AlreadyExists` from `create_dir_all`) or before the file is written
-/// (`NotFound`), the folder is made again. Once the file is written the folder is not empty,
-/// so it stays.
-async fn write_in_folder(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The blocking body of a put: one hop to the blocking pool for the whole of it.
+fn put_durably(root: &Path, tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let made_folder = write_in_folder(tmp, bytes)?;
+    publish(tmp, path)?;
+    if made_folder {
+        // The new folder's own name must survive too, and so on up to the root.
+        let synced = path
+            .parent()
+            .into_iter()
+            .flat_map(Path::ancestors)
+            .skip(1)
+            .take_while(|dir| dir.starts_with(root))
+            .try_for_each(sync_folder);
+        if let Err(e) = synced {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new file and syncs its bytes, creating its folder; says whether it made the folder.
+/// Deleting a session's last blob removes the session's folder (see `delete`); when another
+/// process sharing the root does that while the folder is being made (`AlreadyExists` from
+/// `create_dir_all`) or before the file is written (`NotFound`), the folder is made again.
+/// Once the file is written the folder is not empty, so it stays.
+pub(super) fn write_in_folder(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     const ATTEMPTS: u32 = 4;
     let mut attempt = 1;
     loop {
         let result = match path.parent() {
-            Some(dir) => tokio::fs::create_dir_all(dir).await,
-            None => Ok(()),
+            Some(dir) if !dir.is_dir() => std::fs::create_dir_all(dir).map(|()| true),
+            _ => Ok(false),
         };
-        let result = match result {
-            Ok(()) => tokio::fs::write(path, bytes).await,
-            Err(e) => Err(e),
-        };
+        let result = result.and_then(|made| write_synced(path, bytes).map(|()| made));
         match result {
             Err(e)
                 if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists)
@@ -137,6 +157,40 @@ async fn write_in_folder(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             result => return result,
         }
     }
+}
+
+/// Creates `path` (which must not exist), writes `bytes` and syncs them; on failure after the
+/// file was created, removes it.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = File::create_new(path)?;
+    // `fdatasync` covers the length too, which is all of the metadata a reader needs.
+    let written = file.write_all(bytes).and_then(|()| file.sync_data());
+    if written.is_err() {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
+/// Renames the synced temporary file into place and syncs the folder, so the name survives a
+/// power cut; on failure nothing of this put is left under either name.
+pub(super) fn publish(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    if let Err(e) = std::fs::rename(tmp, path) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
+    let synced = match path.parent() {
+        Some(dir) => sync_folder(dir),
+        None => Ok(()),
+    };
+    if synced.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    synced
+}
+
+fn sync_folder(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn list_older(root: &Path, cutoff: SystemTime) -> std::io::Result<Vec<String>> {

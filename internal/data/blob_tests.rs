@@ -109,6 +109,62 @@ async fn fs_store_put_survives_the_session_folder_being_removed() {
     }
 }
 
+/// A put syncs the bytes under a temporary name and only then renames them into place: the
+/// file under its own name is always the whole blob, and nothing else is left in the folder.
+#[test]
+fn fs_put_names_the_file_only_once_it_is_complete() {
+    let dir = tempfile::tempdir().expect("dir");
+    let folder = dir.path().join("session");
+    let (tmp, path) = (folder.join("image.tmp-1"), folder.join("image"));
+    let bytes = vec![7u8; 256 * 1024];
+    assert!(
+        super::blob_fs::write_in_folder(&tmp, &bytes).expect("write"),
+        "the put made the session's folder"
+    );
+    assert!(!path.exists(), "not under its own name before the rename");
+    assert_eq!(std::fs::read(&tmp).expect("temporary file"), bytes);
+    super::blob_fs::publish(&tmp, &path).expect("publish");
+    assert_eq!(std::fs::read(&path).expect("renamed"), bytes);
+    assert_eq!(folder_entries(&folder), vec!["image".to_owned()]);
+    assert!(
+        !super::blob_fs::write_in_folder(&folder.join("thumb.tmp-2"), b"t").expect("write"),
+        "the folder was already there"
+    );
+}
+
+/// A put that fails after writing its temporary file (here the rename, onto a folder) leaves no
+/// temporary file behind, and nothing under the blob's name that a reader would take for it.
+#[tokio::test]
+async fn fs_put_that_fails_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = FsBlobStore::new(dir.path()).expect("store");
+    let blocker = dir.path().join("session").join("image");
+    std::fs::create_dir_all(&blocker).expect("folder in the way");
+    std::fs::write(blocker.join("x"), b"x").expect("not empty");
+    assert!(
+        store
+            .put("session/image", Bytes::from_static(b"photo"))
+            .await
+            .is_err(),
+        "a folder in the way fails the put"
+    );
+    assert_eq!(
+        folder_entries(&dir.path().join("session")),
+        vec!["image".to_owned()],
+        "only the folder that was in the way"
+    );
+    assert!(blocker.is_dir());
+}
+
+fn folder_entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 struct MotoServer {
     child: Child,
     port: u16,

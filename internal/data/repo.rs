@@ -124,26 +124,45 @@ impl SqlSessionRepo {
     }
 
     /// Runs a conditional change of one session: `UPDATE … SET version = version + 1 …
-    /// WHERE identifier = ? AND <condition>`, then reads the session back.
+    /// WHERE identifier = ? AND <condition> RETURNING *`, so the change and the row it left are
+    /// one statement (a second `SELECT` only on a backend without `RETURNING`).
     async fn bump<C: ConnectionTrait>(
         &self,
         conn: &C,
         identifier: &str,
         update: sea_orm::UpdateMany<upload_session::Entity>,
     ) -> Result<Option<UploadSession>> {
-        let done = update
+        self.bump_row(conn, identifier, update)
+            .await?
+            .map(to_session)
+            .transpose()
+    }
+
+    /// [`Self::bump`], keeping the columns the domain does not carry (`next_position`).
+    async fn bump_row<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        identifier: &str,
+        update: sea_orm::UpdateMany<upload_session::Entity>,
+    ) -> Result<Option<upload_session::Model>> {
+        let update = update
             .col_expr(
                 upload_session::Column::Version,
                 Expr::col(upload_session::Column::Version).add(1),
             )
-            .filter(upload_session::Column::Identifier.eq(identifier))
-            .exec(conn)
-            .await
-            .map_err(db_err)?;
+            .filter(upload_session::Column::Identifier.eq(identifier));
+        if conn.support_returning() {
+            let rows = update.exec_with_returning(conn).await.map_err(db_err)?;
+            return Ok(rows.into_iter().next());
+        }
+        let done = update.exec(conn).await.map_err(db_err)?;
         if done.rows_affected == 0 {
             return Ok(None);
         }
-        self.session_in(conn, identifier).await
+        upload_session::Entity::find_by_id(identifier.to_owned())
+            .one(conn)
+            .await
+            .map_err(db_err)
     }
 }
 
@@ -293,7 +312,7 @@ impl SessionRepo for SqlSessionRepo {
                     .add(bytes)
                     .lte(Expr::col(upload_session::Column::MaxBytes)),
             );
-        let Some(session) = self.bump(&txn, identifier, update).await? else {
+        let Some(row) = self.bump_row(&txn, identifier, update).await? else {
             txn.rollback().await.map_err(db_err)?;
             // Nothing changed; say why.
             return Ok(match self.session_in(&self.db, identifier).await? {
@@ -306,14 +325,8 @@ impl SessionRepo for SqlSessionRepo {
             });
         };
         // `next_position` was advanced by `count`; this request owns the positions before it.
-        let next_position = upload_session::Entity::find_by_id(identifier.to_owned())
-            .select_only()
-            .column(upload_session::Column::NextPosition)
-            .into_tuple::<i32>()
-            .one(&txn)
-            .await
-            .map_err(db_err)?
-            .unwrap_or(count + 1);
+        let next_position = row.next_position;
+        let session = to_session(row)?;
         let first_position = next_position - count;
         let key = images
             .first()
@@ -337,20 +350,38 @@ impl SessionRepo for SqlSessionRepo {
                 created_at: Set(now),
             })
             .collect();
-        if let Err(e) = image::Entity::insert_many(rows).exec(&txn).await {
-            txn.rollback().await.map_err(db_err)?;
-            if let (Some(SqlErr::UniqueConstraintViolation(_)), Some(key)) = (e.sql_err(), key) {
-                let images = self.images_by_idempotency_key(identifier, &key).await?;
-                return Ok(AddImagesOutcome::Duplicate(images));
+        // The rows as stored come back from the `INSERT` itself: nothing else of the session
+        // is read, however many images it holds.
+        let inserted = if txn.support_returning() {
+            image::Entity::insert_many(rows)
+                .exec_with_returning(&txn)
+                .await
+        } else {
+            let ids: Vec<String> = images.iter().map(|n| n.id.clone()).collect();
+            match image::Entity::insert_many(rows).exec(&txn).await {
+                Ok(_) => {
+                    image::Entity::find()
+                        .filter(image::Column::Id.is_in(ids))
+                        .all(&txn)
+                        .await
+                }
+                Err(e) => Err(e),
             }
-            return Err(db_err(e));
-        }
-        let images: Vec<Image> = self
-            .images_in(&txn, identifier)
-            .await?
-            .into_iter()
-            .filter(|i| images.iter().any(|n| n.id == i.id))
-            .collect();
+        };
+        let mut inserted = match inserted {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                txn.rollback().await.map_err(db_err)?;
+                if let (Some(SqlErr::UniqueConstraintViolation(_)), Some(key)) = (e.sql_err(), key)
+                {
+                    let images = self.images_by_idempotency_key(identifier, &key).await?;
+                    return Ok(AddImagesOutcome::Duplicate(images));
+                }
+                return Err(db_err(e));
+            }
+        };
+        inserted.sort_by_key(|m| m.position);
+        let images: Vec<Image> = inserted.into_iter().map(to_image).collect();
         self.emit(&txn, WebhookEvent::images_added(&session, &images, now))
             .await?;
         if let Err(e) = txn.commit().await {
