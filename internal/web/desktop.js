@@ -243,8 +243,16 @@
   }
 
   // Numbers, names and enabled buttons follow the tiles' order in the grid.
+  // The photos' tiles in display order; placeholders of uploads in flight share the grid
+  // but are not photos.
+  function photoTiles() {
+    return Array.prototype.filter.call(els.grid.children, function (el) {
+      return !el.classList.contains('tile-pending');
+    });
+  }
+
   function labelTiles() {
-    var list = Array.prototype.slice.call(els.grid.children);
+    var list = photoTiles();
     var locked = !session || isTerminal(session.status);
     list.forEach(function (tile, i) {
       var n = i + 1;
@@ -408,6 +416,9 @@
     lastImages = images;
     reconcile(images);
     if (session) {
+      // The snapshot is as new as its version: an older session answer (a late GET, say)
+      // must not bring back an older count.
+      if (lastEventId !== '' && isFinite(v)) session.version = Math.max(session.version, v);
       session.imageCount = tiles.size;
       renderCount();
     }
@@ -604,7 +615,7 @@
   // ---------- order ----------
 
   function order() {
-    return Array.prototype.map.call(els.grid.children, function (tile) {
+    return photoTiles().map(function (tile) {
       return tile.getAttribute('data-image-id');
     });
   }
@@ -613,7 +624,7 @@
   // follows (or the answer) is the truth, and a refusal puts the server's order back.
   function moveTile(tile, to, focusClass) {
     if (!session || isTerminal(session.status)) return;
-    var list = Array.prototype.slice.call(els.grid.children);
+    var list = photoTiles();
     var from = list.indexOf(tile);
     to = Math.max(0, Math.min(list.length - 1, to));
     if (from < 0 || from === to) return;
@@ -644,7 +655,7 @@
   function onTileButton(btn) {
     var tile = btn.closest('.tile');
     if (!tile || btn.disabled) return;
-    var at = Array.prototype.indexOf.call(els.grid.children, tile);
+    var at = photoTiles().indexOf(tile);
     if (btn.classList.contains('move-earlier')) moveTile(tile, at - 1, 'move-earlier');
     else if (btn.classList.contains('move-later')) moveTile(tile, at + 1, 'move-later');
     else if (btn.classList.contains('make-cover')) moveTile(tile, 0, 'move-later');
@@ -670,7 +681,7 @@
     ev.preventDefault();
     var tile = dragged;
     var target = ev.target.closest && ev.target.closest('.tile');
-    var list = Array.prototype.slice.call(els.grid.children);
+    var list = photoTiles();
     var to = list.length - 1;
     if (target && target !== tile) {
       var rect = target.getBoundingClientRect();
