@@ -192,43 +192,37 @@ fn server_bin_dir() -> Option<PathBuf> {
     versions.pop()
 }
 
-/// The advisory lock every upload's COMMIT takes, through [`hold_commits`].
-const COMMIT_LOCK: i64 = 4242;
-
-/// Makes every upload's COMMIT wait while a test holds a lock, so that the test can act while
-/// a commit is in flight: a deferred trigger on `images` takes an advisory lock at COMMIT.
-/// Returns the connection that holds the lock; [`CommitGate::open`] lets the commits through.
+/// Makes every upload's COMMIT wait while the gate is closed, so that the test can act while a
+/// commit is in flight: a deferred trigger on `images` sleeps at COMMIT until the row in
+/// `commit_gate` is gone. The wait depends on no other connection, so a server shutting down
+/// cannot let the commit through by ending the connection that held it (as a lock would);
+/// the sleep is interrupted and the transaction rolls back. [`CommitGate::open`] lets the
+/// commits through.
 pub async fn hold_commits(url: &str) -> CommitGate {
     let admin = qrupload::data::connect(url, 1)
         .await
         .expect("connect to the test cluster");
     admin
-        .execute_unprepared(&format!(
-            "CREATE OR REPLACE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        .execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS commit_gate (closed int);
+             INSERT INTO commit_gate VALUES (1);
+             CREATE OR REPLACE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN
-               PERFORM pg_advisory_lock({COMMIT_LOCK});
-               PERFORM pg_advisory_unlock({COMMIT_LOCK});
+               WHILE EXISTS (SELECT 1 FROM commit_gate) LOOP
+                 PERFORM pg_sleep(0.02);
+               END LOOP;
                RETURN NULL;
              END $$;
              CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON images
-               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit();"
-        ))
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit();",
+        )
         .await
         .expect("install the commit trigger");
-    // A pool of one connection: the session-level lock lives as long as that connection.
-    let holder = qrupload::data::connect(url, 1)
-        .await
-        .expect("connect to the test cluster");
-    holder
-        .execute_unprepared(&format!("SELECT pg_advisory_lock({COMMIT_LOCK})"))
-        .await
-        .expect("take the lock");
-    CommitGate { admin, holder }
+    CommitGate { admin }
 }
 
 pub struct CommitGate {
     admin: DatabaseConnection,
-    holder: DatabaseConnection,
 }
 
 impl CommitGate {
@@ -240,7 +234,7 @@ impl CommitGate {
                 .admin
                 .query_one_raw(Statement::from_string(
                     DatabaseBackend::Postgres,
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'",
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
                 ))
                 .await
                 .expect("pg_stat_activity");
@@ -260,9 +254,9 @@ impl CommitGate {
 
     /// Lets the waiting commits through.
     pub async fn open(&self) {
-        self.holder
-            .execute_unprepared(&format!("SELECT pg_advisory_unlock({COMMIT_LOCK})"))
+        self.admin
+            .execute_unprepared("DELETE FROM commit_gate")
             .await
-            .expect("release the lock");
+            .expect("open the gate");
     }
 }
