@@ -7,6 +7,13 @@
 //! connect attempt: it is taken (deleted) before anything else is checked, so a failed attempt
 //! spends it too and a ticket read from a log is already useless. In jwt mode it carries the
 //! JWT's expiry, and the stream it opens ends then, as one opened with the JWT itself would.
+//!
+//! The phone asks for one with its upload token (an extension of SPEC.md, which names the
+//! owner only): its page has no other way to watch the session without the token in a URL.
+//! Such a ticket is bound to its session exactly as the owner's is and grants the stream the
+//! owner would get (which shows nothing the token does not already read through upload-info).
+//! It carries no expiry of its own: the token is good until the session closes, and the stream
+//! ends then anyway; a session already closed gets no phone ticket, as it takes no upload.
 
 use std::{sync::Arc, time::Duration};
 
@@ -65,20 +72,26 @@ impl StreamTickets {
         }
     }
 
-    /// A ticket for the owner of a session: unknown session or another member's → 404, as
-    /// everywhere. Returns the ticket (shown once) and when it expires.
+    /// A ticket for the owner of a session (`Caller::Member`, with its JWT's expiry in jwt
+    /// mode) or for its phone (`Caller::UploadToken`): an unknown session, another member's or
+    /// a wrong token → 404, as everywhere; the phone's for a closed session → 409. Returns the
+    /// ticket (shown once) and when it expires.
     #[tracing::instrument(skip_all, fields(identifier))]
     pub async fn issue(
         &self,
-        member_id: u32,
+        caller: &Caller,
         member_expires_at: Option<DateTime<Utc>>,
         identifier: &str,
     ) -> Result<(String, DateTime<Utc>)> {
-        let session = self
-            .sessions
-            .get_session(&Caller::Member(member_id), identifier)
-            .await?;
+        let session = self.sessions.get_session(caller, identifier).await?;
         let now = Utc::now();
+        let member_expires_at = match caller {
+            Caller::Member(_) => member_expires_at,
+            Caller::UploadToken(_) if !session.accepts_uploads(now) => {
+                return Err(BizError::SessionClosed);
+            }
+            Caller::UploadToken(_) => None,
+        };
         let ttl = chrono::Duration::from_std(self.ttl).map_err(BizError::internal)?;
         let ticket = new_ticket();
         let expires_at = now + ttl;
@@ -87,7 +100,8 @@ impl StreamTickets {
                 NewStreamTicket {
                     ticket_hash: hash_token(&ticket),
                     identifier: session.identifier,
-                    member_id,
+                    // The owner's stream, whoever asked: the session is the grant.
+                    member_id: session.member_id,
                     member_expires_at,
                     expires_at,
                     created_at: now,

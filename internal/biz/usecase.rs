@@ -431,14 +431,15 @@ impl ImageUsecase {
 
     /// Puts the session's images in the order of `image_ids` (position 1 is the cover). The
     /// list must be exactly the session's ids, each once; the owner and the phone may reorder
-    /// while the session is open. Returns the images in their new order.
+    /// while the session is open. Returns the session as changed (its version is the one the
+    /// change's snapshot carries) and the images in their new order.
     #[tracing::instrument(skip_all, fields(identifier, count = image_ids.len()))]
     pub async fn reorder(
         &self,
         caller: &Caller,
         identifier: &str,
         image_ids: &[String],
-    ) -> Result<Vec<Image>> {
+    ) -> Result<(UploadSession, Vec<Image>)> {
         let session = self.get_session(caller, identifier).await?;
         if !session.accepts_uploads(Utc::now()) {
             return Err(BizError::SessionClosed);
@@ -458,7 +459,7 @@ impl ImageUsecase {
             ReorderOutcome::Reordered { session, images } => {
                 self.publish(&session).await;
                 tracing::info!("images reordered");
-                Ok(images)
+                Ok((session, images))
             }
             ReorderOutcome::NotFound => Err(BizError::NotFound),
             ReorderOutcome::Closed => Err(BizError::SessionClosed),

@@ -17,7 +17,8 @@
 //! bearer value without the JWT's dots is never tried as a JWT.
 //!
 //! This module is the one place that decides who is calling: it reads the bearer value, checks
-//! a JWT's shape, and chooses between dev member, JWT and upload token ([`MemberAuth::caller`]).
+//! a JWT's shape, and chooses between dev member, JWT and upload token ([`MemberAuth::caller`],
+//! and [`MemberAuth::ticket_holder`] for stream tickets, which keeps the JWT's expiry).
 //! Its refusals are an [`AuthError`], mapped to SPEC.md's JSON error once (`From` for
 //! `ApiError`); handlers take the answer and hold no rule of their own.
 
@@ -244,6 +245,26 @@ impl MemberAuth {
             Some(text) if text.is_empty() => Err(AuthError::MemberIdRequired),
             Some(text) => Ok(Caller::Member(parse_member_id(&text)?)),
         }
+    }
+
+    /// Who asks for a stream ticket: the owner (with its JWT's expiry in jwt mode) or the
+    /// phone with its upload token. A bearer value is the upload token unless it is shaped
+    /// like a JWT in jwt mode, as in [`MemberAuth::caller`]; anything else (no bearer value,
+    /// or another scheme, which a proxy's basic auth adds in front of a dev instance) is read
+    /// as on the owner's routes (`claimed` is the request's `member_id`), so dev mode without
+    /// any credentials still answers that `member_id` is required.
+    pub fn ticket_holder(
+        &self,
+        headers: &HeaderMap,
+        claimed: Option<&str>,
+    ) -> Result<(Caller, Option<SystemTime>), AuthError> {
+        if let Some(token) = bearer(headers)
+            && !(self.is_jwt() && looks_like_jwt(token))
+        {
+            return Ok((Caller::UploadToken(token.to_owned()), None));
+        }
+        let member = self.member(headers, claimed)?;
+        Ok((Caller::Member(member.id), member.expires_at))
     }
 }
 

@@ -333,7 +333,7 @@ impl pb::image_service_server::ImageService for ImageGrpc {
     ) -> Result<Response<pb::ReorderImagesResponse>, Status> {
         let r = request.into_inner();
         required_identifier(&r.identifier)?;
-        let images = self
+        let (_, images) = self
             .services
             .usecase
             .reorder(&Caller::Member(r.member_id), &r.identifier, &r.image_ids)

@@ -10,6 +10,12 @@
  * message), and lists the uploaded photos with Delete, Move up and Move down
  * buttons each (the first photo is the cover).
  *
+ * The list is live: the page holds the session's SSE stream while it is
+ * visible, so a reorder, a delete or the completion on the computer shows here
+ * without any action on the phone. EventSource sends no headers, so every
+ * (re)connect first trades the token (in the Authorization header) for a
+ * single-use stream ticket, and the stream's URL carries only that ticket.
+ *
  * Strings come from the page's JSON data block (#i18n), in the language the
  * server chose from Accept-Language; sizes and percentages go through Intl.
  *
@@ -32,7 +38,7 @@
     uploader: $('uploader'), picker: $('picker'), file: $('file'),
     quota: $('quota'), expires: $('expires'), uploads: $('uploads'),
     photosSection: $('photos-section'), photos: $('photos'), photosEmpty: $('photos-empty'),
-    photoCount: $('photo-count')
+    photoCount: $('photo-count'), live: $('live')
   };
 
   var identifier = readIdentifier();
@@ -51,6 +57,17 @@
   // Resumable uploads (upload_queue.js); without it, one multipart request per photo.
   var queue = null;
   var keepOpen = null;      // "keep this page open" while the queue sends
+  // The server's lists of photos carry the session's version: the newest one
+  // applied here, and the photo count when it was, so an older list is skipped
+  // and a photo uploaded from here since is not dropped by a list that predates it.
+  var applied = -1;
+  var listSeq = 0;
+  var moving = 0;           // reorders sent from here and not answered yet
+  var held = null;          // the newest list that came while they were on their way
+  // The live stream (see "live stream" below).
+  var live = { url: null, source: null, gen: 0, asking: false, timer: 0, delay: 1000 };
+  var RETRY_MIN = 1000;
+  var RETRY_MAX = 30000;
 
   // ---------- strings ----------
 
@@ -177,6 +194,7 @@
   function setInvalid() {
     closed = true;
     ready = false;
+    stopStream();
     lockPicker();
     showNotice(t('link_invalid'), false);
     failQueued(t('reason_NOT_FOUND'));
@@ -184,11 +202,14 @@
     els.photosSection.hidden = true;
   }
 
-  function setFinished(hideEverything) {
+  // The session no longer takes photos: `message` says why when it is known
+  // (completed on the computer, or expired), else a general one.
+  function setFinished(hideEverything, message) {
     closed = true;
     ready = false;
+    stopStream();
     lockPicker();
-    showNotice(t('session_finished'), false);
+    showNotice(message || t('session_finished'), false);
     failQueued(t('reason_SESSION_CLOSED'));
     els.quota.textContent = t('uploads_closed');
     els.expires.textContent = '';
@@ -232,7 +253,7 @@
     var expiresAt = Date.parse(info.expires_at);
     if (!isFinite(expiresAt)) { els.expires.textContent = ''; return; }
     var left = Math.max(0, Math.ceil((expiresAt - (Date.now() + clockOffset)) / 1000));
-    if (left === 0) { setFinished(false); return; }
+    if (left === 0) { setFinished(false, t('session_expired')); return; }
     els.expires.textContent = t('link_expires', { time: pad(Math.floor(left / 60)) + ':' + pad(left % 60) });
   }
 
@@ -298,12 +319,16 @@
     var list = Array.from(photos.values()).sort(function (a, b) {
       return (Number(a.image.position) || 0) - (Number(b.image.position) || 0);
     });
+    // Moving a photo's element takes the focus from its button: give it back, so
+    // an order changed on the computer does not lose a keyboard user's place.
+    var focused = document.activeElement;
     var prev = null;
     list.forEach(function (p) {
       var expected = prev ? prev.nextSibling : els.photos.firstChild;
       if (p.el !== expected) els.photos.insertBefore(p.el, expected);
       prev = p.el;
     });
+    if (focused && focused !== document.activeElement && els.photos.contains(focused)) focused.focus();
     els.photosEmpty.hidden = photos.size > 0;
     els.photoCount.textContent = photos.size ? t('photo_count', { count: number(photos.size) }) : '';
     labelPhotos();
@@ -333,6 +358,37 @@
       if (!keep.has(id) && p.seq <= sinceSeq) { p.el.remove(); photos.delete(id); }
     });
     addPhotos(images);
+  }
+
+  // A complete list of the session's photos at `version` (a stream snapshot,
+  // upload-info or a reorder's answer): the server's order and deletions win,
+  // unless this page already shows a newer version. While moves sent from here
+  // are on their way, a list waits (the newest one is kept), so it cannot put
+  // back the order the phone has just left; it is applied once they are answered.
+  function applyList(images, version, sinceSeq) {
+    if (!Array.isArray(images)) return;
+    var known = typeof version === 'number' && isFinite(version);
+    if (known && version < applied) return;
+    if (moving > 0) {
+      if (!held || !(known && held.known && version < held.version)) {
+        held = { images: images, version: version, known: known, sinceSeq: sinceSeq };
+      }
+      return;
+    }
+    if (known) applied = version;
+    syncPhotos(images, sinceSeq);
+    listSeq = photoSeq;
+  }
+
+  // A reorder sent from here is answered (`images` null when it failed).
+  function moveAnswered(images, version) {
+    moving--;
+    if (images) applyList(images, version, listSeq);
+    if (moving > 0) return;
+    var waiting = held;
+    held = null;
+    if (waiting) applyList(waiting.images, waiting.version, waiting.sinceSeq);
+    else if (!images) loadInfo(true);
   }
 
   function removePhoto(id) {
@@ -374,7 +430,8 @@
   }
 
   // Moves a photo one place up or down, then sends the whole order; the answer
-  // is the truth (a refusal puts the server's order back on the next sync).
+  // is the truth (a refusal puts the server's order back: the newest list the
+  // stream sent meanwhile, else upload-info's).
   function movePhoto(li, delta) {
     var list = Array.prototype.slice.call(els.photos.children);
     var from = list.indexOf(li);
@@ -388,6 +445,7 @@
     var again = li.querySelector(delta < 0 ? '.move-up' : '.move-down');
     if (again && again.disabled) again = li.querySelector('.move-up:not(:disabled), .move-down:not(:disabled)');
     if (again) again.focus();
+    moving++;
     fetch(base + '/images/order', {
       method: 'PUT',
       headers: { Authorization: 'Bearer ' + token, Accept: 'application/json', 'Content-Type': 'application/json' },
@@ -396,14 +454,15 @@
     }).then(function (res) {
       return res.text().then(function (text) {
         var data = parseJson(text);
-        if (res.ok) { if (data) addPhotos(data.images); return; }
+        if (res.ok && data && Array.isArray(data.images)) { moveAnswered(data.images, data.version); return; }
+        moveAnswered(null);
+        if (res.ok) return;
         if (reasonOf(res.status, data) === 'SESSION_CLOSED') { setFinished(false); return; }
         showNotice(t('could_not_reorder', { message: messageFor(res.status, data) }), false);
-        loadInfo(true);
       });
     }, function () {
+      moveAnswered(null);
       showNotice(t('could_not_reorder', { message: t('network_error') }), false);
-      loadInfo(true);
     });
   }
 
@@ -650,10 +709,11 @@
         if (data.status === 'completed' || data.status === 'expired') { setFinished(!refresh); return; }
         ready = true;
         openQueue(Number(data.client_max_edge) || null);
-        syncPhotos(data.images, sinceSeq);
+        applyList(data.images, data.version, sinceSeq);
         renderQuota();
         tick();
         pump();
+        if (typeof data.events_url === 'string' && !live.url) { live.url = data.events_url; startStream(); }
       });
     }, function () {
       infoInFlight = false;
@@ -661,6 +721,110 @@
       els.quota.textContent = '';
       showNotice(t('network_check'), true);
     });
+  }
+
+  // ---------- live stream ----------
+
+  // Opens the session's stream with a fresh ticket, unless one is open or on its
+  // way, the page is hidden (a hidden page holds no stream: the phone's battery
+  // and the server's watchers are spared) or the session is over.
+  function startStream() {
+    if (!live.url || closed || live.source || live.asking || document.visibilityState === 'hidden') return;
+    clearTimeout(live.timer);
+    live.timer = 0;
+    live.asking = true;
+    var gen = live.gen;
+    fetch(base + '/stream-ticket', {
+      method: 'POST',
+      headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' },
+      cache: 'no-store'
+    }).then(function (res) {
+      return res.text().then(function (text) {
+        if (gen !== live.gen) return;
+        live.asking = false;
+        var data = parseJson(text);
+        if (res.status === 201 && data && typeof data.ticket === 'string') { openStream(data.ticket); return; }
+        var reason = reasonOf(res.status, data);
+        if (reason === 'SESSION_CLOSED') { setFinished(false); return; }
+        if (reason === 'NOT_FOUND' || reason === 'UNAUTHENTICATED') { setInvalid(); return; }
+        streamLater();
+      });
+    }).catch(function () {
+      if (gen !== live.gen) return;
+      live.asking = false;
+      streamLater();
+    });
+  }
+
+  function openStream(ticket) {
+    var url;
+    try {
+      url = new URL(live.url, window.location.origin);
+    } catch (e) { return; }
+    url.searchParams.set('ticket', ticket);
+    var eventName = url.searchParams.get('event') || 'upload_by_qr';
+    var es = new EventSource(url.href);
+    live.source = es;
+    es.addEventListener('open', function () {
+      if (es !== live.source) return;
+      live.delay = RETRY_MIN;
+      setLive('');
+    });
+    es.addEventListener('session', function (ev) {
+      if (es !== live.source) return;
+      applySession(parseJson(ev.data));
+    });
+    es.addEventListener(eventName, function (ev) {
+      if (es !== live.source) return;
+      var version = ev.lastEventId === '' ? NaN : Number(ev.lastEventId);
+      applyList(parseJson(ev.data), version, listSeq);
+    });
+    es.addEventListener('error', function () {
+      if (es !== live.source) return;
+      // A ticket is good for one connect: EventSource's own retry would be refused.
+      es.close();
+      live.source = null;
+      streamLater();
+    });
+  }
+
+  // Connects again after a pause that doubles each time (up to 30 s) with
+  // jitter, so phones that lost the server together do not come back together.
+  function streamLater() {
+    if (closed || live.timer) return;
+    setLive(t('live_reconnecting'));
+    var wait = live.delay / 2 + Math.random() * live.delay / 2;
+    live.delay = Math.min(live.delay * 2, RETRY_MAX);
+    live.timer = setTimeout(function () { live.timer = 0; startStream(); }, wait);
+  }
+
+  function stopStream() {
+    live.gen++;
+    live.asking = false;
+    clearTimeout(live.timer);
+    live.timer = 0;
+    if (live.source) { live.source.close(); live.source = null; }
+    setLive('');
+  }
+
+  function setLive(text) {
+    if (!els.live) return;
+    els.live.textContent = text;
+    els.live.hidden = !text;
+  }
+
+  // The `session` event: the status (completed or expired on the server ends
+  // uploads here), the expiry and the photo limit.
+  function applySession(data) {
+    if (!data || typeof data !== 'object' || closed) return;
+    if (info) {
+      if (typeof data.expires_at === 'string') info.expires_at = data.expires_at;
+      if (typeof data.max_images === 'number') info.max_images = data.max_images;
+    }
+    if (data.status === 'completed') { setFinished(false, t('session_completed')); return; }
+    if (data.status === 'expired') { setFinished(false, t('session_expired')); return; }
+    renderQuota();
+    tick();
   }
 
   // ---------- wiring ----------
@@ -687,7 +851,13 @@
 
   els.noticeRetry.addEventListener('click', function () { loadInfo(false); });
   document.addEventListener('visibilitychange', function () {
-    if (document.visibilityState === 'visible') loadInfo(true);
+    if (document.visibilityState === 'visible') {
+      live.delay = RETRY_MIN;
+      loadInfo(true);
+      startStream();
+    } else {
+      stopStream();
+    }
   });
 
   if (!identifier || !token) {

@@ -394,16 +394,21 @@ mod routes {
     #[utoipa::path(
         post, path = "/v1/api/upload-sessions/{identifier}/stream-ticket", tag = "sessions",
         summary = "A single-use, 60-second ticket for opening the session's stream (EventSource sends no headers)",
+        description = "The owner asks with its credentials; the phone may ask with its upload token \
+            (an extension of SPEC.md, which names the owner only), so neither a JWT nor the token \
+            goes into the stream's URL. Either ticket is bound to this session, valid 60 s, for one \
+            connect attempt (a failed one spends it too). The phone gets none for a closed session.",
         params(
             ("identifier" = String, Path, description = "The session's identifier"),
             ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
         ),
         request_body(content = Option<Object>, content_type = "application/json", description = "None, or `{}`"),
-        security((), ("member_jwt" = [])),
+        security((), ("member_jwt" = []), ("upload_token" = [])),
         responses(
             (status = 201, description = "The ticket", body = Ticket),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
+            (status = 401, description = "jwt auth: no valid bearer JWT and no upload token", body = ErrorJson),
+            (status = 404, description = "No such session for this member, or a wrong upload token", body = ErrorJson),
+            (status = 409, description = "Upload token: the session is closed (`SESSION_CLOSED`)", body = ErrorJson),
             (status = 413, description = "The JSON body is over 64 KiB", body = ErrorJson),
             (status = 415, description = "A body that is not `application/json`", body = ErrorJson),
         )

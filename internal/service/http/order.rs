@@ -23,6 +23,9 @@ const MAX_IDS: usize = 1000;
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Ordered<'a> {
     images: Vec<ImageJson<'a>>,
+    /// The session's version after this change, the `id:` of the stream's events for it: a
+    /// client that applies this answer can skip older snapshots still on their way.
+    version: u64,
 }
 
 /// Body `{"image_ids":[…]}`: exactly the session's ids in the new order. Owner (dev
@@ -36,9 +39,10 @@ pub async fn reorder(
 ) -> ApiResult<Response> {
     let caller = services.auth.caller(&headers, query.as_deref())?;
     let ids = image_ids(&body)?;
-    let images = services.usecase.reorder(&caller, &identifier, &ids).await?;
+    let (session, images) = services.usecase.reorder(&caller, &identifier, &ids).await?;
     Ok(Json(Ordered {
         images: images_json(&images),
+        version: session.version,
     })
     .into_response())
 }

@@ -180,6 +180,12 @@ pub(super) struct UploadInfo<'a> {
     client_max_edge: Option<u32>,
     /// Where resumable (tus 1.0) uploads are created.
     tus_url: String,
+    /// The live stream, without credentials: the phone adds `ticket=` (from
+    /// `POST …/stream-ticket` with its token) for each connect.
+    events_url: String,
+    /// The session's version when it was read (before its images): a stream snapshot with an
+    /// older `id:` shows no more than this answer does.
+    version: u64,
 }
 
 /// `GET /v1/api/upload-sessions/{identifier}/upload-info` with the upload token. The first
@@ -209,6 +215,12 @@ pub async fn upload_info(
         images: images_json(&images),
         client_max_edge: services.client_max_edge,
         tus_url: format!("/v1/api/upload-sessions/{}/tus/", session.identifier),
+        events_url: format!(
+            "/v1/api/sse/events?event={}&identifier={}",
+            services.hub.sse_format().default_event.as_str(),
+            session.identifier
+        ),
+        version: session.version,
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
 }

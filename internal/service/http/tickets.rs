@@ -1,6 +1,8 @@
 //! `POST /v1/api/upload-sessions/{identifier}/stream-ticket`: the owner trades its credentials
 //! (dev `member_id`, or the JWT in `Authorization`) for a single-use ticket the SSE route
-//! accepts as `ticket=`, so no JWT ever goes into a URL.
+//! accepts as `ticket=`, so no JWT ever goes into a URL. The phone trades its upload token the
+//! same way (an extension of SPEC.md, which names the owner only), so the token stays out of
+//! URLs too.
 
 use axum::{
     Json,
@@ -11,7 +13,10 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::extract::{OptionalJsonBytes, PathArgs};
+use super::{
+    QueryArgs,
+    extract::{OptionalJsonBytes, PathArgs},
+};
 use crate::service::{
     Services,
     dto::rfc3339,
@@ -42,14 +47,13 @@ pub async fn create(
             return Err(ApiError::invalid("body", "the body must be a JSON object"));
         }
     }
-    let member = super::sessions::member(&services, &headers, query.as_deref())?;
+    let args = QueryArgs::parse(query.as_deref())?;
+    let (caller, expires_at) = services
+        .auth
+        .ticket_holder(&headers, args.get("member_id"))?;
     let (ticket, expires_at) = services
         .tickets
-        .issue(
-            member.id,
-            member.expires_at.map(DateTime::<Utc>::from),
-            &identifier,
-        )
+        .issue(&caller, expires_at.map(DateTime::<Utc>::from), &identifier)
         .await?;
     Ok((
         StatusCode::CREATED,
