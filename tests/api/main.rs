@@ -17,6 +17,7 @@ mod lifecycle;
 mod metrics;
 mod openapi;
 mod order;
+mod phone_live;
 mod photos;
 mod progress;
 mod relay;

@@ -37,7 +37,7 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn axe_path() -> PathBuf {
+pub(crate) fn axe_path() -> PathBuf {
     root().join("tests/browser/node_modules/axe-core/axe.min.js")
 }
 
@@ -123,7 +123,7 @@ async fn screenshot(page: &Page<'_>, name: &str) {
 
 /// Runs axe-core on the page (shadow roots included); returns the serious and critical
 /// violations as "rule: targets".
-async fn axe(page: &Page<'_>) -> Vec<String> {
+pub(crate) async fn axe(page: &Page<'_>) -> Vec<String> {
     let source = std::fs::read_to_string(axe_path()).expect("axe-core");
     page.call(
         "Runtime.evaluate",
