@@ -329,6 +329,34 @@ mod tests {
     }
 
     #[test]
+    fn ticket_holders() {
+        let dev = MemberAuth::Dev;
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            dev.ticket_holder(&h, None).err(),
+            Some(AuthError::MemberIdRequired)
+        );
+        assert!(matches!(
+            dev.ticket_holder(&h, Some("3")),
+            Ok((Caller::Member(3), None))
+        ));
+        // A proxy's basic auth in front of a dev instance leaves the member as named.
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(matches!(
+            dev.ticket_holder(&h, Some("3")),
+            Ok((Caller::Member(3), None))
+        ));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer phone-token"),
+        );
+        assert!(matches!(
+            dev.ticket_holder(&h, Some("3")),
+            Ok((Caller::UploadToken(t), None)) if t == "phone-token"
+        ));
+    }
+
+    #[test]
     fn jwt_shape() {
         assert!(looks_like_jwt("a.b.c"));
         assert!(!looks_like_jwt(

@@ -24,7 +24,10 @@ const PHOTOS: &str = "[...document.querySelectorAll('#photos .photo[data-image-i
 
 fn can_run() -> bool {
     let missing: Vec<String> = [
-        (Path::new(CHROMIUM).to_path_buf(), "apt-get install chromium"),
+        (
+            Path::new(CHROMIUM).to_path_buf(),
+            "apt-get install chromium",
+        ),
         (axe_path(), "npm ci --prefix tests/browser"),
     ]
     .into_iter()
@@ -50,8 +53,11 @@ fn order_is(list: &str, ids: &[&str]) -> String {
 }
 
 async fn ids(page: &Page<'_>, list: &str) -> Vec<String> {
-    serde_json::from_value(page.eval(&format!("{list}.map(e => e.dataset.imageId)")).await)
-        .expect("ids")
+    serde_json::from_value(
+        page.eval(&format!("{list}.map(e => e.dataset.imageId)"))
+            .await,
+    )
+    .expect("ids")
 }
 
 /// Waits until the app counts `n` open watch streams.
@@ -265,7 +271,11 @@ async fn the_phone_page_follows_the_desktop_live() {
         .iter()
         .filter_map(|u| u.split_once("ticket=").map(|(_, t)| t))
         .collect();
-    assert_eq!(tickets.len(), urls.len(), "a fresh ticket for every connect");
+    assert_eq!(
+        tickets.len(),
+        urls.len(),
+        "a fresh ticket for every connect"
+    );
 
     // Done on the desktop: the phone says so and stops offering uploads and moves.
     desktop
