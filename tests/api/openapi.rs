@@ -27,8 +27,7 @@ async fn the_served_document_is_the_committed_one() {
 async fn every_documented_operation_answers_a_documented_status() {
     // Arrange: a session with one image, so each route has something real to act on.
     let app = TestApp::spawn().await;
-    let (session, token) = app.create_session(7).await;
-    let identifier = session["identifier"].as_str().unwrap().to_owned();
+    let (identifier, token) = app.open_session(7).await;
     let uploaded: Value = app
         .upload(&identifier, &token, vec![("a.jpg", jpeg(16, 12))], None)
         .await
