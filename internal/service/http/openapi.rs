@@ -3,14 +3,17 @@
 //!
 //! Bodies are described by the very types the handlers serialize (`ToSchema` on the DTOs), so
 //! a field cannot change without the document changing. Each route is declared once below with
-//! the statuses its handler and the layers in front of it can give; the statuses every API
-//! route shares (a malformed query, an internal error, an unavailable backend) are added by
-//! [`SharedErrors`] rather than written out fifty times. Two tests keep it honest: the
+//! the statuses its handler and the layers in front of it can give; an answer several routes
+//! give in the same words is named once (`SessionClosed`, `WrongToken`, …) and listed by
+//! name, and the statuses every API route shares (a malformed query, an internal error, an
+//! unavailable backend) are added by [`SharedErrors`] rather than written out fifty times. Two tests keep it honest: the
 //! committed file must equal what the code generates, and every documented operation must
 //! reach a handler of the router (no 404 "unknown route", no 405).
 
+use std::collections::BTreeMap;
+
 use utoipa::{
-    Modify, OpenApi, ToSchema,
+    IntoResponses, Modify, OpenApi, ToSchema,
     openapi::{
         self, ContentBuilder, Ref, RefOr, ResponseBuilder,
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -237,11 +240,41 @@ fn error_response(description: &str) -> RefOr<openapi::Response> {
     )
 }
 
+/// Error answers that several routes give in the same words, each declared once. A route
+/// lists them in its `responses(...)` beside the answers that are its own.
+macro_rules! shared_answers {
+    ($($name:ident = $status:literal, $description:literal;)*) => {$(
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+                BTreeMap::from([($status.to_owned(), error_response($description))])
+            }
+        }
+    )*};
+}
+
+shared_answers! {
+    NoMemberJwt = "401", "jwt auth: no valid bearer JWT";
+    NoUploadToken = "401", "No upload token";
+    NoSuchSession = "404", "No such session for this member";
+    WrongToken = "404", "Unknown session or wrong token";
+    SessionClosed = "409", "The session is closed (`SESSION_CLOSED`)";
+    TusVersion = "412", "A `Tus-Resumable` other than 1.0.0";
+    JsonTooLarge = "413", "The JSON body is over 64 KiB";
+    NotJson = "415", "The body is not `application/json`";
+    Undecodable = "422", "An image that no decoder renders";
+    ImageQuota = "429", "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)";
+}
+
 /// One declaration per route. The functions are never called: they carry the attributes
 /// from which the document is generated, next to each other so the API reads at a glance.
 #[allow(dead_code)]
 mod routes {
-    use super::{CreateSessionBody, ErrorJson, OrderBody};
+    use super::{
+        CreateSessionBody, ErrorJson, ImageQuota, JsonTooLarge, NoMemberJwt, NoSuchSession,
+        NoUploadToken, NotJson, OrderBody, SessionClosed, TusVersion, Undecodable, WrongToken,
+    };
     use crate::service::{
         dto::SessionJson,
         http::{order::Ordered, sessions::UploadInfo, tickets::Ticket, upload::Uploaded},
@@ -255,9 +288,9 @@ mod routes {
         security((), ("member_jwt" = [])),
         responses(
             (status = 201, description = "The new session, with its upload URL", body = SessionJson),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 413, description = "The JSON body is over 64 KiB", body = ErrorJson),
-            (status = 415, description = "The body is not `application/json`", body = ErrorJson),
+            NoMemberJwt,
+            JsonTooLarge,
+            NotJson,
             (status = 429, description = "Too many sessions for this member (`RATE_LIMITED`)", body = ErrorJson,
                 headers(("Retry-After" = u64, description = "Seconds to wait"))),
         )
@@ -274,8 +307,8 @@ mod routes {
         security((), ("member_jwt" = [])),
         responses(
             (status = 200, description = "The session", body = SessionJson),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
+            NoMemberJwt,
+            NoSuchSession,
         )
     )]
     fn get_session() {}
@@ -290,9 +323,9 @@ mod routes {
         security((), ("member_jwt" = [])),
         responses(
             (status = 200, description = "An SVG image", content_type = "image/svg+xml", body = String),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            NoMemberJwt,
+            NoSuchSession,
+            SessionClosed,
         )
     )]
     fn qr_svg() {}
@@ -307,8 +340,8 @@ mod routes {
         security((), ("member_jwt" = [])),
         responses(
             (status = 200, description = "The completed session (again, if already completed)", body = SessionJson),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
+            NoMemberJwt,
+            NoSuchSession,
             (status = 409, description = "The session has expired (`SESSION_CLOSED`)", body = ErrorJson),
         )
     )]
@@ -321,9 +354,9 @@ mod routes {
         security(("upload_token" = [])),
         responses(
             (status = 200, description = "Limits, quota and the images so far", body = UploadInfo),
-            (status = 401, description = "No upload token", body = ErrorJson),
-            (status = 404, description = "Unknown session or wrong token", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            NoUploadToken,
+            WrongToken,
+            SessionClosed,
         )
     )]
     fn upload_info() {}
@@ -340,13 +373,13 @@ mod routes {
         security(("upload_token" = [])),
         responses(
             (status = 201, description = "The stored images", body = Uploaded),
-            (status = 401, description = "No upload token", body = ErrorJson),
-            (status = 404, description = "Unknown session or wrong token", body = ErrorJson),
+            NoUploadToken,
+            WrongToken,
             (status = 408, description = "The body arrived too slowly", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            SessionClosed,
             (status = 413, description = "An image or the session is over its byte limit", body = ErrorJson),
             (status = 415, description = "Not multipart, or a file that is not a supported image", body = ErrorJson),
-            (status = 422, description = "An image that no decoder renders", body = ErrorJson),
+            Undecodable,
             (status = 429, description = "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)", body = ErrorJson,
                 headers(("Retry-After" = u64, description = "Seconds to wait (rate limit only)"))),
         )
@@ -366,7 +399,7 @@ mod routes {
             (status = 204, description = "Deleted"),
             (status = 401, description = "No credentials", body = ErrorJson),
             (status = 404, description = "Unknown session or image, or wrong credentials", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            SessionClosed,
         )
     )]
     fn delete_image() {}
@@ -384,9 +417,9 @@ mod routes {
             (status = 200, description = "The images in their new order", body = Ordered),
             (status = 401, description = "No credentials", body = ErrorJson),
             (status = 404, description = "Unknown session, or wrong credentials", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
-            (status = 413, description = "The JSON body is over 64 KiB", body = ErrorJson),
-            (status = 415, description = "The body is not `application/json`", body = ErrorJson),
+            SessionClosed,
+            JsonTooLarge,
+            NotJson,
         )
     )]
     fn reorder_images() {}
@@ -402,9 +435,9 @@ mod routes {
         security((), ("member_jwt" = [])),
         responses(
             (status = 201, description = "The ticket", body = Ticket),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
-            (status = 413, description = "The JSON body is over 64 KiB", body = ErrorJson),
+            NoMemberJwt,
+            NoSuchSession,
+            JsonTooLarge,
             (status = 415, description = "A body that is not `application/json`", body = ErrorJson),
         )
     )]
@@ -436,14 +469,14 @@ mod routes {
         responses(
             (status = 201, description = "Created; `Location` names the upload, `Upload-Offset` and `Upload-Expires` say where it stands",
                 headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String), ("Tus-Resumable" = String))),
-            (status = 401, description = "No upload token", body = ErrorJson),
-            (status = 404, description = "Unknown session or wrong token", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            NoUploadToken,
+            WrongToken,
+            SessionClosed,
             (status = 412, description = "A `Tus-Resumable` other than 1.0.0 (`TUS_VERSION_UNSUPPORTED`)", body = ErrorJson),
             (status = 413, description = "Upload-Length over the per-image limit or the session's bytes", body = ErrorJson),
             (status = 415, description = "A body not sent as `application/offset+octet-stream`, or bytes that are not a supported image", body = ErrorJson),
-            (status = 422, description = "An image that no decoder renders", body = ErrorJson),
-            (status = 429, description = "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)", body = ErrorJson),
+            Undecodable,
+            ImageQuota,
             (status = 460, description = "The creation body does not match `Upload-Checksum` (`CHECKSUM_MISMATCH`)", body = ErrorJson),
         )
     )]
@@ -483,15 +516,15 @@ mod routes {
         responses(
             (status = 204, description = "Saved; `Upload-Offset` is the new offset",
                 headers(("Upload-Offset" = u64), ("Upload-Expires" = String))),
-            (status = 401, description = "No upload token", body = ErrorJson),
+            NoUploadToken,
             (status = 404, description = "Unknown, terminated or expired upload, or wrong token", body = ErrorJson),
             (status = 408, description = "The body arrived too slowly (the bytes received are kept)", body = ErrorJson),
             (status = 409, description = "`Upload-Offset` is not the upload's offset (`OFFSET_MISMATCH`), or the session is closed (`SESSION_CLOSED`)", body = ErrorJson),
-            (status = 412, description = "A `Tus-Resumable` other than 1.0.0", body = ErrorJson),
+            TusVersion,
             (status = 413, description = "More bytes than `Upload-Length`, or the session is over its bytes", body = ErrorJson),
             (status = 415, description = "Not `application/offset+octet-stream`, or bytes that are not a supported image", body = ErrorJson),
-            (status = 422, description = "An image that no decoder renders", body = ErrorJson),
-            (status = 429, description = "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)", body = ErrorJson),
+            Undecodable,
+            ImageQuota,
             (status = 460, description = "The body does not match `Upload-Checksum` (`CHECKSUM_MISMATCH`); nothing of it is kept", body = ErrorJson),
         )
     )]
@@ -508,10 +541,10 @@ mod routes {
         security(("upload_token" = [])),
         responses(
             (status = 204, description = "Terminated"),
-            (status = 401, description = "No upload token", body = ErrorJson),
+            NoUploadToken,
             (status = 404, description = "Unknown or already terminated upload, or wrong token", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
-            (status = 412, description = "A `Tus-Resumable` other than 1.0.0", body = ErrorJson),
+            SessionClosed,
+            TusVersion,
         )
     )]
     fn tus_terminate() {}
@@ -563,7 +596,7 @@ mod routes {
             (status = 200, description = "An endless `text/event-stream` until the session ends", content_type = "text/event-stream", body = String),
             (status = 204, description = "The session has ended: do not reconnect"),
             (status = 401, description = "A spent, expired or unknown ticket, or (jwt auth) no valid credentials", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
+            NoSuchSession,
             (status = 429, description = "Too many streams from this client (`RATE_LIMITED`)", body = ErrorJson),
         )
     )]
