@@ -113,12 +113,8 @@ async fn every_documented_operation_answers_a_documented_status() {
         if path.ends_with("/images/order") {
             // Every image the session has by now, last first.
             let info: Value = app
-                .client
-                .get(app.url(&format!("/v1/api/upload-sessions/{identifier}/upload-info")))
-                .bearer_auth(&token)
-                .send()
+                .upload_info(&identifier, &token)
                 .await
-                .unwrap()
                 .json()
                 .await
                 .unwrap();

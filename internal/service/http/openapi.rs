@@ -3,19 +3,22 @@
 //!
 //! Bodies are described by the very types the handlers serialize (`ToSchema` on the DTOs), so
 //! a field cannot change without the document changing. Each route is declared once below with
-//! the statuses its handler and the layers in front of it can give; an answer several routes
+//! the statuses its handler and the layers in front of it can give. An answer several routes
 //! give in the same words is named once (`SessionClosed`, `WrongToken`, …) and listed by
-//! name, and the statuses every API route shares (a malformed query, an internal error, an
-//! unavailable backend) are added by [`SharedErrors`] rather than written out fifty times. Two tests keep it honest: the
-//! committed file must equal what the code generates, and every documented operation must
-//! reach a handler of the router (no 404 "unknown route", no 405).
+//! name, as are the parameter sets routes share (`MemberSessionParams`, `TusUploadParams`);
+//! the statuses every API route shares (a malformed query, an internal error, an unavailable
+//! backend) are added by [`SharedErrors`] rather than written out fifty times. Two tests keep
+//! it honest: the committed file must equal what the code generates, and every documented
+//! operation must reach a handler of the router (no 404 "unknown route", no 405).
 
 use std::collections::BTreeMap;
 
 use utoipa::{
-    IntoResponses, Modify, OpenApi, ToSchema,
+    IntoParams, IntoResponses, Modify, OpenApi, ToSchema,
     openapi::{
-        self, ContentBuilder, Ref, RefOr, ResponseBuilder,
+        self, ContentBuilder, KnownFormat, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder,
+        SchemaFormat, Type,
+        path::{Parameter, ParameterBuilder, ParameterIn},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -267,13 +270,71 @@ shared_answers! {
     ImageQuota = "429", "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)";
 }
 
+/// The parameters of a member's session route: `{identifier}` and dev auth's `member_id`.
+pub struct MemberSessionParams;
+
+impl IntoParams for MemberSessionParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let member_id = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(u64::from(u32::MAX)));
+        vec![
+            identifier_param(),
+            param("member_id", ParameterIn::Query, Required::False)
+                .description(Some("dev auth: the owner"))
+                .schema(Some(member_id))
+                .build(),
+        ]
+    }
+}
+
+/// The parameters of a tus upload's route: `{identifier}`, `{upload_id}` and `Tus-Resumable`.
+pub struct TusUploadParams;
+
+impl IntoParams for TusUploadParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            identifier_param(),
+            param("upload_id", ParameterIn::Path, Required::True)
+                .description(Some("The last path segment of `Location`"))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build(),
+            param("Tus-Resumable", ParameterIn::Header, Required::True)
+                .description(Some("The protocol version: `1.0.0` (else 412)"))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^1\\.0\\.0$")),
+                ))
+                .build(),
+        ]
+    }
+}
+
+fn identifier_param() -> Parameter {
+    param("identifier", ParameterIn::Path, Required::True)
+        .description(Some("The session's identifier"))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+fn param(name: &str, at: ParameterIn, required: Required) -> ParameterBuilder {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(at)
+        .required(required)
+}
+
 /// One declaration per route. The functions are never called: they carry the attributes
 /// from which the document is generated, next to each other so the API reads at a glance.
 #[allow(dead_code)]
 mod routes {
     use super::{
-        CreateSessionBody, ErrorJson, ImageQuota, JsonTooLarge, NoMemberJwt, NoSuchSession,
-        NoUploadToken, NotJson, OrderBody, SessionClosed, TusVersion, Undecodable, WrongToken,
+        CreateSessionBody, ErrorJson, ImageQuota, JsonTooLarge, MemberSessionParams, NoMemberJwt,
+        NoSuchSession, NoUploadToken, NotJson, OrderBody, SessionClosed, TusUploadParams,
+        TusVersion, Undecodable, WrongToken,
     };
     use crate::service::{
         dto::SessionJson,
@@ -300,10 +361,7 @@ mod routes {
     #[utoipa::path(
         get, path = "/v1/api/upload-sessions/{identifier}", tag = "sessions",
         summary = "Read a session",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
-        ),
+        params(MemberSessionParams),
         security((), ("member_jwt" = [])),
         responses(
             (status = 200, description = "The session", body = SessionJson),
@@ -316,10 +374,7 @@ mod routes {
     #[utoipa::path(
         get, path = "/v1/api/upload-sessions/{identifier}/qr.svg", tag = "sessions",
         summary = "The QR code of the session's upload URL",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
-        ),
+        params(MemberSessionParams),
         security((), ("member_jwt" = [])),
         responses(
             (status = 200, description = "An SVG image", content_type = "image/svg+xml", body = String),
@@ -333,10 +388,7 @@ mod routes {
     #[utoipa::path(
         post, path = "/v1/api/upload-sessions/{identifier}/complete", tag = "sessions",
         summary = "Close the session for uploads (idempotent)",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
-        ),
+        params(MemberSessionParams),
         security((), ("member_jwt" = [])),
         responses(
             (status = 200, description = "The completed session (again, if already completed)", body = SessionJson),
@@ -427,10 +479,7 @@ mod routes {
     #[utoipa::path(
         post, path = "/v1/api/upload-sessions/{identifier}/stream-ticket", tag = "sessions",
         summary = "A single-use, 60-second ticket for opening the session's stream (EventSource sends no headers)",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
-        ),
+        params(MemberSessionParams),
         request_body(content = Option<Object>, content_type = "application/json", description = "None, or `{}`"),
         security((), ("member_jwt" = [])),
         responses(
@@ -485,11 +534,7 @@ mod routes {
     #[utoipa::path(
         head, path = "/v1/api/upload-sessions/{identifier}/tus/{upload_id}", tag = "phone",
         summary = "tus 1.0: where the upload stands (after the last byte: Offset = Length until the session ends)",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("upload_id" = String, Path, description = "The last path segment of `Location`"),
-            ("Tus-Resumable" = String, Header, description = "The protocol version: `1.0.0` (else 412)", pattern = "^1\\.0\\.0$"),
-        ),
+        params(TusUploadParams),
         security(("upload_token" = [])),
         responses(
             (status = 200, description = "`Upload-Offset` and `Upload-Length`",
@@ -505,9 +550,7 @@ mod routes {
         patch, path = "/v1/api/upload-sessions/{identifier}/tus/{upload_id}", tag = "phone",
         summary = "tus 1.0: the next bytes at `Upload-Offset`; the last byte stores the image",
         params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("upload_id" = String, Path, description = "The last path segment of `Location`"),
-            ("Tus-Resumable" = String, Header, description = "The protocol version: `1.0.0` (else 412)", pattern = "^1\\.0\\.0$"),
+            TusUploadParams,
             ("Upload-Offset" = u64, Header, description = "Where these bytes start: the upload's current offset"),
             ("Upload-Checksum" = Option<String>, Header, description = "`sha1 BASE64` or `sha256 BASE64` of this request's body", pattern = "^(sha1 [A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=|sha256 [A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)$"),
         ),
@@ -533,11 +576,7 @@ mod routes {
     #[utoipa::path(
         delete, path = "/v1/api/upload-sessions/{identifier}/tus/{upload_id}", tag = "phone",
         summary = "tus 1.0 termination: the upload and its bytes are gone",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("upload_id" = String, Path, description = "The last path segment of `Location`"),
-            ("Tus-Resumable" = String, Header, description = "The protocol version: `1.0.0` (else 412)", pattern = "^1\\.0\\.0$"),
-        ),
+        params(TusUploadParams),
         security(("upload_token" = [])),
         responses(
             (status = 204, description = "Terminated"),
