@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use super::*;
 use crate::{
-    biz::{AddImagesOutcome, NewImage, NewSession, SessionRepo, SessionStatus},
+    biz::{AddImagesOutcome, NewImage, NewSession, SessionRepo, SessionStatus, UploadSession},
     metrics::Metrics,
 };
 
@@ -81,6 +81,18 @@ fn repo(db: &DatabaseConnection) -> SqlSessionRepo {
     SqlSessionRepo::new(db.clone(), Arc::new(Metrics::default()))
 }
 
+/// A session made through `repo` from [`new_session`].
+async fn create_session(
+    repo: &SqlSessionRepo,
+    max_images: u32,
+    max_bytes: u64,
+    ttl: Duration,
+) -> UploadSession {
+    repo.create_session(new_session(max_images, max_bytes, ttl))
+        .await
+        .expect("create")
+}
+
 fn new_session(max_images: u32, max_bytes: u64, ttl: Duration) -> NewSession {
     let now = Utc::now();
     NewSession {
@@ -111,10 +123,7 @@ fn new_image(size: u64, key: Option<(&str, u32)>) -> NewImage {
 async fn sessions_change_with_their_version() {
     for t in databases().await {
         let repo = repo(&t.db);
-        let s = repo
-            .create_session(new_session(3, 1000, Duration::minutes(5)))
-            .await
-            .expect("create");
+        let s = create_session(&repo, 3, 1000, Duration::minutes(5)).await;
         assert_eq!(
             (s.version, s.status, s.member_id),
             (1, SessionStatus::Open, 42),
@@ -173,10 +182,7 @@ async fn sessions_change_with_their_version() {
 async fn images_respect_quota_positions_and_idempotency() {
     for t in databases().await {
         let repo = repo(&t.db);
-        let s = repo
-            .create_session(new_session(3, 1000, Duration::minutes(5)))
-            .await
-            .expect("create");
+        let s = create_session(&repo, 3, 1000, Duration::minutes(5)).await;
         let id = &s.identifier;
         let now = Utc::now();
 
@@ -287,10 +293,7 @@ async fn images_respect_quota_positions_and_idempotency() {
 async fn concurrent_uploads_cannot_overrun_the_quota() {
     for t in databases().await {
         let repo = Arc::new(repo(&t.db));
-        let s = repo
-            .create_session(new_session(5, 1_000_000, Duration::minutes(5)))
-            .await
-            .expect("create");
+        let s = create_session(&repo, 5, 1_000_000, Duration::minutes(5)).await;
         let tasks: Vec<_> = (0..12)
             .map(|_| {
                 let repo = repo.clone();
@@ -330,14 +333,8 @@ async fn concurrent_uploads_cannot_overrun_the_quota() {
 async fn expiry_and_retention() {
     for t in databases().await {
         let repo = repo(&t.db);
-        let due = repo
-            .create_session(new_session(3, 1000, Duration::seconds(-1)))
-            .await
-            .expect("create");
-        let live = repo
-            .create_session(new_session(3, 1000, Duration::minutes(5)))
-            .await
-            .expect("create");
+        let due = create_session(&repo, 3, 1000, Duration::seconds(-1)).await;
+        let live = create_session(&repo, 3, 1000, Duration::minutes(5)).await;
         repo.add_images(&live.identifier, vec![new_image(1, None)], Utc::now())
             .await
             .expect("add");
@@ -481,10 +478,7 @@ async fn changes_write_webhook_events_to_the_outbox() {
         let repo = repo(&t.db).with_webhooks(routes);
         let outbox = SqlWebhookOutbox::new(t.db.clone());
         let now = Utc::now();
-        let s = repo
-            .create_session(new_session(3, 1000, Duration::minutes(5)))
-            .await
-            .expect("create");
+        let s = create_session(&repo, 3, 1000, Duration::minutes(5)).await;
         repo.mark_scanned(&s.identifier).await.expect("scan");
         let img = new_image(10, None);
         let img_id = img.id.clone();
@@ -566,10 +560,7 @@ async fn reorder_sets_positions_with_one_version_and_one_event() {
         let repo = repo(&t.db).with_webhooks(routes);
         let outbox = SqlWebhookOutbox::new(t.db.clone());
         let now = Utc::now();
-        let s = repo
-            .create_session(new_session(5, 1000, Duration::minutes(5)))
-            .await
-            .expect("create");
+        let s = create_session(&repo, 5, 1000, Duration::minutes(5)).await;
         let imgs = vec![new_image(1, None), new_image(1, None), new_image(1, None)];
         let ids: Vec<String> = imgs.iter().map(|i| i.id.clone()).collect();
         let AddImagesOutcome::Added { session, .. } = repo
@@ -642,10 +633,7 @@ async fn stream_tickets_are_taken_once_and_purged_when_expired() {
     for t in databases().await {
         let sessions = repo(&t.db);
         let tickets = SqlStreamTicketRepo::new(t.db.clone());
-        let s = sessions
-            .create_session(new_session(3, 1000, Duration::minutes(5)))
-            .await
-            .expect("create");
+        let s = create_session(&sessions, 3, 1000, Duration::minutes(5)).await;
         let now = Utc::now();
         let ticket = |hash: &str, expires: Duration| NewStreamTicket {
             ticket_hash: crate::biz::hash_token(hash),
@@ -706,14 +694,8 @@ async fn a_backing_off_event_holds_back_its_sessions_later_events_only() {
         };
         let repo = repo(&t.db).with_webhooks(routes);
         let outbox = SqlWebhookOutbox::new(t.db.clone());
-        let s1 = repo
-            .create_session(new_session(3, 1000, Duration::minutes(5)))
-            .await
-            .expect("create");
-        let s2 = repo
-            .create_session(new_session(4, 1000, Duration::minutes(5)))
-            .await
-            .expect("create");
+        let s1 = create_session(&repo, 3, 1000, Duration::minutes(5)).await;
+        let s2 = create_session(&repo, 4, 1000, Duration::minutes(5)).await;
         let later = Utc::now() + Duration::seconds(1);
         let lease = later + Duration::seconds(60);
         let first = outbox.claim(later, lease, 100).await.expect("claim");

@@ -70,6 +70,13 @@ fn required_identifier(identifier: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// The caller of a message about one session. The gRPC API serves other services, which
+/// name the member they act for: the caller is that member.
+fn member_caller(member_id: u32, identifier: &str) -> Result<Caller, Status> {
+    required_identifier(identifier)?;
+    Ok(Caller::Member(member_id))
+}
+
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: t.timestamp(),
@@ -104,6 +111,10 @@ fn session_message(s: &UploadSession, upload: Option<(String, String)>) -> pb::U
     }
 }
 
+fn image_messages(images: &[Image]) -> Vec<pb::Image> {
+    images.iter().map(image_message).collect()
+}
+
 fn image_message(i: &Image) -> pb::Image {
     pb::Image {
         id: i.id.clone(),
@@ -128,7 +139,7 @@ fn event_message(snapshot: &Snapshot) -> pb::ImagesEvent {
         .get_or_init(|| pb::ImagesEvent {
             version: snapshot.version(),
             session: Some(session_message(&snapshot.session, None)),
-            images: snapshot.images.iter().map(image_message).collect(),
+            images: image_messages(&snapshot.images),
             progress: None,
         })
         .clone()
@@ -180,11 +191,11 @@ impl pb::image_service_server::ImageService for ImageGrpc {
         request: Request<pb::GetUploadSessionRequest>,
     ) -> Result<Response<pb::UploadSession>, Status> {
         let r = request.into_inner();
-        required_identifier(&r.identifier)?;
+        let caller = member_caller(r.member_id, &r.identifier)?;
         let session = self
             .services
             .usecase
-            .get_session(&Caller::Member(r.member_id), &r.identifier)
+            .get_session(&caller, &r.identifier)
             .await
             .map_err(status_from)?;
         Ok(Response::new(self.session(&session, None)))
@@ -195,15 +206,15 @@ impl pb::image_service_server::ImageService for ImageGrpc {
         request: Request<pb::GetImagesByIdentifierRequest>,
     ) -> Result<Response<pb::GetImagesByIdentifierResponse>, Status> {
         let r = request.into_inner();
-        required_identifier(&r.identifier)?;
+        let caller = member_caller(r.member_id, &r.identifier)?;
         let images = self
             .services
             .usecase
-            .list_images(&Caller::Member(r.member_id), &r.identifier)
+            .list_images(&caller, &r.identifier)
             .await
             .map_err(status_from)?;
         Ok(Response::new(pb::GetImagesByIdentifierResponse {
-            images: images.iter().map(image_message).collect(),
+            images: image_messages(&images),
         }))
     }
 
@@ -214,7 +225,7 @@ impl pb::image_service_server::ImageService for ImageGrpc {
         request: Request<pb::WatchImagesRequest>,
     ) -> Result<Response<Self::WatchImagesStream>, Status> {
         let r = request.into_inner();
-        required_identifier(&r.identifier)?;
+        let caller = member_caller(r.member_id, &r.identifier)?;
         let (watch, current) = self
             .services
             .hub
@@ -223,7 +234,7 @@ impl pb::image_service_server::ImageService for ImageGrpc {
             .map_err(status_from)?;
         self.services
             .usecase
-            .authorize(&Caller::Member(r.member_id), &current.session)
+            .authorize(&caller, &current.session)
             .map_err(status_from)?;
         let first = (r.last_version != current.version()).then(|| event_message(&current));
         let done = current.session.status.is_finished();
@@ -250,14 +261,10 @@ impl pb::image_service_server::ImageService for ImageGrpc {
                 ));
             }
         };
-        required_identifier(&meta.identifier)?;
+        let caller = member_caller(meta.member_id, &meta.identifier)?;
         let key = (!meta.idempotency_key.is_empty()).then(|| meta.idempotency_key.clone());
         let mut upload = usecase
-            .begin_upload(
-                &Caller::Member(meta.member_id),
-                &meta.identifier,
-                key.clone(),
-            )
+            .begin_upload(&caller, &meta.identifier, key.clone())
             .await
             .map_err(status_from)?;
         if let Some(key) = &key
@@ -332,15 +339,15 @@ impl pb::image_service_server::ImageService for ImageGrpc {
         request: Request<pb::ReorderImagesRequest>,
     ) -> Result<Response<pb::ReorderImagesResponse>, Status> {
         let r = request.into_inner();
-        required_identifier(&r.identifier)?;
+        let caller = member_caller(r.member_id, &r.identifier)?;
         let (_, images) = self
             .services
             .usecase
-            .reorder(&Caller::Member(r.member_id), &r.identifier, &r.image_ids)
+            .reorder(&caller, &r.identifier, &r.image_ids)
             .await
             .map_err(status_from)?;
         Ok(Response::new(pb::ReorderImagesResponse {
-            images: images.iter().map(image_message).collect(),
+            images: image_messages(&images),
         }))
     }
 }

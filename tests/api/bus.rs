@@ -3,62 +3,27 @@
 //! watched during the outage is subscribed on reconnect; and with three instances, each
 //! receives the doorbells of the sessions it serves and no others.
 
-use std::{
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
-use crate::{
-    helpers::{SseClient, TestApp, jpeg},
-    scale::{OwnRedis, instance_on, redis_url, wait_ready},
+use qrupload::conf::BusKind;
+
+use crate::helpers::{
+    Cluster, SseClient, TestApp,
+    backends::{OwnBroker, bus, nats_url, redis_url},
+    jpeg,
 };
 
 const DOORBELLS: &str = "qrupload_bus_changes_received_total";
 
-/// NATS for these tests: required when `QRUPLOAD_TEST_NATS_URL` is set, else tried at the
-/// local default and skipped when absent.
-async fn nats_url() -> Option<String> {
-    let required = std::env::var("QRUPLOAD_TEST_NATS_URL").ok();
-    let url = required
-        .clone()
-        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    let reachable = match async_nats::connect(url.as_str()).await {
-        Ok(client) => client.flush().await.is_ok(),
-        Err(_) => false,
-    };
-    match (reachable, required) {
-        (true, _) => Some(url),
-        (false, None) => {
-            eprintln!("skipping: NATS unreachable (set QRUPLOAD_TEST_NATS_URL to require it)");
-            None
-        }
-        (false, Some(url)) => {
-            panic!("QRUPLOAD_TEST_NATS_URL={url} is set but NATS is unreachable")
-        }
-    }
-}
-
-/// A shared SQLite file and blob folder for instances of one test.
-fn shared_sqlite() -> (tempfile::TempDir, String) {
-    let shared = tempfile::tempdir().expect("shared dir");
-    let database = format!("sqlite://{}/shared.db?mode=rwc", shared.path().display());
-    (shared, database)
-}
-
 #[tokio::test]
 async fn a_watcher_on_one_instance_sees_uploads_through_another_over_nats() {
     let Some(nats) = nats_url().await else { return };
-    let (shared, database) = shared_sqlite();
-    let blobs = shared.path().join("blobs");
-    let a = instance_on(&database, &blobs, "nats", &nats).await;
-    let b = instance_on(&database, &blobs, "nats", &nats).await;
-    wait_ready(&a, true).await;
-    wait_ready(&b, true).await;
+    let cluster = Cluster::start(2, |c| c.data.bus = bus(BusKind::Nats, &nats)).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
 
     let (session, token) = a.create_session(3).await;
     let id = session["identifier"].as_str().expect("identifier");
-    let mut watcher = SseClient::watch(&a, id, 3).await;
+    let mut watcher = SseClient::watch(a, id, 3).await;
     watcher
         .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
         .await;
@@ -73,84 +38,40 @@ async fn a_watcher_on_one_instance_sees_uploads_through_another_over_nats() {
     }
 }
 
-/// A NATS server of this test's own, on a free port, that the test can stop and restart.
-struct OwnNats {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnNats {
-    fn start(port: u16) -> Option<OwnNats> {
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(OwnNats {
-            port,
-            child: Some(child),
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test]
 async fn nats_watchers_converge_after_the_server_comes_back() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let Some(mut nats) = OwnNats::start(port) else {
-        assert!(
-            std::env::var("QRUPLOAD_TEST_NATS_URL").is_err(),
-            "nats-server is required"
-        );
-        eprintln!("skipping: no nats-server binary");
+    watchers_converge_after_the_broker_comes_back(BusKind::Nats).await;
+}
+
+/// Two instances on a broker of the test's own: while it is away uploads still succeed and
+/// readiness says the bus is down; once it is back, the instance resubscribes, re-reads what
+/// its watchers follow, and they converge on the latest version.
+pub(crate) async fn watchers_converge_after_the_broker_comes_back(kind: BusKind) {
+    let Some(mut broker) = OwnBroker::start(kind) else {
         return;
     };
-    let (shared, database) = shared_sqlite();
-    let blobs = shared.path().join("blobs");
-    let a = instance_on(&database, &blobs, "nats", &nats.url()).await;
-    let b = instance_on(&database, &blobs, "nats", &nats.url()).await;
-    wait_ready(&a, true).await;
-    wait_ready(&b, true).await;
+    let cluster = Cluster::start(2, |c| c.data.bus = broker.bus()).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
 
     let (session, token) = a.create_session(1).await;
     let id = session["identifier"].as_str().expect("identifier");
-    let mut watcher = SseClient::watch(&a, id, 1).await;
+    let mut watcher = SseClient::watch(a, id, 1).await;
     watcher
         .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
         .await;
 
-    // NATS goes away: uploads still succeed, readiness says the bus is down.
-    nats.stop();
-    wait_ready(&a, false).await;
+    // The broker goes away: uploads still succeed, readiness says the bus is down.
+    broker.stop();
+    a.wait_ready(false).await;
     for n in 0..2 {
         let res = b
             .upload(id, &token, vec![("x.jpg", jpeg(10 + n, 10))], None)
             .await;
         assert_eq!(res.status(), 201, "uploads do not depend on the bus");
     }
-    // NATS is back: A resubscribes, re-reads what its watchers follow, and they converge.
-    let mut nats = OwnNats::start(port).expect("restart nats-server");
-    wait_ready(&a, true).await;
+    // The broker is back: A resubscribes, re-reads what its watchers follow, and they converge.
+    broker.restart();
+    a.wait_ready(true).await;
     let (event, list) = watcher
         .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 2))
         .await;
@@ -160,75 +81,32 @@ async fn nats_watchers_converge_after_the_server_comes_back() {
         "the latest version, nothing lost"
     );
     assert_eq!(list.as_array().map(Vec::len), Some(2));
-    nats.stop();
-}
-
-/// A broker of the test's own on a free port: `redis-server` or `nats-server`.
-enum OwnBroker {
-    Redis(OwnRedis),
-    Nats(OwnNats),
-}
-
-impl OwnBroker {
-    fn start(kind: &str, port: u16) -> Option<OwnBroker> {
-        match kind {
-            "redis" => OwnRedis::start(port).map(OwnBroker::Redis),
-            _ => OwnNats::start(port).map(OwnBroker::Nats),
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            OwnBroker::Redis(r) => r.url(),
-            OwnBroker::Nats(n) => n.url(),
-        }
-    }
-
-    fn stop(&mut self) {
-        match self {
-            OwnBroker::Redis(r) => r.stop(),
-            OwnBroker::Nats(n) => n.stop(),
-        }
-    }
 }
 
 #[tokio::test]
 async fn redis_a_session_first_watched_while_the_bus_is_away_rings_once_it_is_back() {
-    first_watched_while_away("redis", "QRUPLOAD_TEST_REDIS_URL").await;
+    first_watched_while_away(BusKind::Redis).await;
 }
 
 #[tokio::test]
 async fn nats_a_session_first_watched_while_the_bus_is_away_rings_once_it_is_back() {
-    first_watched_while_away("nats", "QRUPLOAD_TEST_NATS_URL").await;
+    first_watched_while_away(BusKind::Nats).await;
 }
 
 /// The subscription asked for during an outage is made on reconnect: after the resync, the
 /// next change still rings (a resync alone would leave the watcher at the first image).
-async fn first_watched_while_away(kind: &str, required_by: &str) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let Some(mut broker) = OwnBroker::start(kind, port) else {
-        assert!(
-            std::env::var(required_by).is_err(),
-            "the {kind} server binary is required"
-        );
-        eprintln!("skipping: no {kind} server binary");
+async fn first_watched_while_away(kind: BusKind) {
+    let Some(mut broker) = OwnBroker::start(kind) else {
         return;
     };
-    let (shared, database) = shared_sqlite();
-    let blobs = shared.path().join("blobs");
-    let a = instance_on(&database, &blobs, kind, &broker.url()).await;
-    let b = instance_on(&database, &blobs, kind, &broker.url()).await;
-    wait_ready(&a, true).await;
-    wait_ready(&b, true).await;
+    let cluster = Cluster::start(2, |c| c.data.bus = broker.bus()).await;
+    let (a, b) = (&cluster[0], &cluster[1]);
 
     broker.stop();
-    wait_ready(&a, false).await;
+    a.wait_ready(false).await;
     let (session, token) = a.create_session(5).await;
     let id = session["identifier"].as_str().expect("identifier");
-    let mut watcher = SseClient::watch(&a, id, 5).await;
+    let mut watcher = SseClient::watch(a, id, 5).await;
     watcher
         .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
         .await;
@@ -237,9 +115,9 @@ async fn first_watched_while_away(kind: &str, required_by: &str) {
         .await;
     assert_eq!(res.status(), 201);
 
-    let mut broker = OwnBroker::start(kind, port).expect("restart the broker");
-    wait_ready(&a, true).await;
-    wait_ready(&b, true).await;
+    broker.restart();
+    a.wait_ready(true).await;
+    b.wait_ready(true).await;
     watcher
         .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 1))
         .await;
@@ -256,13 +134,13 @@ async fn first_watched_while_away(kind: &str, required_by: &str) {
 #[tokio::test]
 async fn redis_instances_receive_only_the_doorbells_of_the_sessions_they_serve() {
     let Some(url) = redis_url().await else { return };
-    doorbells_follow_the_watchers("redis", &url).await;
+    doorbells_follow_the_watchers(BusKind::Redis, &url).await;
 }
 
 #[tokio::test]
 async fn nats_instances_receive_only_the_doorbells_of_the_sessions_they_serve() {
     let Some(url) = nats_url().await else { return };
-    doorbells_follow_the_watchers("nats", &url).await;
+    doorbells_follow_the_watchers(BusKind::Nats, &url).await;
 }
 
 struct Session {
@@ -273,15 +151,8 @@ struct Session {
 /// Three instances: A watches s1, B watches s2, C watches s1 and s3, nobody watches s4.
 /// Uploads go through every instance; each instance's doorbell count must be the number of
 /// changes of the sessions it watches, while the bus carries the changes of all four.
-async fn doorbells_follow_the_watchers(kind: &str, url: &str) {
-    let (shared, database) = shared_sqlite();
-    let blobs = shared.path().join("blobs");
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        let app = instance_on(&database, &blobs, kind, url).await;
-        wait_ready(&app, true).await;
-        apps.push(app);
-    }
+async fn doorbells_follow_the_watchers(kind: BusKind, url: &str) {
+    let apps = Cluster::start(3, |c| c.data.bus = bus(kind, url)).await;
     let (a, b, c) = (&apps[0], &apps[1], &apps[2]);
     let mut sessions = Vec::new();
     for member in 1..=4 {
@@ -351,7 +222,7 @@ async fn doorbells_follow_the_watchers(kind: &str, url: &str) {
         let received = settle(app, before + expected as f64).await - before;
         assert_eq!(
             received, expected as f64,
-            "{kind}: doorbells of the sessions this instance serves, and no others"
+            "{kind:?}: doorbells of the sessions this instance serves, and no others"
         );
     }
 }

@@ -7,10 +7,14 @@ mod postgres;
 mod secrets;
 mod wire;
 
-use std::{collections::BTreeSet, path::Path, time::Duration};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use futures::StreamExt;
-use qrupload::conf::Secret;
+use qrupload::conf::{Config, Secret};
 use sea_orm::EntityTrait;
 use serde_json::Value;
 
@@ -106,22 +110,61 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}/qrupload.db?mode=rwc", dir.display())
 }
 
+/// An app on [`crate::helpers::config`] as `edit` changes it, with a session of member 1
+/// holding one image: where each fault in the app's own process begins.
+struct OneImage {
+    app: TestApp,
+    session: Value,
+    id: String,
+    token: String,
+    /// The app's base URL.
+    base: String,
+    /// Its blob root.
+    root: PathBuf,
+}
+
+impl OneImage {
+    async fn start(edit: impl FnOnce(&mut Config)) -> OneImage {
+        let app = TestApp::spawn_with(edit).await;
+        let base = app.url("");
+        let root = app.dir.path().join("blobs");
+        let (session, token) = app.create_session(1).await;
+        let id = identifier(&session);
+        uploaded_ids(upload(&app.client, &base, &id, &token, vec![jpeg(40, 30)]).await).await;
+        OneImage {
+            app,
+            session,
+            id,
+            token,
+            base,
+            root,
+        }
+    }
+
+    /// On the database at `url`, answering 503 within a second of it going away.
+    async fn on_postgres(url: &str) -> OneImage {
+        OneImage::start(|c| {
+            c.data.database.url = Secret::new(url);
+            c.data.database.acquire_timeout = Duration::from_secs(1);
+        })
+        .await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopping_answers_503_fast_and_leaves_no_half_rows() {
     let Some(pg) = OwnPostgres::start() else {
         return;
     };
     let url = pg.url();
-    let app = TestApp::spawn_with(|c| {
-        c.data.database.url = Secret::new(url.clone());
-        c.data.database.acquire_timeout = Duration::from_secs(1);
-    })
-    .await;
-    let base = app.url("");
-    let root = app.dir.path().join("blobs");
-    let (session, token) = app.create_session(1).await;
-    let id = identifier(&session);
-    uploaded_ids(upload(&app.client, &base, &id, &token, vec![jpeg(40, 30)]).await).await;
+    let OneImage {
+        app,
+        session,
+        id,
+        token,
+        base,
+        root,
+    } = OneImage::on_postgres(&url).await;
 
     // An upload whose first file is stored when the database stops: the rows cannot be
     // written, the answer is 503 and the blobs already written are deleted.
@@ -213,16 +256,14 @@ async fn postgres_stopping_during_a_commit_answers_503_and_keeps_nothing() {
         return;
     };
     let url = pg.url();
-    let app = TestApp::spawn_with(|c| {
-        c.data.database.url = Secret::new(url.clone());
-        c.data.database.acquire_timeout = Duration::from_secs(1);
-    })
-    .await;
-    let base = app.url("");
-    let root = app.dir.path().join("blobs");
-    let (session, token) = app.create_session(1).await;
-    let id = identifier(&session);
-    uploaded_ids(upload(&app.client, &base, &id, &token, vec![jpeg(40, 30)]).await).await;
+    let OneImage {
+        app,
+        session,
+        id,
+        token,
+        base,
+        root,
+    } = OneImage::on_postgres(&url).await;
 
     // The server shuts down while the upload's COMMIT waits: PostgreSQL ends the session
     // and rolls the transaction back, so the answer is 503 and the blobs go.
@@ -258,12 +299,13 @@ async fn a_client_leaving_during_the_commit_leaves_no_row_without_its_blobs() {
         return;
     };
     let url = pg.url();
-    let app = TestApp::spawn_with(|c| c.data.database.url = Secret::new(url.clone())).await;
-    let base = app.url("");
-    let root = app.dir.path().join("blobs");
-    let (session, token) = app.create_session(1).await;
-    let id = identifier(&session);
-    uploaded_ids(upload(&app.client, &base, &id, &token, vec![jpeg(40, 30)]).await).await;
+    let OneImage {
+        app,
+        id,
+        token,
+        root,
+        ..
+    } = OneImage::start(|c| c.data.database.url = Secret::new(url.as_str())).await;
 
     // The phone's connection drops while the COMMIT is on its way: the server cancels the
     // request, yet the database still commits the rows. Their blobs must still be there.
@@ -356,13 +398,15 @@ async fn sigkill_mid_upload_leaves_no_row_and_the_orphan_blobs_are_swept() {
 
 #[tokio::test]
 async fn a_failing_blob_store_answers_5xx_keeps_no_row_and_recovers() {
-    let app = TestApp::spawn().await;
-    let base = app.url("");
-    let root = app.dir.path().join("blobs");
+    let OneImage {
+        app,
+        session,
+        id,
+        token,
+        base,
+        root,
+    } = OneImage::start(|_| {}).await;
     let away = app.dir.path().join("blobs.away");
-    let (session, token) = app.create_session(1).await;
-    let id = identifier(&session);
-    uploaded_ids(upload(&app.client, &base, &id, &token, vec![jpeg(40, 30)]).await).await;
 
     // The store breaks between the two files of one upload: its root becomes a plain file, so
     // the second file's write fails (and so does deleting the first file's blobs).

@@ -78,15 +78,7 @@ async fn session_lifecycle_over_grpc() {
 async fn grpc_errors_do_not_reveal_sessions() {
     let app = TestApp::spawn().await;
     let mut client = app.grpc_client().await;
-    let created = client
-        .create_upload_session(pb::CreateUploadSessionRequest {
-            member_id: 1,
-            ttl_seconds: None,
-            max_images: None,
-        })
-        .await
-        .expect("create")
-        .into_inner();
+    let created = app.grpc_session(1, None).await;
 
     let wrong_member = client
         .get_upload_session(pb::GetUploadSessionRequest {
@@ -183,11 +175,7 @@ async fn health_and_reflection_are_served() {
 #[tokio::test]
 async fn watch_images_sees_an_http_upload_and_upload_image_reaches_sse() {
     let app = TestApp::spawn().await;
-    let (session, token) = app.create_session(3).await;
-    let identifier = session["identifier"]
-        .as_str()
-        .expect("identifier")
-        .to_owned();
+    let (identifier, token) = app.open_session(3).await;
     let mut client = app.grpc_client().await;
 
     // A service watches over gRPC; the desktop watches over SSE.
@@ -268,15 +256,7 @@ async fn watch_images_sees_an_http_upload_and_upload_image_reaches_sse() {
 async fn upload_image_stream_must_start_with_metadata_and_respect_limits() {
     let app = TestApp::spawn_with(|c| c.upload.max_image_bytes = ByteSize(64 << 10)).await;
     let mut client = app.grpc_client().await;
-    let created = client
-        .create_upload_session(pb::CreateUploadSessionRequest {
-            member_id: 1,
-            ttl_seconds: None,
-            max_images: None,
-        })
-        .await
-        .expect("create")
-        .into_inner();
+    let created = app.grpc_session(1, None).await;
 
     let no_metadata = client
         .upload_image(futures::stream::iter([pb::UploadImageRequest {

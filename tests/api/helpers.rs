@@ -1,10 +1,15 @@
 //! Spawning the app and talking to it: the calls every test makes, so a test reads as what
 //! it checks. `logs` captures the apps' log lines, `jwt` signs member tokens, `process` runs
-//! the real binary.
+//! the real binary, `cluster` starts several instances on shared backends, and `backends`
+//! finds PostgreSQL, Redis and NATS or starts a broker of the test's own.
 
+pub mod backends;
+pub mod cluster;
 pub mod jwt;
 pub mod logs;
 pub mod process;
+
+pub use cluster::Cluster;
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
@@ -140,6 +145,34 @@ impl TestApp {
         req.send().await.expect("delete image")
     }
 
+    /// `GET …/upload-info` as the phone: the call that marks a session scanned.
+    pub async fn upload_info(&self, identifier: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/api/upload-sessions/{identifier}/upload-info")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("upload-info")
+    }
+
+    /// Waits until `/readyz` answers 200 (`ready`) or 503 (not ready).
+    pub async fn wait_ready(&self, ready: bool) {
+        let expected = if ready { 200 } else { 503 };
+        for _ in 0..100 {
+            let status = self
+                .client
+                .get(self.url("/readyz"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
+            if status.ok() == Some(expected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("readiness never became {expected}");
+    }
+
     /// Asks the app to stop, as SIGTERM would.
     pub fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -153,6 +186,24 @@ impl TestApp {
         pb::image_service_client::ImageServiceClient::connect(format!("http://{}", self.grpc))
             .await
             .expect("gRPC connects")
+    }
+
+    /// Creates a session over gRPC for `member_id`, with the default image limit.
+    pub async fn grpc_session(
+        &self,
+        member_id: u32,
+        ttl_seconds: Option<u32>,
+    ) -> pb::UploadSession {
+        self.grpc_client()
+            .await
+            .create_upload_session(pb::CreateUploadSessionRequest {
+                member_id,
+                ttl_seconds,
+                max_images: None,
+            })
+            .await
+            .expect("create")
+            .into_inner()
     }
 
     /// Creates a session over HTTP; returns its JSON and the upload token from the URL fragment.
@@ -172,6 +223,17 @@ impl TestApp {
             .map(|(_, t)| t.to_owned())
             .expect("upload_url carries the token in its fragment");
         (body, token)
+    }
+
+    /// [`TestApp::create_session`] for a test that needs only the session's identifier and
+    /// its upload token.
+    pub async fn open_session(&self, member_id: u32) -> (String, String) {
+        let (session, token) = self.create_session(member_id).await;
+        let identifier = session["identifier"]
+            .as_str()
+            .expect("identifier")
+            .to_owned();
+        (identifier, token)
     }
 
     /// Uploads files as parts named `file`.

@@ -136,16 +136,7 @@ async fn traceparent_becomes_the_server_span_trace_id() {
 #[tokio::test]
 async fn sessions_expire_on_time_and_watchers_get_the_final_event() {
     let app = TestApp::spawn().await;
-    let mut client = app.grpc_client().await;
-    let created = client
-        .create_upload_session(pb::CreateUploadSessionRequest {
-            member_id: 5,
-            ttl_seconds: Some(1),
-            max_images: None,
-        })
-        .await
-        .expect("create")
-        .into_inner();
+    let created = app.grpc_session(5, Some(1)).await;
     let mut sse = SseClient::watch(&app, &created.identifier, 5).await;
     let first = sse.next().await.expect("session");
     assert_eq!(first.json()["status"], "open");
@@ -179,8 +170,7 @@ async fn sessions_expire_on_time_and_watchers_get_the_final_event() {
 #[tokio::test]
 async fn stops_within_the_drain_time_while_streams_are_open() {
     let mut app = TestApp::spawn_with(|c| c.server.shutdown_grace = Duration::from_secs(2)).await;
-    let (session, _) = app.create_session(1).await;
-    let id = session["identifier"].as_str().expect("id").to_owned();
+    let (id, _) = app.open_session(1).await;
     let mut sse = SseClient::watch(&app, &id, 1).await;
     sse.next().await.expect("session event");
     let mut client = app.grpc_client().await;
@@ -213,15 +203,7 @@ async fn retention_and_orphan_sweeps_remove_what_nobody_points_at() {
     let mut client = app.grpc_client().await;
 
     // A session that will expire uncompleted, with one image.
-    let short = client
-        .create_upload_session(pb::CreateUploadSessionRequest {
-            member_id: 1,
-            ttl_seconds: Some(1),
-            max_images: None,
-        })
-        .await
-        .expect("create")
-        .into_inner();
+    let short = app.grpc_session(1, Some(1)).await;
     let res = app
         .upload(
             &short.identifier,

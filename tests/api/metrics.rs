@@ -146,11 +146,7 @@ const CONNECT: &str = "qrupload_sse_connect_seconds_count";
 #[tokio::test]
 async fn histograms_move_with_uploads_changes_and_connects() {
     let app = TestApp::spawn().await;
-    let (session, token) = app.create_session(1).await;
-    let id = session["identifier"]
-        .as_str()
-        .expect("identifier")
-        .to_owned();
+    let (id, token) = app.open_session(1).await;
     let before = Exposition::scrape(&app).await;
     assert_eq!(before.get(CONNECT), 0.0);
     assert!(

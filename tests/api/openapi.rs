@@ -27,8 +27,7 @@ async fn the_served_document_is_the_committed_one() {
 async fn every_documented_operation_answers_a_documented_status() {
     // Arrange: a session with one image, so each route has something real to act on.
     let app = TestApp::spawn().await;
-    let (session, token) = app.create_session(7).await;
-    let identifier = session["identifier"].as_str().unwrap().to_owned();
+    let (identifier, token) = app.open_session(7).await;
     let uploaded: Value = app
         .upload(&identifier, &token, vec![("a.jpg", jpeg(16, 12))], None)
         .await
@@ -114,12 +113,8 @@ async fn every_documented_operation_answers_a_documented_status() {
         if path.ends_with("/images/order") {
             // Every image the session has by now, last first.
             let info: Value = app
-                .client
-                .get(app.url(&format!("/v1/api/upload-sessions/{identifier}/upload-info")))
-                .bearer_auth(&token)
-                .send()
+                .upload_info(&identifier, &token)
                 .await
-                .unwrap()
                 .json()
                 .await
                 .unwrap();

@@ -313,13 +313,7 @@ async fn an_upload_token_reaches_its_own_session_and_nothing_else() {
         reason(res).await,
         (StatusCode::NOT_FOUND, "NOT_FOUND".into())
     );
-    let res = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{b}/upload-info")))
-        .bearer_auth(&token_a)
-        .send()
-        .await
-        .expect("info");
+    let res = app.upload_info(&b, &token_a).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 
     let res = app
@@ -477,8 +471,7 @@ async fn cors_allows_only_listed_origins_and_pages_forbid_framing() {
         ];
     })
     .await;
-    let (session, _) = app.create_session(1).await;
-    let id = session["identifier"].as_str().expect("id").to_owned();
+    let (id, _) = app.open_session(1).await;
     let path = format!("/v1/api/upload-sessions/{id}?member_id=1");
 
     let res = app

@@ -173,11 +173,7 @@ async fn metric_becomes(app: &TestApp, name: &str, value: f64) -> f64 {
 }
 
 async fn session(app: &TestApp) -> (String, String) {
-    let (session, token) = app.create_session(1).await;
-    let id = session["identifier"]
-        .as_str()
-        .expect("identifier")
-        .to_owned();
+    let (id, token) = app.open_session(1).await;
     (id, token)
 }
 

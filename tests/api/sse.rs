@@ -92,11 +92,7 @@ async fn seed_validation_answers_400_naming_the_field_and_404_for_strangers() {
 #[tokio::test]
 async fn upload_by_qr_flow_as_an_event_source_sees_it() {
     let app = TestApp::spawn().await;
-    let (session, token) = app.create_session(1).await;
-    let id = session["identifier"]
-        .as_str()
-        .expect("identifier")
-        .to_owned();
+    let (id, token) = app.open_session(1).await;
 
     // Connect: headers, then the session event and the snapshot, both with id = version.
     let mut sse = SseClient::watch(&app, &id, 1).await;
@@ -117,14 +113,7 @@ async fn upload_by_qr_flow_as_an_event_source_sees_it() {
     assert_eq!(snapshot.data, "[]");
 
     // The phone opens the page: "scanned" reaches the desktop.
-    let info = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{id}/upload-info")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("upload-info");
-    assert_eq!(info.status(), 200);
+    assert_eq!(app.upload_info(&id, &token).await.status(), 200);
     let scanned = sse.next().await.expect("status change");
     assert_eq!(
         (scanned.event.as_str(), scanned.id.as_deref()),
@@ -329,11 +318,7 @@ async fn a_thousand_watchers_cost_one_read_per_change() {
         c.limits.streams_per_ip = 0;
     })
     .await;
-    let (session, token) = app.create_session(1).await;
-    let id = session["identifier"]
-        .as_str()
-        .expect("identifier")
-        .to_owned();
+    let (id, token) = app.open_session(1).await;
 
     let mut watchers = Vec::new();
     for _ in 0..1000 {

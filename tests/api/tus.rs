@@ -94,17 +94,7 @@ impl<'a> Tus<'a> {
     }
 
     pub async fn images(&self) -> Vec<Value> {
-        let res = self
-            .app
-            .client
-            .get(self.app.url(&format!(
-                "/v1/api/upload-sessions/{}/upload-info",
-                self.identifier
-            )))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("upload-info");
+        let res = self.app.upload_info(&self.identifier, &self.token).await;
         let body: Value = res.json().await.expect("json");
         body["images"].as_array().cloned().unwrap_or_default()
     }

@@ -6,31 +6,35 @@ use std::time::Duration;
 use qrupload::conf::{BlobKind, BusKind, S3Conf, Secret};
 
 use crate::{
-    helpers::{TestApp, config},
+    helpers::{
+        Cluster, TestApp,
+        backends::{bus, free_port, postgres_database, redis_url},
+    },
     tus::{Tus, big_photo, cut_patch, multipart_sha, offset_at_least},
 };
 
 /// PostgreSQL + Redis: an upload begun on one instance is continued on another.
 #[tokio::test]
 async fn an_upload_begun_on_one_instance_finishes_on_another() {
-    let Some(database) = postgres_database().await else {
+    let (Some(database), Some(redis)) = (postgres_database().await, redis_url().await) else {
         return;
     };
-    let redis = std::env::var("QRUPLOAD_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let blobs = tempfile::tempdir().expect("blob dir");
-    let a = instance(&database, blobs.path(), &redis).await;
-    let b = instance(&database, blobs.path(), &redis).await;
-    let tus_a = Tus::new(&a).await;
+    let cluster = Cluster::start(2, |c| {
+        c.data.database.url = Secret::new(database.as_str());
+        c.data.bus = bus(BusKind::Redis, &redis);
+    })
+    .await;
+    let (a, b) = (&cluster[0], &cluster[1]);
+    let tus_a = Tus::new(a).await;
     let tus_b = Tus {
-        app: &b,
+        app: b,
         identifier: tus_a.identifier.clone(),
         token: tus_a.token.clone(),
     };
     let photo = big_photo();
     let url_a = tus_a.create(photo.len()).await;
     let sent = photo.len() / 3;
-    cut_patch(&a, &tus_a.token, &url_a, 0, photo, sent).await;
+    cut_patch(a, &tus_a.token, &url_a, 0, photo, sent).await;
     let offset = offset_at_least(&tus_a, &url_a, sent as u64).await as usize;
     let url_b = b.url(url_a.trim_start_matches(&format!("http://{}", a.http)));
     assert_eq!(
@@ -44,42 +48,8 @@ async fn an_upload_begun_on_one_instance_finishes_on_another() {
     assert_eq!(images.len(), 1);
     assert_eq!(
         images[0]["sha256"].as_str(),
-        Some(multipart_sha(&a, photo).await.as_str())
+        Some(multipart_sha(a, photo).await.as_str())
     );
-}
-
-async fn postgres_database() -> Option<String> {
-    use sea_orm::ConnectionTrait;
-    let url = std::env::var("QRUPLOAD_TEST_POSTGRES_URL").ok()?;
-    let admin = qrupload::data::connect(&url, 1)
-        .await
-        .expect("QRUPLOAD_TEST_POSTGRES_URL is set but PostgreSQL is unreachable");
-    let name = format!(
-        "qrupload_t_{}",
-        qrupload::biz::new_id().to_lowercase().replace('-', "_")
-    );
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    let base = url
-        .rsplit_once('/')
-        .map_or(url.as_str(), |(b, _)| b)
-        .to_owned();
-    Some(format!("{base}/{name}"))
-}
-
-async fn instance(database_url: &str, blob_root: &std::path::Path, bus_url: &str) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = config(dir.path());
-    config.data.database.url = Secret::new(database_url);
-    config.data.blob.root = blob_root.display().to_string();
-    config.data.bus.kind = BusKind::Redis;
-    config.data.bus.url = Some(Secret::new(bus_url));
-    config.auth.upload_token_key = Some(Secret::new(
-        "a shared key for the tus instances of this test",
-    ));
-    TestApp::spawn_config(config, dir).await
 }
 
 /// moto_server, an S3-compatible server, on a free port: required when `QRUPLOAD_TEST_S3=1`.
@@ -94,10 +64,7 @@ impl Drop for Moto {
 
 async fn moto() -> Option<Moto> {
     let required = std::env::var("QRUPLOAD_TEST_S3").is_ok_and(|v| v == "1");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let child = match std::process::Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(std::process::Stdio::null())

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{
     helpers::{TestApp, jpeg},
     relay::{Relay, RelayPlan},
-    tus::Tus,
+    tus::{Tus, multipart_sha},
 };
 
 fn js_dir() -> PathBuf {
@@ -84,17 +84,6 @@ async fn stored_sha(tus: &Tus<'_>) -> Vec<String> {
         .iter()
         .filter_map(|i| i["sha256"].as_str().map(str::to_owned))
         .collect()
-}
-
-async fn multipart_sha(app: &TestApp, bytes: &[u8]) -> String {
-    let (session, token) = app.create_session(2).await;
-    let id = session["identifier"].as_str().expect("identifier");
-    let res = app
-        .upload(id, &token, vec![("p.jpg", bytes.to_vec())], None)
-        .await;
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.expect("json");
-    body["images"][0]["sha256"].as_str().expect("sha").into()
 }
 
 #[tokio::test]

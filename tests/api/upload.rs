@@ -269,13 +269,7 @@ async fn quota_completion_idempotency_and_deletes() {
         .upload(id, token, vec![("d.jpg", jpeg(8, 8))], None)
         .await;
     assert_error(res, 409, "SESSION_CLOSED").await;
-    let res = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{id}/upload-info")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("info");
+    let res = app.upload_info(id, token).await;
     assert_error(res, 409, "SESSION_CLOSED").await;
 }
 

@@ -8,10 +8,7 @@ mod ssrf;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use qrupload::{
-    api::image::v1 as pb,
-    conf::{Config, EndpointConf, Secret},
-};
+use qrupload::conf::{Config, EndpointConf, Secret};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -31,16 +28,21 @@ fn endpoint_vars(url: &str, secret: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Points `c` at the receiver at `url` with `secret`, with short retries.
+fn deliver_to(c: &mut Config, url: &str, secret: &str) {
+    c.webhooks.endpoints = vec![EndpointConf {
+        url: url.to_owned(),
+        secret: Secret::new(secret),
+        events: None,
+    }];
+    c.webhooks.allow_insecure = true;
+    c.webhooks.retry_base = Duration::from_millis(100);
+}
+
 /// An app pointed at `url` with `secret` and short retries, then as `edit` changes it.
 async fn spawn_app(url: &str, secret: &str, edit: impl FnOnce(&mut Config)) -> TestApp {
     TestApp::spawn_with(|c| {
-        c.webhooks.endpoints = vec![EndpointConf {
-            url: url.to_owned(),
-            secret: Secret::new(secret),
-            events: None,
-        }];
-        c.webhooks.allow_insecure = true;
-        c.webhooks.retry_base = Duration::from_millis(100);
+        deliver_to(c, url, secret);
         edit(c);
     })
     .await
@@ -62,16 +64,22 @@ fn types_for(received: &[receiver::Received], identifier: &str) -> Vec<String> {
 /// from then on the receiver has everything and no more attempts come.
 async fn until_outbox_empty(app: &TestApp) {
     let url = format!("sqlite://{}/qrupload.db", app.dir.path().display());
-    let db = qrupload::data::connect(&url, 1)
+    until_none(
+        &url,
+        "SELECT COUNT(*) AS n FROM webhook_outbox WHERE status = 'pending'",
+    )
+    .await;
+}
+
+/// Waits until `count` (a `SELECT COUNT(*) AS n …`) on the database at `url` gives 0.
+async fn until_none(url: &str, count: &str) {
+    let db = qrupload::data::connect(url, 1)
         .await
         .expect("the test database opens");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM webhook_outbox WHERE status = 'pending'",
-            ))
+            .query_one_raw(Statement::from_string(db.get_database_backend(), count))
             .await
             .expect("count")
             .expect("row");
@@ -94,19 +102,8 @@ async fn every_event_type_arrives_once_signed_in_order_with_the_rest_api_shapes(
     .await;
 
     // Arrange: a session through its whole life over HTTP.
-    let (session, token) = app.create_session(7).await;
-    let id = session["identifier"]
-        .as_str()
-        .expect("identifier")
-        .to_owned();
-    let info = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{id}/upload-info")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("upload-info");
-    assert_eq!(info.status(), 200);
+    let (id, token) = app.open_session(7).await;
+    assert_eq!(app.upload_info(&id, &token).await.status(), 200);
     let res = app
         .upload(
             &id,
@@ -144,16 +141,7 @@ async fn every_event_type_arrives_once_signed_in_order_with_the_rest_api_shapes(
     }
 
     // A second session expires with an image in it; the retention sweep then deletes it.
-    let mut grpc = app.grpc_client().await;
-    let short = grpc
-        .create_upload_session(pb::CreateUploadSessionRequest {
-            member_id: 8,
-            ttl_seconds: Some(2),
-            max_images: None,
-        })
-        .await
-        .expect("create")
-        .into_inner();
+    let short = app.grpc_session(8, Some(2)).await;
     let res = app
         .upload(
             &short.identifier,

@@ -3,16 +3,22 @@
 //!
 //! Bodies are described by the very types the handlers serialize (`ToSchema` on the DTOs), so
 //! a field cannot change without the document changing. Each route is declared once below with
-//! the statuses its handler and the layers in front of it can give; the statuses every API
-//! route shares (a malformed query, an internal error, an unavailable backend) are added by
-//! [`SharedErrors`] rather than written out fifty times. Two tests keep it honest: the
-//! committed file must equal what the code generates, and every documented operation must
-//! reach a handler of the router (no 404 "unknown route", no 405).
+//! the statuses its handler and the layers in front of it can give. An answer several routes
+//! give in the same words is named once (`SessionClosed`, `WrongToken`, …) and listed by
+//! name, as are the parameter sets routes share (`MemberSessionParams`, `TusUploadParams`);
+//! the statuses every API route shares (a malformed query, an internal error, an unavailable
+//! backend) are added by [`SharedErrors`] rather than written out fifty times. Two tests keep
+//! it honest: the committed file must equal what the code generates, and every documented
+//! operation must reach a handler of the router (no 404 "unknown route", no 405).
+
+use std::collections::BTreeMap;
 
 use utoipa::{
-    Modify, OpenApi, ToSchema,
+    IntoParams, IntoResponses, Modify, OpenApi, ToSchema,
     openapi::{
-        self, ContentBuilder, Ref, RefOr, ResponseBuilder,
+        self, ContentBuilder, KnownFormat, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder,
+        SchemaFormat, Type,
+        path::{Parameter, ParameterBuilder, ParameterIn},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
@@ -237,11 +243,99 @@ fn error_response(description: &str) -> RefOr<openapi::Response> {
     )
 }
 
+/// Error answers that several routes give in the same words, each declared once. A route
+/// lists them in its `responses(...)` beside the answers that are its own.
+macro_rules! shared_answers {
+    ($($name:ident = $status:literal, $description:literal;)*) => {$(
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<openapi::Response>> {
+                BTreeMap::from([($status.to_owned(), error_response($description))])
+            }
+        }
+    )*};
+}
+
+shared_answers! {
+    NoMemberJwt = "401", "jwt auth: no valid bearer JWT";
+    NoUploadToken = "401", "No upload token";
+    NoSuchSession = "404", "No such session for this member";
+    WrongToken = "404", "Unknown session or wrong token";
+    SessionClosed = "409", "The session is closed (`SESSION_CLOSED`)";
+    TusVersion = "412", "A `Tus-Resumable` other than 1.0.0";
+    JsonTooLarge = "413", "The JSON body is over 64 KiB";
+    NotJson = "415", "The body is not `application/json`";
+    Undecodable = "422", "An image that no decoder renders";
+    ImageQuota = "429", "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)";
+}
+
+/// The parameters of a member's session route: `{identifier}` and dev auth's `member_id`.
+pub struct MemberSessionParams;
+
+impl IntoParams for MemberSessionParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let member_id = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(u64::from(u32::MAX)));
+        vec![
+            identifier_param(),
+            param("member_id", ParameterIn::Query, Required::False)
+                .description(Some("dev auth: the owner"))
+                .schema(Some(member_id))
+                .build(),
+        ]
+    }
+}
+
+/// The parameters of a tus upload's route: `{identifier}`, `{upload_id}` and `Tus-Resumable`.
+pub struct TusUploadParams;
+
+impl IntoParams for TusUploadParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            identifier_param(),
+            param("upload_id", ParameterIn::Path, Required::True)
+                .description(Some("The last path segment of `Location`"))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build(),
+            param("Tus-Resumable", ParameterIn::Header, Required::True)
+                .description(Some("The protocol version: `1.0.0` (else 412)"))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^1\\.0\\.0$")),
+                ))
+                .build(),
+        ]
+    }
+}
+
+fn identifier_param() -> Parameter {
+    param("identifier", ParameterIn::Path, Required::True)
+        .description(Some("The session's identifier"))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+fn param(name: &str, at: ParameterIn, required: Required) -> ParameterBuilder {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(at)
+        .required(required)
+}
+
 /// One declaration per route. The functions are never called: they carry the attributes
 /// from which the document is generated, next to each other so the API reads at a glance.
 #[allow(dead_code)]
 mod routes {
-    use super::{CreateSessionBody, ErrorJson, OrderBody};
+    use super::{
+        CreateSessionBody, ErrorJson, ImageQuota, JsonTooLarge, MemberSessionParams, NoMemberJwt,
+        NoSuchSession, NoUploadToken, NotJson, OrderBody, SessionClosed, TusUploadParams,
+        TusVersion, Undecodable, WrongToken,
+    };
     use crate::service::{
         dto::SessionJson,
         http::{order::Ordered, sessions::UploadInfo, tickets::Ticket, upload::Uploaded},
@@ -255,9 +349,9 @@ mod routes {
         security((), ("member_jwt" = [])),
         responses(
             (status = 201, description = "The new session, with its upload URL", body = SessionJson),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 413, description = "The JSON body is over 64 KiB", body = ErrorJson),
-            (status = 415, description = "The body is not `application/json`", body = ErrorJson),
+            NoMemberJwt,
+            JsonTooLarge,
+            NotJson,
             (status = 429, description = "Too many sessions for this member (`RATE_LIMITED`)", body = ErrorJson,
                 headers(("Retry-After" = u64, description = "Seconds to wait"))),
         )
@@ -267,15 +361,12 @@ mod routes {
     #[utoipa::path(
         get, path = "/v1/api/upload-sessions/{identifier}", tag = "sessions",
         summary = "Read a session",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
-        ),
+        params(MemberSessionParams),
         security((), ("member_jwt" = [])),
         responses(
             (status = 200, description = "The session", body = SessionJson),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
+            NoMemberJwt,
+            NoSuchSession,
         )
     )]
     fn get_session() {}
@@ -283,16 +374,13 @@ mod routes {
     #[utoipa::path(
         get, path = "/v1/api/upload-sessions/{identifier}/qr.svg", tag = "sessions",
         summary = "The QR code of the session's upload URL",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
-        ),
+        params(MemberSessionParams),
         security((), ("member_jwt" = [])),
         responses(
             (status = 200, description = "An SVG image", content_type = "image/svg+xml", body = String),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            NoMemberJwt,
+            NoSuchSession,
+            SessionClosed,
         )
     )]
     fn qr_svg() {}
@@ -300,15 +388,12 @@ mod routes {
     #[utoipa::path(
         post, path = "/v1/api/upload-sessions/{identifier}/complete", tag = "sessions",
         summary = "Close the session for uploads (idempotent)",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
-        ),
+        params(MemberSessionParams),
         security((), ("member_jwt" = [])),
         responses(
             (status = 200, description = "The completed session (again, if already completed)", body = SessionJson),
-            (status = 401, description = "jwt auth: no valid bearer JWT", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
+            NoMemberJwt,
+            NoSuchSession,
             (status = 409, description = "The session has expired (`SESSION_CLOSED`)", body = ErrorJson),
         )
     )]
@@ -321,9 +406,9 @@ mod routes {
         security(("upload_token" = [])),
         responses(
             (status = 200, description = "Limits, quota and the images so far", body = UploadInfo),
-            (status = 401, description = "No upload token", body = ErrorJson),
-            (status = 404, description = "Unknown session or wrong token", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            NoUploadToken,
+            WrongToken,
+            SessionClosed,
         )
     )]
     fn upload_info() {}
@@ -340,13 +425,13 @@ mod routes {
         security(("upload_token" = [])),
         responses(
             (status = 201, description = "The stored images", body = Uploaded),
-            (status = 401, description = "No upload token", body = ErrorJson),
-            (status = 404, description = "Unknown session or wrong token", body = ErrorJson),
+            NoUploadToken,
+            WrongToken,
             (status = 408, description = "The body arrived too slowly", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            SessionClosed,
             (status = 413, description = "An image or the session is over its byte limit", body = ErrorJson),
             (status = 415, description = "Not multipart, or a file that is not a supported image", body = ErrorJson),
-            (status = 422, description = "An image that no decoder renders", body = ErrorJson),
+            Undecodable,
             (status = 429, description = "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)", body = ErrorJson,
                 headers(("Retry-After" = u64, description = "Seconds to wait (rate limit only)"))),
         )
@@ -366,7 +451,7 @@ mod routes {
             (status = 204, description = "Deleted"),
             (status = 401, description = "No credentials", body = ErrorJson),
             (status = 404, description = "Unknown session or image, or wrong credentials", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            SessionClosed,
         )
     )]
     fn delete_image() {}
@@ -384,9 +469,9 @@ mod routes {
             (status = 200, description = "The images in their new order", body = Ordered),
             (status = 401, description = "No credentials", body = ErrorJson),
             (status = 404, description = "Unknown session, or wrong credentials", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
-            (status = 413, description = "The JSON body is over 64 KiB", body = ErrorJson),
-            (status = 415, description = "The body is not `application/json`", body = ErrorJson),
+            SessionClosed,
+            JsonTooLarge,
+            NotJson,
         )
     )]
     fn reorder_images() {}
@@ -398,10 +483,7 @@ mod routes {
             (an extension of SPEC.md, which names the owner only), so neither a JWT nor the token \
             goes into the stream's URL. Either ticket is bound to this session, valid 60 s, for one \
             connect attempt (a failed one spends it too). The phone gets none for a closed session.",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("member_id" = Option<u64>, Query, description = "dev auth: the owner", minimum = 0, maximum = 4294967295_u64),
-        ),
+        params(MemberSessionParams),
         request_body(content = Option<Object>, content_type = "application/json", description = "None, or `{}`"),
         security((), ("member_jwt" = []), ("upload_token" = [])),
         responses(
@@ -441,14 +523,14 @@ mod routes {
         responses(
             (status = 201, description = "Created; `Location` names the upload, `Upload-Offset` and `Upload-Expires` say where it stands",
                 headers(("Location" = String), ("Upload-Offset" = u64), ("Upload-Expires" = String), ("Tus-Resumable" = String))),
-            (status = 401, description = "No upload token", body = ErrorJson),
-            (status = 404, description = "Unknown session or wrong token", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
+            NoUploadToken,
+            WrongToken,
+            SessionClosed,
             (status = 412, description = "A `Tus-Resumable` other than 1.0.0 (`TUS_VERSION_UNSUPPORTED`)", body = ErrorJson),
             (status = 413, description = "Upload-Length over the per-image limit or the session's bytes", body = ErrorJson),
             (status = 415, description = "A body not sent as `application/offset+octet-stream`, or bytes that are not a supported image", body = ErrorJson),
-            (status = 422, description = "An image that no decoder renders", body = ErrorJson),
-            (status = 429, description = "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)", body = ErrorJson),
+            Undecodable,
+            ImageQuota,
             (status = 460, description = "The creation body does not match `Upload-Checksum` (`CHECKSUM_MISMATCH`)", body = ErrorJson),
         )
     )]
@@ -457,11 +539,7 @@ mod routes {
     #[utoipa::path(
         head, path = "/v1/api/upload-sessions/{identifier}/tus/{upload_id}", tag = "phone",
         summary = "tus 1.0: where the upload stands (after the last byte: Offset = Length until the session ends)",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("upload_id" = String, Path, description = "The last path segment of `Location`"),
-            ("Tus-Resumable" = String, Header, description = "The protocol version: `1.0.0` (else 412)", pattern = "^1\\.0\\.0$"),
-        ),
+        params(TusUploadParams),
         security(("upload_token" = [])),
         responses(
             (status = 200, description = "`Upload-Offset` and `Upload-Length`",
@@ -477,9 +555,7 @@ mod routes {
         patch, path = "/v1/api/upload-sessions/{identifier}/tus/{upload_id}", tag = "phone",
         summary = "tus 1.0: the next bytes at `Upload-Offset`; the last byte stores the image",
         params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("upload_id" = String, Path, description = "The last path segment of `Location`"),
-            ("Tus-Resumable" = String, Header, description = "The protocol version: `1.0.0` (else 412)", pattern = "^1\\.0\\.0$"),
+            TusUploadParams,
             ("Upload-Offset" = u64, Header, description = "Where these bytes start: the upload's current offset"),
             ("Upload-Checksum" = Option<String>, Header, description = "`sha1 BASE64` or `sha256 BASE64` of this request's body", pattern = "^(sha1 [A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=|sha256 [A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)$"),
         ),
@@ -488,15 +564,15 @@ mod routes {
         responses(
             (status = 204, description = "Saved; `Upload-Offset` is the new offset",
                 headers(("Upload-Offset" = u64), ("Upload-Expires" = String))),
-            (status = 401, description = "No upload token", body = ErrorJson),
+            NoUploadToken,
             (status = 404, description = "Unknown, terminated or expired upload, or wrong token", body = ErrorJson),
             (status = 408, description = "The body arrived too slowly (the bytes received are kept)", body = ErrorJson),
             (status = 409, description = "`Upload-Offset` is not the upload's offset (`OFFSET_MISMATCH`), or the session is closed (`SESSION_CLOSED`)", body = ErrorJson),
-            (status = 412, description = "A `Tus-Resumable` other than 1.0.0", body = ErrorJson),
+            TusVersion,
             (status = 413, description = "More bytes than `Upload-Length`, or the session is over its bytes", body = ErrorJson),
             (status = 415, description = "Not `application/offset+octet-stream`, or bytes that are not a supported image", body = ErrorJson),
-            (status = 422, description = "An image that no decoder renders", body = ErrorJson),
-            (status = 429, description = "Image quota (`QUOTA_EXCEEDED`) or upload rate (`RATE_LIMITED`)", body = ErrorJson),
+            Undecodable,
+            ImageQuota,
             (status = 460, description = "The body does not match `Upload-Checksum` (`CHECKSUM_MISMATCH`); nothing of it is kept", body = ErrorJson),
         )
     )]
@@ -505,18 +581,14 @@ mod routes {
     #[utoipa::path(
         delete, path = "/v1/api/upload-sessions/{identifier}/tus/{upload_id}", tag = "phone",
         summary = "tus 1.0 termination: the upload and its bytes are gone",
-        params(
-            ("identifier" = String, Path, description = "The session's identifier"),
-            ("upload_id" = String, Path, description = "The last path segment of `Location`"),
-            ("Tus-Resumable" = String, Header, description = "The protocol version: `1.0.0` (else 412)", pattern = "^1\\.0\\.0$"),
-        ),
+        params(TusUploadParams),
         security(("upload_token" = [])),
         responses(
             (status = 204, description = "Terminated"),
-            (status = 401, description = "No upload token", body = ErrorJson),
+            NoUploadToken,
             (status = 404, description = "Unknown or already terminated upload, or wrong token", body = ErrorJson),
-            (status = 409, description = "The session is closed (`SESSION_CLOSED`)", body = ErrorJson),
-            (status = 412, description = "A `Tus-Resumable` other than 1.0.0", body = ErrorJson),
+            SessionClosed,
+            TusVersion,
         )
     )]
     fn tus_terminate() {}
@@ -568,7 +640,7 @@ mod routes {
             (status = 200, description = "An endless `text/event-stream` until the session ends", content_type = "text/event-stream", body = String),
             (status = 204, description = "The session has ended: do not reconnect"),
             (status = 401, description = "A spent, expired or unknown ticket, or (jwt auth) no valid credentials", body = ErrorJson),
-            (status = 404, description = "No such session for this member", body = ErrorJson),
+            NoSuchSession,
             (status = 429, description = "Too many streams from this client (`RATE_LIMITED`)", body = ErrorJson),
         )
     )]

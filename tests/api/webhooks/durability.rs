@@ -7,17 +7,15 @@ use std::{
     time::Duration,
 };
 
-use qrupload::conf::{Config, Secret};
-use sea_orm::{ConnectionTrait, Statement};
+use qrupload::conf::Secret;
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 use super::{
-    endpoint_vars,
+    deliver_to, endpoint_vars,
     receiver::{Receiver, Reply, accepted},
-    spawn_app,
+    until_none,
 };
-use crate::helpers::process::Server;
+use crate::helpers::{Cluster, backends::postgres_database, process::Server};
 
 #[tokio::test]
 async fn an_event_committed_before_a_sigkill_is_delivered_after_restart_and_no_log_has_the_secret()
@@ -76,28 +74,6 @@ async fn an_event_committed_before_a_sigkill_is_delivered_after_restart_and_no_l
     assert!(first.output().contains("webhook attempt failed"));
 }
 
-/// A fresh PostgreSQL database: required when `QRUPLOAD_TEST_POSTGRES_URL` is set.
-async fn postgres_database() -> Option<String> {
-    let Ok(url) = std::env::var("QRUPLOAD_TEST_POSTGRES_URL") else {
-        eprintln!("skipping: set QRUPLOAD_TEST_POSTGRES_URL to run the two-instance test");
-        return None;
-    };
-    let admin = qrupload::data::connect(&url, 1)
-        .await
-        .unwrap_or_else(|e| panic!("QRUPLOAD_TEST_POSTGRES_URL is set but unreachable: {e}"));
-    let name = format!(
-        "qrupload_w_{}",
-        qrupload::biz::new_id().to_lowercase().replace('-', "_")
-    );
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create database");
-    let _ = admin.close().await;
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-    Some(format!("{base}/{name}"))
-}
-
 #[tokio::test]
 async fn two_instances_on_postgres_deliver_every_event_exactly_once() {
     const SECRET: &str = "whsec_two_instances_5c3b";
@@ -106,18 +82,20 @@ async fn two_instances_on_postgres_deliver_every_event_exactly_once() {
         return;
     };
     let hooks = Receiver::start(&[]).await;
-    let on_database = |c: &mut Config| c.data.database.url = Secret::new(database.clone());
-    let a = spawn_app(&hooks.url(), SECRET, on_database).await;
-    let b = spawn_app(&hooks.url(), SECRET, on_database).await;
+    let cluster = Cluster::start(2, |c| {
+        deliver_to(c, &hooks.url(), SECRET);
+        c.data.database.url = Secret::new(database.as_str());
+    })
+    .await;
+    let (a, b) = (&cluster[0], &cluster[1]);
 
     // Sessions made and completed on both instances at once: two events each, many rows due
     // together, so both dispatchers claim side by side.
     let work = (0..SESSIONS).map(|n| {
-        let app = if n % 2 == 0 { &a } else { &b };
+        let app = &cluster[n % 2];
         async move {
             let member = 20 + n as u32;
-            let (session, _) = app.create_session(member).await;
-            let id = session["identifier"].as_str().expect("id").to_owned();
+            let (id, _) = app.open_session(member).await;
             let res = app.complete(&id, member).await;
             assert_eq!(res.status(), 200);
         }
@@ -129,25 +107,7 @@ async fn two_instances_on_postgres_deliver_every_event_exactly_once() {
         })
         .await;
     // Once the outbox is empty, nothing more can be sent: the count is final.
-    let db = qrupload::data::connect(&database, 1)
-        .await
-        .expect("connect");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM webhook_outbox",
-            ))
-            .await
-            .expect("count")
-            .expect("row");
-        if row.try_get::<i64>("", "n").expect("n") == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the outbox did not drain");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_none(&database, "SELECT COUNT(*) AS n FROM webhook_outbox").await;
 
     let received = hooks.received();
     let mut per_id: BTreeMap<String, usize> = BTreeMap::new();
