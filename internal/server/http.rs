@@ -11,6 +11,8 @@
 
 mod body;
 mod conn;
+mod framing;
+mod gate;
 mod head;
 mod hyperconn;
 mod io;
