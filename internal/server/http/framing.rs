@@ -97,7 +97,8 @@ impl ChunkScan {
         let mut i = 0;
         while i < bytes.len() {
             if self.state == State::Data {
-                let n = usize::try_from(self.size).map_or(bytes.len() - i, |s| s.min(bytes.len() - i));
+                let n =
+                    usize::try_from(self.size).map_or(bytes.len() - i, |s| s.min(bytes.len() - i));
                 self.size -= n as u64;
                 i += n;
                 if self.size == 0 {
@@ -191,26 +192,57 @@ mod tests {
         assert!(Body::after(Framing::Length(0)).is_none());
         assert!(Body::after(Framing::Empty).is_none());
         let mut body = Body::after(Framing::Length(5)).expect("a body");
-        assert_eq!(body.take(b"abc"), Taken { len: 3, end: End::More });
-        assert_eq!(body.take(b"deGET"), Taken { len: 2, end: End::Done });
+        assert_eq!(
+            body.take(b"abc"),
+            Taken {
+                len: 3,
+                end: End::More
+            }
+        );
+        assert_eq!(
+            body.take(b"deGET"),
+            Taken {
+                len: 2,
+                end: End::Done
+            }
+        );
     }
 
     #[test]
     fn chunks_end_after_the_last_chunk_and_trailers() {
-        let whole = b"5\r\nhello\r\n1A;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-t: 1\r\n\r\nGET /";
+        let whole =
+            b"5\r\nhello\r\n1A;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-t: 1\r\n\r\nGET /";
         let end = whole.len() - b"GET /".len();
         // At once, and a byte at a time.
         let mut body = chunked();
-        assert_eq!(body.take(whole), Taken { len: end, end: End::Done });
+        assert_eq!(
+            body.take(whole),
+            Taken {
+                len: end,
+                end: End::Done
+            }
+        );
         let mut body = chunked();
         for (i, b) in whole[..end].iter().enumerate() {
             let want = if i + 1 == end { End::Done } else { End::More };
             assert_eq!(body.take(&[*b]), Taken { len: 1, end: want }, "byte {i}");
         }
         let mut body = chunked();
-        assert_eq!(body.take(b"0\r\n\r\nrest"), Taken { len: 5, end: End::Done });
+        assert_eq!(
+            body.take(b"0\r\n\r\nrest"),
+            Taken {
+                len: 5,
+                end: End::Done
+            }
+        );
         let mut body = chunked();
-        assert_eq!(body.take(b"3 \t\r\nabc\r\n0\r\n\r\n"), Taken { len: 15, end: End::Done });
+        assert_eq!(
+            body.take(b"3 \t\r\nabc\r\n0\r\n\r\n"),
+            Taken {
+                len: 15,
+                end: End::Done
+            }
+        );
     }
 
     #[test]
@@ -228,7 +260,10 @@ mod tests {
             let mut body = chunked();
             assert_eq!(
                 body.take(input),
-                Taken { len: at, end: End::Broken },
+                Taken {
+                    len: at,
+                    end: End::Broken
+                },
                 "{:?}",
                 String::from_utf8_lossy(input)
             );

@@ -257,7 +257,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Gate<T> {
     }
 
     /// The message's bytes that are in `buf`, or else read for it.
-    fn poll_message(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let State::Message { head_left, body } = &mut self.state else {
             return Poll::Ready(Ok(()));
         };
@@ -291,24 +295,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Gate<T> {
             return self.poll_message(cx, out);
         }
         let avail = self.buf.len().min(out.remaining());
-        let (n, done, broken) = if *head_left > 0 {
-            let n = (*head_left).min(avail);
-            *head_left -= n;
-            (n, *head_left == 0 && body.is_none(), false)
-        } else if let Some(b) = body {
-            let taken = b.take(&self.buf[..avail]);
-            (taken.len, taken.end == End::Done, taken.end == End::Broken)
-        } else {
-            (0, true, false)
-        };
+        // The head (or what is left of it), then as much of the body as is here.
+        let head = (*head_left).min(avail);
+        *head_left -= head;
+        let mut end = End::More;
+        let mut n = head;
+        if *head_left == 0 {
+            match body {
+                None => end = End::Done,
+                Some(b) => {
+                    let taken = b.take(&self.buf[head..avail]);
+                    n += taken.len;
+                    end = taken.end;
+                }
+            }
+        }
         out.put_slice(&self.buf[..n]);
         self.buf.advance(n);
-        if broken {
-            // hyper fails the body at the byte just handed over, and closes.
-            self.buf.clear();
-            self.state = State::Ended;
-        } else if done {
-            self.state = State::Head;
+        match end {
+            End::More => {}
+            End::Done => self.state = State::Head,
+            End::Broken => {
+                // hyper fails the body at the byte just handed over, and closes.
+                self.buf.clear();
+                self.state = State::Ended;
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -490,7 +501,11 @@ mod tests {
         }
         assert_eq!(got, second, "the body ends where its last chunk does");
         assert_eq!(handed(&mut gate).await.as_deref(), Some(&third[..]));
-        assert_eq!(handed(&mut gate).await, None, "then it waits for the client");
+        assert_eq!(
+            handed(&mut gate).await,
+            None,
+            "then it waits for the client"
+        );
     }
 
     #[tokio::test]
@@ -500,7 +515,13 @@ mod tests {
         let first = b"GET /a HTTP/1.1\r\n\r\n";
         let mut prefix = first.to_vec();
         prefix.extend_from_slice(b"GET /b HTTP/1.1\r\nno colon\r\n\r\n");
-        let mut gate = Gate::new(server, Bytes::from(prefix), activity.clone(), &limits(), false);
+        let mut gate = Gate::new(
+            server,
+            Bytes::from(prefix),
+            activity.clone(),
+            &limits(),
+            false,
+        );
         assert_eq!(handed(&mut gate).await.as_deref(), Some(&first[..]));
         // hyper has not started the first request, then it is in flight: nothing is written.
         assert_eq!(handed(&mut gate).await, None);
@@ -509,7 +530,10 @@ mod tests {
         assert_eq!(handed(&mut gate).await, None);
         let mut answer = [0u8; 16];
         let early = tokio::time::timeout(Duration::from_millis(50), client.read(&mut answer));
-        assert!(early.await.is_err(), "no answer while a request is in flight");
+        assert!(
+            early.await.is_err(),
+            "no answer while a request is in flight"
+        );
         // Idle: the JSON error, then EOF to hyper.
         activity.in_flight.store(0, Ordering::Release);
         assert_eq!(handed(&mut gate).await.as_deref(), Some(&b""[..]));

@@ -231,7 +231,10 @@ fn inspect(parsed: &httparse::Request<'_, '_>) -> Result<Framing, Refusal> {
         );
     }
     if target.parse::<Uri>().is_err() {
-        return refuse(StatusCode::BAD_REQUEST, "the request target is not a valid URI");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the request target is not a valid URI",
+        );
     }
     let mut length: Option<&[u8]> = None;
     let mut chunked = false;

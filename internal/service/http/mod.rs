@@ -19,9 +19,9 @@ use std::net::{IpAddr, SocketAddr};
 use axum::{
     Router,
     extract::{ConnectInfo, FromRequestParts},
-    middleware::from_fn,
     http::Method,
     http::request::Parts,
+    middleware::from_fn,
     routing::{delete, get, head, options, post, put},
 };
 
