@@ -138,13 +138,10 @@ impl<T> Gate<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> Gate<T> {
     /// Reads what the socket has into `buf`; the number of bytes, 0 at EOF.
     fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
-        let mut read = ReadBuf::new(&mut self.buf[len..]);
-        let polled = Pin::new(&mut self.inner).poll_read(cx, &mut read);
-        let n = read.filled().len();
-        self.buf.truncate(len + n);
-        polled.map_ok(|()| n)
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.inner), cx, &mut self.buf)
     }
 
     /// The next head: parsed once its blank line is there, refused or accepted.
