@@ -6,11 +6,15 @@
 //! the SSE route takes the lean path ([`lean`]): the router answers it as usual (every layer
 //! applies), and a streaming answer is written by a small loop that keeps no buffer between
 //! frames. Everything else, and every later request on a kept-alive connection, goes to hyper
-//! over an IO that first replays the bytes already read ([`hyperconn`]). Both paths drop a
+//! over an IO that reads the socket itself and hands hyper one checked message at a time
+//! ([`gate`]), so a later or pipelined head gets the first head's checks and JSON answers
+//! (400, 408, 411, 414, 431, 501) too ([`hyperconn`]). Both paths drop a
 //! client that accepts no bytes for `sse.write_timeout` ([`io::WriteStall`]).
 
 mod body;
 mod conn;
+mod framing;
+mod gate;
 mod head;
 mod hyperconn;
 mod io;

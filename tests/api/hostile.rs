@@ -53,11 +53,12 @@
 //!
 //! | attack | answer |
 //! |---|---|
-//! | identifier: Unicode, `' OR 1=1 --`, `%27`, `;DROP TABLE images`, 10,000 chars, NUL, `../../etc` | 404 `NOT_FOUND` (malformed is unknown) |
+//! | identifier: Unicode, `' OR 1=1 --`, `%27`, `;DROP TABLE images`, 7,000 chars, NUL, `../../etc` | 404 `NOT_FOUND` (malformed is unknown) |
 //! | image id: `../../qrupload.db`, `..` | 404 `NOT_FOUND` |
-//! | `member_id`: `4294967296`, 10,000 digits, `-1`, `+1`, empty, missing, `1 OR 1=1`, `%27`, Arabic-Indic digit | 400 `INVALID_ARGUMENT` |
+//! | `member_id`: `4294967296`, 7,000 digits, `-1`, `+1`, empty, missing, `1 OR 1=1`, `%27`, Arabic-Indic digit | 400 `INVALID_ARGUMENT` |
 //! | SSE `identifier` missing or empty | 400 `INVALID_ARGUMENT`; SQL text as identifier: 404 `NOT_FOUND` |
-//! | SSE `event` with CR/LF (`a%0D%0Adata:x`), empty, 65 chars, 10 KB | 400 `INVALID_ARGUMENT` |
+//! | SSE `event` with CR/LF (`a%0D%0Adata:x`), empty, 65 chars, 7 KB | 400 `INVALID_ARGUMENT` |
+//! | identifier, `member_id` or `event` of 10,000 chars (a target over 8 KiB) | 414 `URI_TOO_LONG`, from the serve loop, on any request of a connection |
 //! | `Idempotency-Key` of 10 KB, with a tab, with non-ASCII bytes, empty | 400 `INVALID_ARGUMENT` |
 //! | no `Authorization`, `Basic` scheme, `Bearer` with nothing | 401 `UNAUTHENTICATED` |
 //! | wrong token, 10 KB token, SQL text as token | 404 `NOT_FOUND` |
@@ -948,9 +949,11 @@ async fn hostile_parameters() {
         )
     };
     let event = |event: &str| sse(a, &format!("event={event}&member_id=1&identifier={}", t.id));
-    let digits = "9".repeat(10_000);
-    let long_id = "A".repeat(10_000);
-    let long_event = "e".repeat(10_000);
+    // Long, but inside the 8 KiB target the serve loop takes: the handlers' own checks.
+    let digits = "9".repeat(7_000);
+    let long_id = "A".repeat(7_000);
+    let long_event = "e".repeat(7_000);
+    let too_long = "9".repeat(10_000);
     let long_key = "k".repeat(10_000);
     let long_token = format!("Bearer {}", "t".repeat(10_000));
 
@@ -961,7 +964,8 @@ async fn hostile_parameters() {
         case("identifier ' OR 1=1 --", upload_to("%27%20OR%201%3D1%20--"), 404, "NOT_FOUND"),
         case("identifier %27", upload_to("%2527"), 404, "NOT_FOUND"),
         case("identifier ;DROP TABLE images", upload_to("%3BDROP%20TABLE%20images"), 404, "NOT_FOUND"),
-        case("identifier of 10,000 chars", upload_to(&long_id), 404, "NOT_FOUND"),
+        case("identifier of 7,000 chars", upload_to(&long_id), 404, "NOT_FOUND"),
+        case("identifier of 10,000 chars", upload_to(&too_long), 414, "URI_TOO_LONG"),
         case("identifier with NUL", upload_to("%00"), 404, "NOT_FOUND"),
         case("identifier ../../etc", upload_to("..%2F..%2Fetc"), 404, "NOT_FOUND"),
         case("session identifier ' OR 1=1 --", get(a, "/v1/api/upload-sessions/%27%20OR%201%3D1%20--?member_id=1"), 404, "NOT_FOUND"),
@@ -969,7 +973,8 @@ async fn hostile_parameters() {
         case("image id ..", get(a, "/v1/api/images/%2E%2E/thumbnail"), 404, "NOT_FOUND"),
         // member_id: an unsigned 32-bit integer or 400.
         case("member_id 4294967296", watch("4294967296"), 400, "INVALID_ARGUMENT"),
-        case("member_id of 10,000 digits", watch(&digits), 400, "INVALID_ARGUMENT"),
+        case("member_id of 7,000 digits", watch(&digits), 400, "INVALID_ARGUMENT"),
+        case("member_id of 10,000 digits", watch(&too_long), 414, "URI_TOO_LONG"),
         case("member_id -1", watch("-1"), 400, "INVALID_ARGUMENT"),
         case("member_id +1", watch("%2B1"), 400, "INVALID_ARGUMENT"),
         case("member_id empty", watch(""), 400, "INVALID_ARGUMENT"),
@@ -986,7 +991,8 @@ async fn hostile_parameters() {
         case("event with CR/LF", event("a%0D%0Adata:x"), 400, "INVALID_ARGUMENT"),
         case("event empty", event(""), 400, "INVALID_ARGUMENT"),
         case("event of 65 chars", event(&"e".repeat(65)), 400, "INVALID_ARGUMENT"),
-        case("event of 10 KB", event(&long_event), 400, "INVALID_ARGUMENT"),
+        case("event of 7 KB", event(&long_event), 400, "INVALID_ARGUMENT"),
+        case("event of 10 KB", event(&too_long), 414, "URI_TOO_LONG"),
         // Idempotency-Key.
         case("Idempotency-Key of 10 KB", upload_with_auth(a, t, "idempotency-key", long_key.as_bytes(), &photo), 400, "INVALID_ARGUMENT"),
         case("Idempotency-Key with a tab", upload_with_auth(a, t, "idempotency-key", b"a\tb", &photo), 400, "INVALID_ARGUMENT"),

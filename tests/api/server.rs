@@ -1,5 +1,5 @@
-//! The HTTP serve loop seen from a raw socket: head, body and idle timeouts, the 431 for a
-//! large head, SSE on the lean path and through hyper, and a watcher that stops reading.
+//! The HTTP serve loop seen from a raw socket: body and idle timeouts (the head timeout's 408
+//! is in `errors.rs`), the 431 for a large head, SSE on the lean path and through hyper, and a watcher that stops reading.
 
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
@@ -212,40 +212,6 @@ fn http_limits_have_defaults_and_refuse_zero() {
     )
     .expect_err("not a size");
     assert!(err.to_string().contains("body_min_rate"), "{err}");
-}
-
-#[tokio::test]
-async fn a_head_sent_a_byte_at_a_time_is_cut() {
-    let app =
-        TestApp::spawn_with(|c| c.server.http.header_read_timeout = Duration::from_secs(1)).await;
-    let head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nAccept: */*\r\n\r\n";
-
-    // The first head of a connection, and a later head on a kept-alive one.
-    for later in [false, true] {
-        let mut raw = Raw::connect(&app).await;
-        if later {
-            raw.send(HEALTHZ).await;
-            assert_eq!(raw.answer().await.0.status(), 200);
-        }
-        let mut sent = 0;
-        let mut closed = false;
-        for byte in head {
-            if raw.tcp.write_all(&[*byte]).await.is_err() {
-                closed = true;
-                break;
-            }
-            sent += 1;
-            if raw.closed_within(Duration::from_millis(300)).await {
-                closed = true;
-                break;
-            }
-        }
-        assert!(closed, "later={later}: the trickling head was not cut");
-        assert!(
-            sent < head.len(),
-            "later={later}: cut only after the whole head"
-        );
-    }
 }
 
 #[tokio::test]

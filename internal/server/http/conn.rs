@@ -1,4 +1,5 @@
-//! One connection, from accept to close: read the first head, then the lean path or hyper.
+//! One connection, from accept to close: read the first head, then the lean path or hyper
+//! (whose later heads the gate checks the same way, [`super::gate`]).
 //!
 //! The task's future stays small on purpose, since an SSE watcher keeps it for hours: all
 //! that comes before the stream (reading the head, the router's answer) and the whole hyper
@@ -14,8 +15,6 @@ use tokio::{
     net::TcpStream,
     sync::watch,
 };
-
-use crate::service::error::ApiError;
 
 use super::{
     Shared,
@@ -70,12 +69,17 @@ async fn setup(
             shared.limits.header_read_timeout,
             head::read_first(&mut tcp, &mut buf),
         );
-        tokio::select! {
-            // A head that misses its deadline is cut without an answer, as hyper cuts a
-            // later one: a client trickling bytes gets nothing to wait for.
-            first = read => first.unwrap_or(FirstHead::Closed),
-            _ = stop.wait_for(|stop| *stop) => FirstHead::Closed,
-        }
+        let first = tokio::select! {
+            first = read => first.ok(),
+            _ = stop.wait_for(|stop| *stop) => Some(FirstHead::Closed),
+        };
+        // A head begun but not finished in time gets 408; a connection that sent nothing
+        // (a browser's preconnect) is closed without a word.
+        first.unwrap_or(if buf.is_empty() {
+            FirstHead::Closed
+        } else {
+            FirstHead::Refuse(head::Refusal::TOO_SLOW)
+        })
     })
     .await;
     let request = match first {
@@ -116,25 +120,12 @@ async fn setup(
     }
 }
 
-/// SPEC's JSON error for a head hyper would have refused with a bare status; then a short
-/// lingering close, so the client reads the answer instead of a reset caused by the head's
-/// unread rest.
+/// SPEC's JSON error for a refused head; then a short lingering close, so the client reads
+/// the answer instead of a reset caused by the head's unread rest.
 async fn refuse(mut tcp: TcpStream, refusal: head::Refusal) {
-    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let error = ApiError {
-        message: refusal.message.into(),
-        ..ApiError::for_status(refusal.status)
-    };
-    let body = error.json_body();
-    let status = refusal.status;
-    let answer = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ndate: {now}\r\n\r\n{body}",
-        status.as_str(),
-        status.canonical_reason().unwrap_or(""),
-        body.len(),
-    );
+    let answer = refusal.answer();
     let linger = async {
-        tcp.write_all(answer.as_bytes()).await?;
+        tcp.write_all(&answer).await?;
         tcp.shutdown().await?;
         let mut sink = [0u8; 1024];
         let mut left: usize = 64 * 1024;

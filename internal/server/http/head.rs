@@ -1,5 +1,7 @@
-//! The first request head of a connection, read and parsed by the serve loop itself, to pick
-//! the path: the lean SSE writer or hyper.
+//! Request heads, read and checked by the serve loop itself before hyper sees them: the first
+//! of a connection here, to pick the path (the lean SSE writer or hyper), every later one by
+//! [`super::gate`] with the same [`parse`]. A head the checks refuse is answered with SPEC's
+//! JSON error and the connection closed, whichever head of the connection it is.
 
 use axum::{
     body::Body,
@@ -8,11 +10,14 @@ use axum::{
 use bytes::{Bytes, BytesMut};
 use tokio::{io::AsyncReadExt, net::TcpStream};
 
-/// The largest request head accepted, here and by hyper for later heads; larger → 431.
+pub use super::framing::Framing;
+use crate::service::error::ApiError;
+
+/// The largest request head accepted; larger → 431.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Most heads fit in the first read; a browser's with cookies may take a second.
 const FIRST_READ: usize = 1024;
-/// As hyper's default: more headers → hyper answers 431.
+/// As hyper's default; more headers → 431.
 const MAX_HEADERS: usize = 100;
 /// The only route served on the lean path.
 const SSE_PATH: &str = "/v1/api/sse/events";
@@ -41,7 +46,8 @@ pub fn head_buffer() -> BytesMut {
     BytesMut::with_capacity(FIRST_READ)
 }
 
-/// Reads into `buf` until the head is complete. The caller bounds the time.
+/// Reads into `buf` until the head is complete. The caller bounds the time (and answers 408
+/// if `buf` holds a part of a head by then).
 pub async fn read_first(tcp: &mut TcpStream, buf: &mut BytesMut) -> FirstHead {
     let buf = &mut *buf;
     let mut scanned = 0;
@@ -62,12 +68,7 @@ pub async fn read_first(tcp: &mut TcpStream, buf: &mut BytesMut) -> FirstHead {
                 }
                 scanned = end;
             }
-            _ if buf.len() >= MAX_HEAD => {
-                return FirstHead::Refuse(Refusal {
-                    status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    message: "the request head is larger than 16 KiB",
-                });
-            }
+            _ if buf.len() >= MAX_HEAD => return FirstHead::Refuse(TOO_LARGE),
             _ => scanned = buf.len(),
         }
     }
@@ -91,15 +92,41 @@ fn blank_line_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Why the serve loop refuses a head, as the status and message of the error it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
     pub status: StatusCode,
     pub message: &'static str,
 }
 
+impl Refusal {
+    /// A head that did not arrive whole within `header_read_timeout` of its first byte.
+    pub const TOO_SLOW: Refusal = Refusal {
+        status: StatusCode::REQUEST_TIMEOUT,
+        message: "the request head arrived too slowly",
+    };
+
+    /// The whole answer: SPEC's JSON error, closing the connection.
+    pub fn answer(&self) -> Vec<u8> {
+        let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let error = ApiError {
+            message: self.message.into(),
+            ..ApiError::for_status(self.status)
+        };
+        let body = error.json_body();
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ndate: {now}\r\n\r\n{body}",
+            self.status.as_str(),
+            self.status.canonical_reason().unwrap_or(""),
+            body.len(),
+        )
+        .into_bytes()
+    }
+}
+
 /// The longest request target accepted; longer → 414.
 const MAX_TARGET: usize = 8 * 1024;
 /// The first line of HTTP/2's connection preface, which is no HTTP/1 head.
-const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
+pub const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
 /// `None` if the head is not complete yet.
 fn classify(buf: &mut BytesMut) -> Option<FirstHead> {
@@ -108,7 +135,7 @@ fn classify(buf: &mut BytesMut) -> Option<FirstHead> {
     let lean = match parsed.parse(&buf[..]) {
         Ok(httparse::Status::Partial) => return None,
         Ok(httparse::Status::Complete(len)) => {
-            if let Some(refusal) = refusal(&parsed) {
+            if let Err(refusal) = inspect(&parsed) {
                 return Some(FirstHead::Refuse(refusal));
             }
             if len == buf.len() {
@@ -125,6 +152,45 @@ fn classify(buf: &mut BytesMut) -> Option<FirstHead> {
         None => FirstHead::Other(std::mem::take(buf).freeze()),
     })
 }
+
+/// A request head checked as every head of a connection is (see [`parse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not complete yet.
+    Partial,
+    /// A head hyper may read: its length, and how its body is delimited.
+    Head { len: usize, framing: Framing },
+    /// A head the serve loop answers itself, and closes.
+    Refuse(Refusal),
+}
+
+/// Parses and checks a request head at the start of `buf`, as the first head of a connection
+/// is checked: a later head gets the same answers as a first one.
+pub fn parse(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Parsed::Refuse(TOO_LARGE),
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => Parsed::Refuse(TOO_LARGE),
+        Ok(httparse::Status::Complete(len)) => match inspect(&parsed) {
+            Ok(framing) => Parsed::Head { len, framing },
+            Err(refusal) => Parsed::Refuse(refusal),
+        },
+        Err(e) => Parsed::Refuse(parse_refusal(e)),
+    }
+}
+
+/// The index just past a head's blank line, looked for from `from` on: heads are parsed only
+/// once it is there, so that a head sent a byte at a time costs linear time, not quadratic.
+pub fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    blank_line_end(buf, from)
+}
+
+const TOO_LARGE: Refusal = Refusal {
+    status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    message: "the request head is larger than 16 KiB",
+};
 
 fn parse_refusal(e: httparse::Error) -> Refusal {
     let (status, message) = match e {
@@ -145,16 +211,33 @@ fn parse_refusal(e: httparse::Error) -> Refusal {
     Refusal { status, message }
 }
 
-/// What hyper would refuse in a well-formed head (plus a target too long for any route).
-fn refusal(parsed: &httparse::Request<'_, '_>) -> Option<Refusal> {
-    let refuse = |status, message| Some(Refusal { status, message });
-    if parsed.path.is_some_and(|p| p.len() > MAX_TARGET) {
+/// What hyper would refuse in a well-formed head (plus a target too long for any route and
+/// framings that HTTP allows a server to refuse), else how the body is delimited.
+///
+/// The length rule: a body must be delimited by `Content-Length` or, on HTTP/1.1,
+/// `Transfer-Encoding: chunked`. Chunked on HTTP/1.0 has no defined length there: 411
+/// `LENGTH_REQUIRED` (send `Content-Length`). Both headers at once are a smuggling vector
+/// (RFC 9112 §6.1 lets a server refuse them): 400. Routes that need a body refuse a head with
+/// neither (see `service::http::extract::require_length`).
+fn inspect(parsed: &httparse::Request<'_, '_>) -> Result<Framing, Refusal> {
+    let refuse = |status, message| Err(Refusal { status, message });
+    let Some(target) = parsed.path else {
+        return refuse(StatusCode::BAD_REQUEST, "the request line is malformed");
+    };
+    if target.len() > MAX_TARGET {
         return refuse(
             StatusCode::URI_TOO_LONG,
             "the request target is longer than 8 KiB",
         );
     }
+    if target.parse::<Uri>().is_err() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the request target is not a valid URI",
+        );
+    }
     let mut length: Option<&[u8]> = None;
+    let mut chunked = false;
     for h in parsed.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let digits = !h.value.is_empty() && h.value.iter().all(u8::is_ascii_digit);
@@ -163,22 +246,48 @@ fn refusal(parsed: &httparse::Request<'_, '_>) -> Option<Refusal> {
             }
             length = Some(h.value);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            let chunked_only = std::str::from_utf8(h.value).is_ok_and(|v| {
-                v.split(',')
-                    .all(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-            });
-            if !chunked_only {
+            let Ok(codings) = std::str::from_utf8(h.value) else {
                 return refuse(
                     StatusCode::NOT_IMPLEMENTED,
                     "only the chunked transfer coding is supported",
                 );
-            }
-            if parsed.version == Some(0) {
-                return refuse(StatusCode::BAD_REQUEST, "HTTP/1.0 has no Transfer-Encoding");
+            };
+            for coding in codings.split(',') {
+                if !coding.trim().eq_ignore_ascii_case("chunked") {
+                    return refuse(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "only the chunked transfer coding is supported",
+                    );
+                }
+                if chunked {
+                    return refuse(StatusCode::BAD_REQUEST, "chunked is applied more than once");
+                }
+                chunked = true;
             }
         }
     }
-    None
+    if chunked && parsed.version == Some(0) {
+        return refuse(
+            StatusCode::LENGTH_REQUIRED,
+            "HTTP/1.0 has no Transfer-Encoding: send Content-Length",
+        );
+    }
+    match (length, chunked) {
+        (Some(_), true) => refuse(
+            StatusCode::BAD_REQUEST,
+            "Content-Length and Transfer-Encoding together",
+        ),
+        (None, true) => Ok(Framing::Chunked),
+        (Some(digits), false) => std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok())
+            .map(Framing::Length)
+            .map_or_else(
+                || refuse(StatusCode::BAD_REQUEST, "Content-Length is not one number"),
+                Ok,
+            ),
+        (None, false) => Ok(Framing::Empty),
+    }
 }
 
 /// The request, if the lean path can serve it: `GET` of the SSE route over HTTP/1.x with

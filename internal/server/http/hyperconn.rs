@@ -1,16 +1,15 @@
 //! The general path: hyper (HTTP/1.1 or HTTP/2) over the rest of the connection, after the
-//! bytes the serve loop already read.
+//! bytes the serve loop already read, through the [`Gate`] that checks every head first.
 //!
 //! hyper's own `header_read_timeout` is not used: it starts its clock as soon as a
-//! keep-alive connection goes idle, which would make it the idle timeout too. Here
-//! [`ReadTimers`] keeps the two apart: an idle connection (no request in flight, no byte of a
-//! new head) is closed after `idle_timeout`; a head must arrive whole within
-//! `header_read_timeout` of its first byte.
+//! keep-alive connection goes idle, which would make it the idle timeout too, and it answers
+//! nothing. The gate keeps the two apart: an idle connection (no request in flight, no byte
+//! of a new head) is closed after `idle_timeout`; a head must arrive whole within
+//! `header_read_timeout` of its first byte, else 408.
 
 use std::{
     convert::Infallible,
     future::Future,
-    io,
     net::SocketAddr,
     pin::Pin,
     sync::{
@@ -24,7 +23,7 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    http::{Request, Response},
+    http::{Request, Response, header},
 };
 use bytes::Bytes;
 use futures::task::AtomicWaker;
@@ -34,22 +33,17 @@ use hyper::{
     server::conn::{http1, http2},
 };
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
-    sync::watch,
-    time::{Instant, Sleep},
-};
+use tokio::{net::TcpStream, sync::watch, time::Instant};
 use tower::ServiceExt;
 
-use super::{
-    HttpTimeouts, Shared,
-    head::MAX_HEAD,
-    io::{Rewind, WriteStall, after, is_write_stall},
-};
+use crate::service::http::UndeclaredLength;
 
-/// The first line of HTTP/2's connection preface.
-const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
+use super::{
+    Shared,
+    gate::Gate,
+    head::{H2_PREFACE_LINE, MAX_HEAD},
+    io::{WriteStall, after, is_write_stall},
+};
 
 /// hyper's settings, shared by every connection. The serve loop has read the first bytes, so
 /// it knows which protocol the client speaks and picks the builder itself.
@@ -62,7 +56,7 @@ pub fn builders() -> Builders {
     let mut http1 = http1::Builder::new();
     http1
         .keep_alive(true)
-        // Later heads are held to the first one's limit (431 beyond it).
+        // The gate hands over no larger head; this is only a second fence.
         .max_header_size(MAX_HEAD)
         // What hyper may buffer per connection, reading a body or writing an answer.
         .max_buf_size(MAX_BUFFER)
@@ -86,13 +80,8 @@ pub async fn serve(
     let activity = Arc::new(Activity::new());
     // The serve loop handed over at least the preface's first line.
     let h2 = prefix.starts_with(H2_PREFACE_LINE);
-    let io = ReadTimers::new(
-        Rewind::new(prefix, tcp),
-        activity.clone(),
-        &shared.limits,
-        !h2,
-    );
-    let io = TokioIo::new(WriteStall::new(io, shared.limits.write_timeout));
+    let io = WriteStall::new(tcp, shared.limits.write_timeout);
+    let io = TokioIo::new(Gate::new(io, prefix, activity.clone(), &shared.limits, h2));
     let service = Dispatch {
         router: shared.router.clone(),
         remote,
@@ -137,19 +126,20 @@ where
 }
 
 /// Requests in flight on one connection, and since when there have been none.
-struct Activity {
+pub struct Activity {
     origin: Instant,
-    in_flight: AtomicUsize,
-    started: AtomicU64,
+    pub in_flight: AtomicUsize,
+    /// Requests hyper has handed to the service.
+    pub started: AtomicU64,
     /// Nanoseconds from `origin` to the moment `in_flight` last fell to zero.
     idle_since: AtomicU64,
     /// The connection's reader, woken when the last request in flight ends: hyper does not
     /// read again on its own until the client sends something, and the idle clock must start.
-    reader: AtomicWaker,
+    pub reader: AtomicWaker,
 }
 
 impl Activity {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Activity {
             origin: Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -159,7 +149,7 @@ impl Activity {
         }
     }
 
-    fn idle_since(&self) -> Instant {
+    pub fn idle_since(&self) -> Instant {
         after(
             self.origin,
             Duration::from_nanos(self.idle_since.load(Ordering::Acquire)),
@@ -208,9 +198,14 @@ impl hyper::service::Service<Request<Incoming>> for Dispatch {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::start(self.activity.clone());
         let mut request = request.map(Body::new);
-        request
-            .extensions_mut()
-            .insert(super::connect_info(self.remote));
+        let undeclared = request.version() < axum::http::Version::HTTP_2
+            && !request.headers().contains_key(header::CONTENT_LENGTH)
+            && !request.headers().contains_key(header::TRANSFER_ENCODING);
+        let extensions = request.extensions_mut();
+        extensions.insert(super::connect_info(self.remote));
+        if undeclared {
+            extensions.insert(UndeclaredLength);
+        }
         let call = self.router.clone().oneshot(request);
         Box::pin(async move {
             let response = match call.await {
@@ -248,127 +243,5 @@ impl http_body::Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// The read side's clocks: closes an idle keep-alive connection, and cuts a head that
-/// trickles in. Only while no request is in flight: a body has its own deadline (the body
-/// layer) and a stream in flight is never idle.
-struct ReadTimers<T> {
-    inner: T,
-    activity: Arc<Activity>,
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
-    /// HTTP/1 heads; an HTTP/2 connection gets only the idle clock.
-    heads: bool,
-    /// When the first byte of the next head arrived.
-    head_since: Option<Instant>,
-    started_seen: u64,
-    timer: Option<Pin<Box<Sleep>>>,
-}
-
-impl<T> ReadTimers<T> {
-    fn new(inner: T, activity: Arc<Activity>, limits: &HttpTimeouts, heads: bool) -> Self {
-        ReadTimers {
-            inner,
-            activity,
-            header_read_timeout: limits.header_read_timeout,
-            idle_timeout: limits.idle_timeout,
-            heads,
-            head_since: None,
-            started_seen: 0,
-            timer: None,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for ReadTimers<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let started = this.activity.started.load(Ordering::Acquire);
-        if started != this.started_seen {
-            // A request began since the last read: the head being timed is complete.
-            this.started_seen = started;
-            this.head_since = None;
-        }
-        let busy = this.activity.in_flight.load(Ordering::Acquire) > 0;
-        match result {
-            Poll::Ready(Ok(())) => {
-                if this.heads && !busy && this.head_since.is_none() && buf.filled().len() > before {
-                    this.head_since = Some(Instant::now());
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending if busy => {
-                this.activity.reader.register(cx.waker());
-                // The request may have ended in between.
-                if this.activity.in_flight.load(Ordering::Acquire) > 0 {
-                    return Poll::Pending;
-                }
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Poll::Pending => {
-                let deadline = match this.head_since {
-                    Some(since) => after(since, this.header_read_timeout),
-                    None => after(this.activity.idle_since(), this.idle_timeout),
-                };
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                if timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                if this.head_since.is_some() {
-                    Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the request head arrived too slowly",
-                    )))
-                } else {
-                    // Idle: end the connection as if the client had closed it.
-                    Poll::Ready(Ok(()))
-                }
-            }
-        }
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for ReadTimers<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -1,5 +1,4 @@
-//! IO wrappers of the serve loop: replay of bytes already read, and the write deadline that
-//! drops a client who stopped reading.
+//! The write deadline that drops a client who stopped reading, and a deadline helper.
 
 use std::{
     fmt, io,
@@ -8,7 +7,6 @@ use std::{
     time::Duration,
 };
 
-use bytes::{Buf, Bytes};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::{Instant, Sleep},
@@ -19,71 +17,6 @@ use tokio::{
 pub fn after(from: Instant, wait: Duration) -> Instant {
     from.checked_add(wait)
         .unwrap_or_else(|| from + Duration::from_secs(30 * 365 * 24 * 3600))
-}
-
-/// Reads `prefix` first, then from `inner`: the request head the serve loop read itself is
-/// handed to hyper this way.
-pub struct Rewind<T> {
-    prefix: Option<Bytes>,
-    inner: T,
-}
-
-impl<T> Rewind<T> {
-    pub fn new(prefix: Bytes, inner: T) -> Self {
-        Rewind {
-            prefix: (!prefix.is_empty()).then_some(prefix),
-            inner,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if let Some(prefix) = &mut self.prefix {
-            let n = prefix.len().min(buf.remaining());
-            buf.put_slice(&prefix[..n]);
-            prefix.advance(n);
-            if prefix.is_empty() {
-                self.prefix = None;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// The cause inside the `TimedOut` error of a [`WriteStall`], so the serve loop can tell a

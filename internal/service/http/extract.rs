@@ -4,7 +4,9 @@
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Path, Request},
-    http::{header, request::Parts},
+    http::{Method, header, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
 
@@ -90,6 +92,35 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonBytes {
         let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
         Ok(OptionalJsonBytes(Some(bytes)))
     }
+}
+
+/// Set by the serve loop on an HTTP/1 request whose head has neither `Content-Length` nor
+/// `Transfer-Encoding`: by HTTP/1.1's framing its body is empty, whatever the client meant.
+/// (HTTP/2 frames delimit every body, so it never carries this.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UndeclaredLength;
+
+/// The length rule, for the routes that cannot do without a body (the image upload, the new
+/// order, the tus PATCH): a `POST`, `PUT` or `PATCH` whose head declares no body is 411
+/// `LENGTH_REQUIRED`, before anything else is looked at, rather than an error about an empty
+/// body the client may never have meant to send. `Content-Length: 0` is a declared (empty)
+/// body and goes on to the handler; so does `Transfer-Encoding: chunked` (tusd takes chunked
+/// PATCH bodies too). Routes whose body is optional (session creation with a JWT, tus
+/// creation without upload) and bodiless `POST`s (`complete`, `stream-ticket`) are not held
+/// to it. Chunked on HTTP/1.0 is refused by the serve loop with the same 411.
+pub(crate) async fn require_length(request: Request, next: Next) -> Response {
+    let carries_body = matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::PATCH
+    );
+    if carries_body && request.extensions().get::<UndeclaredLength>().is_some() {
+        return ApiError::new(
+            Reason::LengthRequired,
+            "this request needs a body: send Content-Length (or Transfer-Encoding: chunked)",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

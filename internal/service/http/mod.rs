@@ -21,10 +21,12 @@ use axum::{
     extract::{ConnectInfo, FromRequestParts},
     http::Method,
     http::request::Parts,
+    middleware::from_fn,
     routing::{delete, get, head, options, post, put},
 };
 
 use super::{Services, auth::parse_member_id, error::ApiError};
+pub(crate) use extract::UndeclaredLength;
 
 /// The API under `/v1/api` (REST, upload, SSE), with `Services` as state.
 pub fn api_routes(services: Services) -> Router {
@@ -50,11 +52,11 @@ pub fn api_routes(services: Services) -> Router {
         )
         .route(
             "/v1/api/upload-sessions/{identifier}/images",
-            post(upload::upload),
+            post(upload::upload).route_layer(from_fn(extract::require_length)),
         )
         .route(
             "/v1/api/upload-sessions/{identifier}/images/order",
-            put(order::reorder),
+            put(order::reorder).route_layer(from_fn(extract::require_length)),
         )
         .route(
             "/v1/api/upload-sessions/{identifier}/images/{image_id}",
@@ -78,6 +80,7 @@ fn tus_routes(services: Services) -> Router {
     let upload: axum::routing::MethodRouter<()> = head(tus::head)
         .patch(tus::patch)
         .delete(tus::terminate)
+        .route_layer(from_fn(extract::require_length))
         .with_state(services.clone());
     // As a service with its layers outside: the method override acts before method routing,
     // and `Tus-Resumable` reaches even a 405.
