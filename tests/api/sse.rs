@@ -304,10 +304,17 @@ async fn heartbeat_and_custom_event_names() {
             break;
         }
     }
-    // Idle: only heartbeats.
-    let idle = sse.next_within(Duration::from_millis(350)).await;
-    assert!(idle.is_none(), "unexpected event while idle: {idle:?}");
-    assert!(sse.heartbeats >= 2, "heartbeats: {}", sse.heartbeats);
+    // Idle: only heartbeats. Waits for two more of them (every 100 ms, so a loaded machine gets
+    // up to 10 s) and fails on any event in between.
+    let before = sse.heartbeats;
+    for _ in 0..50 {
+        if sse.heartbeats >= before + 2 {
+            break;
+        }
+        let idle = sse.next_within(Duration::from_millis(200)).await;
+        assert!(idle.is_none(), "unexpected event while idle: {idle:?}");
+    }
+    assert!(sse.heartbeats >= before + 2, "heartbeats: {}", sse.heartbeats - before);
 }
 
 #[tokio::test]
