@@ -314,7 +314,11 @@ async fn heartbeat_and_custom_event_names() {
         let idle = sse.next_within(Duration::from_millis(200)).await;
         assert!(idle.is_none(), "unexpected event while idle: {idle:?}");
     }
-    assert!(sse.heartbeats >= before + 2, "heartbeats: {}", sse.heartbeats - before);
+    assert!(
+        sse.heartbeats >= before + 2,
+        "heartbeats: {}",
+        sse.heartbeats - before
+    );
 }
 
 #[tokio::test]
