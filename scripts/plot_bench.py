@@ -19,11 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 RSS_TARGET_KIB = 8
 FD_CAP = 20_000  # open files per process on the benchmark machine
@@ -138,8 +133,9 @@ def issue13(rows):
           % pct(main, "last_watcher_after_upload_answer_ms"))
     print("| nchan, same run: publish sent → message at every subscriber | %s | %s | %s | %s |"
           % (*pct(nchan, "latency_ms"), kib(nchan)))
-    print("| nchan, same run: publish's answer → its last subscriber | %s | %s | %s | |"
-          % pct(nchan, "last_watcher_after_upload_answer_ms"))
+    # nchan delivers before it answers the publish, so its yardstick is publish sent → last.
+    print("| nchan, same run: publish sent → its last subscriber | %s | %s | %s | |"
+          % pct(nchan, "last_watcher_after_upload_sent_ms"))
 
     print("\nPer target (this run):\n")
     print("| target | shape | measured | goal |")
@@ -162,9 +158,9 @@ def issue13(rows):
     for label, shape in (("i13 100x100", "100×100"), ("i13 1000x2", "1,000×2")):
         ours, theirs = by_label(rows, label), by_label(rows, f"{label} (nchan)", "nchan")
         if ours and theirs:
-            o, t = ours["last_watcher_after_upload_answer_ms"], theirs["last_watcher_after_upload_answer_ms"]
+            o, t = ours["last_watcher_after_upload_answer_ms"], theirs["last_watcher_after_upload_sent_ms"]
             print(f"| 3. answer → last watcher p50 / p99 | {shape} | {f(o['p50'])} / {f(o['p99'])} ms "
-                  f"(nchan {f(t['p50'])} / {f(t['p99'])}) | ≤ nchan |")
+                  f"(nchan publish sent → last: {f(t['p50'])} / {f(t['p99'])}) | ≤ nchan |")
         if ours:
             print(f"| 3. server CPU per delivered event, excl. upload | {shape} | "
                   f"{ours.get('server_cpu_us_per_delivered_event_excl_upload')} µs "
@@ -196,6 +192,13 @@ def main():
     if "--table" in sys.argv:
         table(load(results, every="--all" in sys.argv))
         return
+    # Only drawing needs matplotlib; the tables do not.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
     rows = load(results)
     servers = sorted(
         (r for r in rows if r["mode"] == "server"), key=lambda r: r["watchers_connected"]
