@@ -192,6 +192,7 @@ impl Application {
             public_base_url: public_base_url.into(),
             stream_idle_timeout: config.upload.stream_idle_timeout,
             client_max_edge: config.upload.client_max_edge,
+            server_timing: config.server.http.server_timing,
         };
         let http_limits = server::HttpTimeouts::from_config(&config);
         let router = server::router(services.clone(), &config.cors, &http_limits);

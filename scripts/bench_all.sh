@@ -7,6 +7,7 @@
 #   SHAPES=fd-cap-probe scripts/bench_all.sh              # past the open-file cap (not in "every")
 #   SHAPES="100x100-nchan 1000x2-nchan 300x1x3-nats" scripts/bench_all.sh   # beside nchan; NATS
 #   make bench                                            # SHAPES=smoke, PLOT=0: a short smoke
+#   SHAPES=issue13 scripts/bench_all.sh                   # issue 13's table, beside nchan (~17 min)
 #
 # QRUPLOAD_BIN=path measures another server binary; FANOUT_BIN=path skips building the bench.
 # Servers run on core $SERVER_CPU (default 0), the load generator on the next core. Every
@@ -21,6 +22,16 @@ OUT="${OUT:-docs/bench/results.jsonl}"
 SERVER_CPU="${SERVER_CPU:-0}"
 IDLE="${IDLE:-60}"
 SHAPES="${SHAPES:-floor-1000x2 floor-100x100 1000x2 100x100 50x100 190x100 500x100x3}"
+# Issue 13's shapes, one run: 100×100 beside nchan (the stall: 1,000 uploads with 10,000
+# watchers), the same on PostgreSQL + Redis, 1,000×2 beside nchan, 1,000 uploads beside
+# 10,000 idle watchers, 3 instances on Redis and on NATS, and 19,000 idle watchers' memory.
+# Its lines go to docs/bench/issue13.jsonl (replaced), then to $OUT, and the table is printed.
+ISSUE13="i13-100x100-nchan i13-100x100-pg i13-1000x2-nchan i13-idle10k i13-300x1x3-redis i13-300x1x3-nats i13-190x100"
+if [ "$SHAPES" = issue13 ]; then
+  SHAPES=$ISSUE13
+  ISSUE_OUT=docs/bench/issue13.jsonl
+  : >"$ISSUE_OUT"
+fi
 
 # A server with abuse limits (a `limits:` section in the config) gets them lifted unless the
 # caller set them: a benchmark's watchers and uploads come from few addresses, one member per
@@ -53,7 +64,7 @@ fi
 run() {
   echo "== $*" >&2
   "$WORK/fanout" --binary "$WORK/qrupload" --server-cpu "$SERVER_CPU" --idle-secs "$IDLE" \
-    --out "$OUT" "$@"
+    --out "${ISSUE_OUT:-$OUT}" "$@"
 }
 
 for shape in $SHAPES; do
@@ -70,6 +81,14 @@ for shape in $SHAPES; do
     100x100-nchan) run --beside-nchan --sessions 100 --watchers 100 --rate 50 --uploads 1000 ;;
     1000x2-nchan)  run --beside-nchan --sessions 1000 --watchers 2 --rate 50 --uploads 1000 ;;
     300x1x3-nats)  run --instances 3 --bus nats --sessions 300 --watchers 1 --rate 50 --uploads 300 ;;
+    # Issue 13 (SHAPES=issue13).
+    i13-100x100-nchan) run --beside-nchan --sessions 100 --watchers 100 --rate 50 --uploads 1000 --label "i13 100x100" ;;
+    i13-100x100-pg)    run --pg-redis --sessions 100 --watchers 100 --rate 50 --uploads 1000 --label "i13 100x100 pg+redis" ;;
+    i13-1000x2-nchan)  run --beside-nchan --sessions 1000 --watchers 2 --rate 50 --uploads 1000 --label "i13 1000x2" ;;
+    i13-idle10k)       run --sessions 10 --watchers 1 --idle-watchers 10000 --rate 50 --uploads 1000 --label "i13 idle 10k" ;;
+    i13-300x1x3-redis) run --instances 3 --bus redis --sessions 300 --watchers 1 --rate 50 --uploads 300 --label "i13 300x1 x3 redis" ;;
+    i13-300x1x3-nats)  run --instances 3 --bus nats --sessions 300 --watchers 1 --rate 50 --uploads 300 --label "i13 300x1 x3 nats" ;;
+    i13-190x100)       run --sessions 190 --watchers 100 --rate 50 --uploads 190 --calibrate-uploads 0 --label "i13 190x100" ;;
     # `make bench`: a short smoke of both rows, not a measurement.
     smoke)         run --beside-nchan --sessions 10 --watchers 10 --rate 50 --uploads 50 ;;
     # Not in the default set: 20,000 watchers on one instance, past its open-file cap.
@@ -80,6 +99,10 @@ for shape in $SHAPES; do
   esac
 done
 
+if [ -n "${ISSUE_OUT:-}" ]; then
+  cat "$ISSUE_OUT" >>"$OUT"
+  python3 scripts/plot_bench.py --issue13 "$ISSUE_OUT"
+fi
 if [ "${PLOT:-1}" = 1 ]; then
   python3 scripts/plot_bench.py "$OUT" docs/bench/fanout.png
 fi

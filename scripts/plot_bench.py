@@ -3,6 +3,7 @@
 
     python3 scripts/plot_bench.py [RESULTS.jsonl] [OUT.png]
     python3 scripts/plot_bench.py --table [--all] [RESULTS.jsonl]   # BENCHMARKS.md's table
+    python3 scripts/plot_bench.py --issue13 docs/bench/issue13.jsonl  # issue 13's table
 
 Defaults: docs/bench/results.jsonl and docs/bench/fanout.png. For each (label, mode) the latest
 line is used, so re-running a shape and redrawing replaces its figures.
@@ -18,11 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 RSS_TARGET_KIB = 8
 FD_CAP = 20_000  # open files per process on the benchmark machine
@@ -77,7 +73,7 @@ def table(rows):
     for r in order:
         server = r["mode"] == "server"
         print(
-            f"| {r['label']} | {'server' if server else 'floor (echo)'} "
+            f"| {r['label']} | {'server' if server else 'floor (echo)' if r['mode'] == 'floor' else r['mode']} "
             f"| {r['watchers']:,} ({r['watchers_connected']:,}) "
             f"| {r['deliveries']['received']:,} / {r['deliveries']['expected']:,} "
             f"| {ms(r, 'latency_ms', 'p50')} | {ms(r, 'latency_ms', 'p99')} "
@@ -96,18 +92,120 @@ def table(rows):
         )
 
 
+# Issue 13's "before" (its opening table), for the rows beside this run's.
+ISSUE13_BEFORE = {
+    "sent": ("3.3", "10–17", "97 / 104", "2.4 KiB"),
+    "answer": ("2.1", "7–12", "– / 94–99", ""),
+    "nchan": ("0.78", "1.9", "5 / 13", "10.1 KiB"),
+}
+
+
+def by_label(rows, label, mode="server"):
+    found = [r for r in rows if r["label"] == label and r["mode"] == mode]
+    return found[-1] if found else None
+
+
+def issue13(rows):
+    """Issue 13's table from one `SHAPES=issue13` run: before (the issue's), after, nchan."""
+    def f(v):
+        return "–" if v is None else f"{v:.2f}" if v < 10 else f"{v:.1f}"
+
+    def pct(r, key):
+        p = (r or {}).get(key) or {}
+        return f(p.get("p50")), f(p.get("p99")), f"{f(p.get('p999'))} / {f(p.get('max'))}"
+
+    def kib(r):
+        return f"{r['rss_kib_per_idle_watcher']:.1f} KiB" if r else "–"
+
+    main = by_label(rows, "i13 100x100")
+    nchan = by_label(rows, "i13 100x100 (nchan)", "nchan")
+    print("100 sessions × 100 SSE watchers, 1,000 uploads at 50/s (ms):\n")
+    print("| | p50 | p99 | p99.9 / max | RSS per idle watcher |")
+    print("|---|---|---|---|---|")
+    b = ISSUE13_BEFORE
+    print("| before (issue 13): upload sent → snapshot at every watcher | %s | %s | %s | %s |" % b["sent"])
+    print("| before (issue 13): the upload's own answer | %s | %s | %s | %s |" % b["answer"])
+    print("| before (issue 13): nchan publish → every subscriber | %s | %s | %s | %s |" % b["nchan"])
+    print("| **after**: upload sent → snapshot at every watcher | %s | %s | %s | %s |"
+          % (*pct(main, "latency_ms"), kib(main)))
+    print("| **after**: the upload's own answer | %s | %s | %s | |" % pct(main, "upload_request_ms"))
+    print("| **after**: upload's answer → snapshot at its last watcher | %s | %s | %s | |"
+          % pct(main, "last_watcher_after_upload_answer_ms"))
+    print("| nchan, same run: publish sent → message at every subscriber | %s | %s | %s | %s |"
+          % (*pct(nchan, "latency_ms"), kib(nchan)))
+    # nchan delivers before it answers the publish, so its yardstick is publish sent → last.
+    print("| nchan, same run: publish sent → its last subscriber | %s | %s | %s | |"
+          % pct(nchan, "last_watcher_after_upload_sent_ms"))
+
+    print("\nPer target (this run):\n")
+    print("| target | shape | measured | goal |")
+    print("|---|---|---|---|")
+    idle = by_label(rows, "i13 idle 10k")
+    for r, shape in ((idle, "1,000 uploads, 10,000 idle watchers"), (main, "100×100")):
+        if r:
+            print(f"| 1. no stalls: upload answer max | {shape} | {f(r['upload_request_ms']['max'])} ms | ≤ 20 ms |")
+    if main and main.get("heartbeats"):
+        h = main["heartbeats"]
+        print(f"| 1. heartbeats spread | 100×100 | {h['received']:,} received over {h['span_ms'] / 1000:.0f} s; "
+              f"busiest 1 ms {h['max_in_1ms']:,}, busiest 10 ms {h['max_in_10ms']:,} "
+              f"({100 * h['max_share_of_watchers_in_10ms']:.1f}% of the watchers) | not all at once |")
+    pg = by_label(rows, "i13 100x100 pg+redis")
+    for r, shape, goal in ((main, "100×100, SQLite", "p50 ≤ 1.0, p99 ≤ 3 ms"),
+                           (pg, "100×100, PostgreSQL + Redis", "within 1.5× of SQLite")):
+        if r:
+            u = r["upload_request_ms"]
+            print(f"| 2. upload answer p50 / p99 | {shape} | {f(u['p50'])} / {f(u['p99'])} ms | {goal} |")
+    for label, shape in (("i13 100x100", "100×100"), ("i13 1000x2", "1,000×2")):
+        ours, theirs = by_label(rows, label), by_label(rows, f"{label} (nchan)", "nchan")
+        if ours and theirs:
+            o, t = ours["last_watcher_after_upload_answer_ms"], theirs["last_watcher_after_upload_sent_ms"]
+            print(f"| 3. answer → last watcher p50 / p99 | {shape} | {f(o['p50'])} / {f(o['p99'])} ms "
+                  f"(nchan publish sent → last: {f(t['p50'])} / {f(t['p99'])}) | ≤ nchan |")
+        if ours:
+            print(f"| 3. server CPU per delivered event, excl. upload | {shape} | "
+                  f"{ours.get('server_cpu_us_per_delivered_event_excl_upload')} µs "
+                  f"(with the upload {ours['server_cpu_us_per_delivered_event']} µs; upload alone "
+                  f"{(ours.get('calibration') or {}).get('server_cpu_us_per_upload')} µs) | ≤ 3 µs |")
+    for label in ("i13 300x1 x3 redis", "i13 300x1 x3 nats"):
+        r = by_label(rows, label)
+        if r:
+            print(f"| 5. doorbells per instance (expected) | 3 instances, {label.split()[-1]} | "
+                  f"{', '.join(f'{d:g}' for d in r['bus_doorbells_by_instance'])} "
+                  f"({', '.join(str(d) for d in r['bus_doorbells_expected_by_instance'])}); "
+                  f"latency p50 / p99 {f(r['latency_ms']['p50'])} / {f(r['latency_ms']['p99'])} ms | equal |")
+    r = by_label(rows, "i13 190x100")
+    if r:
+        print(f"| 6. RSS per idle watcher | 19,000 watchers | {kib(r)} "
+              f"({r['deliveries']['received']:,} / {r['deliveries']['expected']:,} delivered) | ≤ 2.5 KiB |")
+    loads = sorted({r["loadavg_at_start"][0] for r in rows})
+    if loads:
+        print(f"\nLoad average at the start of each run: {loads[0]:.1f}–{loads[-1]:.1f}.")
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     results = Path(args[0] if args else "docs/bench/results.jsonl")
     out = Path(args[1] if len(args) > 1 else "docs/bench/fanout.png")
+    if "--issue13" in sys.argv:
+        issue13(load(results, every=True))
+        return
     if "--table" in sys.argv:
         table(load(results, every="--all" in sys.argv))
         return
+    # Only drawing needs matplotlib; the tables do not.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
     rows = load(results)
     servers = sorted(
         (r for r in rows if r["mode"] == "server"), key=lambda r: r["watchers_connected"]
     )
+    # The hatched bars: nchan for a shape measured beside it, else the generator's floor.
     floors = {shape_key(r): r for r in rows if r["mode"] == "floor"}
+    floors.update({shape_key(r): r for r in rows if r["mode"] == "nchan"})
 
     fig, (ax_rss, ax_per, ax_lat) = plt.subplots(
         1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1, 1, 1.5]}
@@ -185,7 +283,7 @@ def main():
             if floor and floor["latency_ms"].get(s) is not None:
                 ax_lat.bar(x + j * width + width / 2, floor["latency_ms"][s], width,
                            color=colors[s], alpha=0.35, hatch="//",
-                           label=f"generator floor {s}")
+                           label=f"{'nchan' if floor['mode'] == 'nchan' else 'generator floor'} {s}")
         target = P99_TARGETS_MS.get(shape_key(r))
         if target and r["instances"] == 1:
             ax_lat.hlines(target, x - 0.45, x + 0.45, colors="g", linestyles="--",
@@ -194,7 +292,7 @@ def main():
     ax_lat.set_xticklabels(labels, fontsize=7)
     ax_lat.set_yscale("log")
     ax_lat.set_ylabel("upload → snapshot at every watcher (ms, log)")
-    ax_lat.set_title("Latency per shape: server (solid) and load generator floor (hatched)")
+    ax_lat.set_title("Latency per shape: server (solid); nchan or the generator floor (hatched)")
     ax_lat.grid(axis="y", alpha=0.3, which="both")
     legend(ax_lat, fontsize=7, ncol=2)
 

@@ -81,33 +81,47 @@ def kind(path):
     if path == work:
         return 'database folder'
     return path.rsplit('/', 1)[-1]
-# Threads interleave: strace splits a call into "<unfinished ...>" and "<... resumed>" lines.
+def secs(stamp):
+    h, m, s = stamp.split(':')
+    return int(h) * 3600 + int(m) * 60 + float(s)
+# Threads interleave: strace splits a call into "<unfinished ...>" and "<... resumed>" lines;
+# the call started at the first line's time.
 fds, syncs, pending = {}, [], {}
 for line in open(sys.argv[1]):
-    m = re.match(r'(\d+)\s+\S+\s+(openat|fsync|fdatasync)\((.*) <unfinished \.\.\.>', line)
+    m = re.match(r'(\d+)\s+(\S+)\s+(openat|fsync|fdatasync)\((.*) <unfinished \.\.\.>', line)
     if m:
-        pending[m.group(1)] = (m.group(2), m.group(3))
+        pending[m.group(1)] = (m.group(2), m.group(3), m.group(4))
         continue
     m = re.match(r'(\d+)\s+\S+\s+<\.\.\. (\w+) resumed>(.*)', line)
     if m and m.group(1) in pending:
-        call, args = pending.pop(m.group(1))
-        line = f"{m.group(1)} 0 {call}({args}{m.group(3)}"
+        stamp, call, args = pending.pop(m.group(1))
+        line = f"{m.group(1)} {stamp} {call}({args}{m.group(3)}"
     m = re.match(r'\d+\s+\S+\s+openat\(AT_FDCWD, "([^"]+)".*= (\d+) <', line)
     if m:
         fds[int(m.group(2))] = kind(m.group(1))
         continue
-    m = re.match(r'\d+\s+\S+\s+f(?:data)?sync\((\d+)\)\s+= \d+ <([\d.]+)>', line)
+    m = re.match(r'\d+\s+(\S+)\s+f(?:data)?sync\((\d+)\)\s+= \d+ <([\d.]+)>', line)
     if m:
-        syncs.append((fds.get(int(m.group(1)), '?'), float(m.group(2)) * 1000))
+        syncs.append((fds.get(int(m.group(2)), '?'), secs(m.group(1)), float(m.group(3))))
 ups = sorted(float(l.split()[2]) * 1000 for l in open(sys.argv[2]) if l.split()[1] == '201')
 pct = lambda d, p: d[min(len(d) - 1, int(len(d) * p))]
 print(f"uploads {len(ups)}: p50 {pct(ups, .5):.1f} ms, p99 {pct(ups, .99):.1f} ms, max {ups[-1]:.1f} ms")
 by = collections.defaultdict(list)
-for f, ms in syncs:
-    by[f].append(ms)
+for f, _, s in syncs:
+    by[f].append(s * 1000)
 for f, d in sorted(by.items(), key=lambda kv: -len(kv[1])):
     d.sort()
     print(f"fsync {f}: {len(d)} ({len(d) / max(1, len(ups)):.2f} per upload), "
           f"p50 {pct(d, .5):.2f} ms, p99 {pct(d, .99):.2f} ms, max {d[-1]:.2f} ms, "
           f"over 20 ms: {sum(x > 20 for x in d)}")
+# Serial depth: syncs that overlap in time count once (they wait together). The uploads run
+# one at a time, so the runs of overlapping syncs per upload are the syncs it waits for in turn.
+runs, end = 0, None
+for _, start, took in sorted(syncs, key=lambda s: s[1]):
+    if end is None or start > end:
+        runs += 1
+        end = start + took
+    else:
+        end = max(end, start + took)
+print(f"serial sync depth: {runs} runs of overlapping syncs, {runs / max(1, len(ups)):.2f} per upload")
 PY

@@ -5,6 +5,9 @@ use crate::report::{percentiles, round3};
 
 use sea_orm::ConnectionTrait;
 
+/// Watchers per session of `--idle-watchers`.
+const IDLE_PER_SESSION: usize = 100;
+
 /// Doorbells an instance's hub received from the bus.
 const DOORBELLS: &str = "qrupload_bus_changes_received_total";
 
@@ -12,6 +15,10 @@ const DOORBELLS: &str = "qrupload_bus_changes_received_total";
 pub struct Args {
     sessions: usize,
     watchers: usize,
+    /// Watchers of sessions that get no upload, 100 per session, beside the measured ones.
+    idle_watchers: usize,
+    /// Uploads to a session nobody watches, before the measured ones: the upload's own CPU.
+    calibrate: Option<usize>,
     rate: f64,
     uploads: usize,
     idle_secs: u64,
@@ -45,6 +52,8 @@ impl Args {
         let mut a = Args {
             sessions: 10,
             watchers: 10,
+            idle_watchers: 0,
+            calibrate: None,
             rate: 20.0,
             uploads: 0,
             idle_secs: 20,
@@ -73,6 +82,8 @@ impl Args {
             match flag.as_str() {
                 "--sessions" => a.sessions = value().parse().unwrap_or(a.sessions),
                 "--watchers" => a.watchers = value().parse().unwrap_or(a.watchers),
+                "--idle-watchers" => a.idle_watchers = value().parse().unwrap_or(0),
+                "--calibrate-uploads" => a.calibrate = value().parse().ok(),
                 "--rate" => a.rate = value().parse().unwrap_or(a.rate),
                 "--uploads" => a.uploads = value().parse().unwrap_or(a.uploads),
                 "--idle-secs" => a.idle_secs = value().parse().unwrap_or(a.idle_secs),
@@ -278,6 +289,7 @@ fn start_server(a: &Args, data: &Data, dir: &Path, n: usize) -> Server {
         ("QRUPLOAD__UPLOAD__MAX_IMAGES", "100000"),
         ("QRUPLOAD__UPLOAD__MAX_SESSION_BYTES", "100GiB"),
         ("QRUPLOAD__LOG__LEVEL", "warn"),
+        ("QRUPLOAD__SERVER__HTTP__SERVER_TIMING", "true"),
     ] {
         if std::env::var_os(key).is_none() {
             cmd.env(key, value);
@@ -472,6 +484,103 @@ struct Upload {
     status: u16,
     /// The answer's body or the transport error, for a failed upload.
     error: Option<String>,
+    /// The server's stage times (`Server-Timing`), in ms.
+    timing: Vec<(String, f64)>,
+}
+
+/// A `Server-Timing` header's `name;dur=MS` entries.
+fn server_timing(headers: &reqwest::header::HeaderMap) -> Vec<(String, f64)> {
+    headers
+        .get_all("server-timing")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|entry| {
+            let mut parts = entry.trim().split(';');
+            let name = parts.next()?.trim().to_owned();
+            let dur = parts.find_map(|p| p.trim().strip_prefix("dur="))?;
+            Some((name, dur.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Where the upload time went: each stage's percentiles, the time outside the handler
+/// (connection, request parsing, answer: the client's time minus the server's total), and
+/// the slowest uploads stage by stage.
+fn upload_stages(uploads: &[Upload]) -> (Value, Value, Value) {
+    let timed: Vec<&Upload> = uploads
+        .iter()
+        .filter(|u| u.image.is_some() && !u.timing.is_empty())
+        .collect();
+    let mut by_stage: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut outside = Vec::new();
+    for u in &timed {
+        for (name, ms) in &u.timing {
+            by_stage.entry(name).or_default().push(*ms);
+        }
+        if let Some((_, total)) = u.timing.iter().find(|(n, _)| n == "total") {
+            outside.push((u.answered - u.sent) as f64 / 1e6 - total);
+        }
+    }
+    let stages: serde_json::Map<String, Value> = by_stage
+        .into_iter()
+        .map(|(name, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (name.to_owned(), percentiles(&v))
+        })
+        .collect();
+    outside.sort_by(f64::total_cmp);
+    let mut slowest: Vec<&&Upload> = timed.iter().collect();
+    slowest.sort_by_key(|u| std::cmp::Reverse(u.answered - u.sent));
+    let slowest: Vec<Value> = slowest
+        .iter()
+        .take(5)
+        .map(|u| {
+            let mut row = serde_json::Map::new();
+            row.insert("sent_ns".into(), json!(u.sent));
+            row.insert(
+                "answer_ms".into(),
+                json!(round3((u.answered - u.sent) as f64 / 1e6)),
+            );
+            for (name, ms) in &u.timing {
+                row.insert(name.clone(), json!(round3(*ms)));
+            }
+            Value::Object(row)
+        })
+        .collect();
+    (Value::Object(stages), percentiles(&outside), json!(slowest))
+}
+
+/// Heartbeats received per millisecond, over every worker: if they were synchronous, one
+/// millisecond would hold every watcher's; spread, the busiest holds one group's.
+fn heartbeat_spread(reports: &[Value], watchers: u64) -> Value {
+    let mut per_ms: BTreeMap<u64, u64> = BTreeMap::new();
+    for r in reports {
+        for (ms, n) in r["heartbeats_per_ms"].as_object().into_iter().flatten() {
+            if let Ok(ms) = ms.parse::<u64>() {
+                *per_ms.entry(ms).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    let received: u64 = per_ms.values().sum();
+    let max_1ms = per_ms.values().copied().max().unwrap_or(0);
+    let mut per_10ms: BTreeMap<u64, u64> = BTreeMap::new();
+    for (ms, n) in &per_ms {
+        *per_10ms.entry(ms / 10).or_default() += n;
+    }
+    let max_10ms = per_10ms.values().copied().max().unwrap_or(0);
+    let span_ms = match (per_ms.keys().next(), per_ms.keys().next_back()) {
+        (Some(first), Some(last)) => last - first + 1,
+        _ => 0,
+    };
+    json!({
+        "received": received,
+        "milliseconds_with_any": per_ms.len(),
+        "span_ms": span_ms,
+        "max_in_1ms": max_1ms,
+        "max_in_10ms": max_10ms,
+        "max_share_of_watchers_in_10ms": round3(max_10ms as f64 / watchers.max(1) as f64),
+    })
 }
 
 /// One run of one shape; returns the report it printed.
@@ -535,9 +644,14 @@ pub async fn run(a: Args) -> Value {
     let rss = |field: &str| -> Vec<u64> { pids.iter().map(|&p| proc_status(p, field)).collect() };
     let rss_start = rss("VmRSS:");
 
-    // Sessions, round-robin over the instances.
-    let mut sessions = Vec::with_capacity(a.sessions);
-    for s in 0..a.sessions {
+    // Sessions, round-robin over the instances: the measured ones, then those of the idle
+    // watchers (never uploaded to), then one per instance that nobody watches (calibration).
+    let idle_sessions = a.idle_watchers.div_ceil(IDLE_PER_SESSION);
+    let calibrating = !a.floor && !a.nchan && a.calibrate.unwrap_or(a.uploads.min(500)) > 0;
+    let unwatched = if calibrating { servers.len() } else { 0 };
+    let all_sessions = a.sessions + idle_sessions + unwatched;
+    let mut sessions = Vec::with_capacity(all_sessions);
+    for s in 0..all_sessions {
         let base = servers[s % servers.len()].base();
         let member = s + 1;
         if a.nchan {
@@ -575,17 +689,28 @@ pub async fn run(a: Args) -> Value {
 
     // Watchers: watcher w of session s goes to instance (s + w) mod N and worker (s·W + w)
     // mod K. With fewer watchers per session than instances, each instance serves some
-    // sessions only, which shows the bus's per-session subscriptions.
-    let total = a.sessions * a.watchers;
+    // sessions only, which shows the bus's per-session subscriptions. The idle watchers'
+    // sessions follow, 100 watchers each.
+    let watchers_of = |s: usize| -> usize {
+        if s < a.sessions {
+            a.watchers
+        } else {
+            let i = s - a.sessions;
+            (a.idle_watchers - i * IDLE_PER_SESSION).min(IDLE_PER_SESSION)
+        }
+    };
+    let total = a.sessions * a.watchers + a.idle_watchers;
     let n_workers = total.div_ceil(a.per_worker).max(1);
     assert!(
         2 + n_workers * a.sources_per_worker <= 255,
         "too many source addresses: lower --sources-per-worker"
     );
     let mut plan: Vec<BTreeMap<(usize, usize), u64>> = vec![BTreeMap::new(); n_workers];
-    for s in 0..a.sessions {
-        for w in 0..a.watchers {
-            let k = (s * a.watchers + w) % n_workers;
+    let mut n = 0;
+    for s in 0..a.sessions + idle_sessions {
+        for w in 0..watchers_of(s) {
+            let k = n % n_workers;
+            n += 1;
             *plan[k].entry((s, (s + w) % servers.len())).or_default() += 1;
         }
     }
@@ -624,7 +749,7 @@ pub async fn run(a: Args) -> Value {
     let within = Duration::from_secs(a.connect_timeout_secs * (1 + total as u64 / 5000) + 60);
     let ready = workers.take("ready", within).await;
     let connect_secs = connect_start.elapsed().as_secs_f64();
-    let mut by_session = vec![0u64; a.sessions];
+    let mut by_session = vec![0u64; all_sessions];
     let mut by_instance = vec![0u64; servers.len()];
     let mut failed = 0;
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -664,6 +789,48 @@ pub async fn run(a: Args) -> Value {
     let rss_idle = rss("VmRSS:");
     let rss_hwm = rss("VmHWM:");
 
+    let photo = qrupload::biz::imaging::testdata::jpeg_with_exif(64, 48, 1, false);
+    let boundary = "qrupload-fanout-bench-boundary";
+    let body = multipart(&photo, boundary);
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+
+    // Calibration: the same uploads at the same rate to sessions nobody watches, so the
+    // server's CPU per upload without any fan-out; subtracted from the measured phase's CPU,
+    // it leaves the CPU per delivered event excluding the upload.
+    let calibration = if calibrating {
+        let count = a.calibrate.unwrap_or(a.uploads.min(500));
+        let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tasks = Vec::with_capacity(count);
+        for n in 0..count {
+            interval.tick().await;
+            let s = a.sessions + idle_sessions + n % unwatched;
+            let (id, token, _) = sessions[s].clone();
+            let base = servers[s % servers.len()].base();
+            let request = control
+                .post(format!("{base}/v1/api/upload-sessions/{id}/images"))
+                .bearer_auth(token)
+                .header(reqwest::header::CONTENT_TYPE, &content_type)
+                .body(body.clone());
+            tasks.push(tokio::task::spawn_local(async move {
+                request
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 201)
+            }));
+        }
+        let mut ok = 0u64;
+        for t in tasks {
+            ok += u64::from(t.await.unwrap_or(false));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let cpu: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
+        Some((count, ok, cpu))
+    } else {
+        None
+    };
+
     // Uploads at the given rate, round-robin over sessions and instances.
     let mut reads_before = Vec::new();
     let mut doorbells_before = Vec::new();
@@ -679,10 +846,6 @@ pub async fn run(a: Args) -> Value {
     let server_cpu_before: Vec<f64> = pids.iter().map(|&p| cpu_seconds(p)).collect();
     let load_cpu_before = load_cpu();
     let (_, _, deliveries_before) = workers.stats().await;
-    let photo = qrupload::biz::imaging::testdata::jpeg_with_exif(64, 48, 1, false);
-    let boundary = "qrupload-fanout-bench-boundary";
-    let body = multipart(&photo, boundary);
-    let content_type = format!("multipart/form-data; boundary={boundary}");
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let upload_start = now_ns();
@@ -709,9 +872,11 @@ pub async fn run(a: Args) -> Value {
         };
         tasks.push(tokio::task::spawn_local(async move {
             let sent = now_ns();
+            let mut timing = Vec::new();
             let (status, image, error) = match request.send().await {
                 Ok(res) => {
                     let status = res.status().as_u16();
+                    timing = server_timing(res.headers());
                     let text = res.text().await.unwrap_or_default();
                     let body: Value = serde_json::from_str(&text).unwrap_or_default();
                     match (published, body["images"][0]["id"].as_str()) {
@@ -729,6 +894,7 @@ pub async fn run(a: Args) -> Value {
                 answered: now_ns(),
                 status,
                 error,
+                timing,
             }
         }));
     }
@@ -812,6 +978,29 @@ pub async fn run(a: Args) -> Value {
             }
         }
     }
+    // Per upload, its last watcher: the time the change took to reach every watcher.
+    let mut last_after_answer = Vec::with_capacity(sent.len());
+    let mut last_after_send = Vec::with_capacity(sent.len());
+    {
+        let mut last: HashMap<&str, u64> = HashMap::new();
+        for r in &reports {
+            for (id, times) in r["arrivals"].as_object().into_iter().flatten() {
+                if let Some((key, _)) = sent.get_key_value(id.as_str()) {
+                    let latest = times.as_array().into_iter().flatten();
+                    let latest = latest.filter_map(Value::as_u64).max().unwrap_or(0);
+                    let entry = last.entry(key).or_default();
+                    *entry = (*entry).max(latest);
+                }
+            }
+        }
+        for (id, t) in last {
+            let (at, answered) = sent[id];
+            last_after_answer.push((t as f64 - answered as f64) / 1e6);
+            last_after_send.push(t.saturating_sub(at) as f64 / 1e6);
+        }
+    }
+    last_after_answer.sort_by(f64::total_cmp);
+    last_after_send.sort_by(f64::total_cmp);
     latencies.sort_by(f64::total_cmp);
     after_answer.sort_by(f64::total_cmp);
     let received = latencies.len() as u64;
@@ -822,6 +1011,7 @@ pub async fn run(a: Args) -> Value {
         .collect();
     upload_ms.sort_by(f64::total_cmp);
     let uploads_ok = uploads.iter().filter(|u| u.image.is_some()).count();
+    let (stages, outside_handler, slowest_uploads) = upload_stages(&uploads);
     let mut upload_statuses: BTreeMap<String, u64> = BTreeMap::new();
     for u in &uploads {
         *upload_statuses.entry(u.status.to_string()).or_default() += 1;
@@ -854,7 +1044,11 @@ pub async fn run(a: Args) -> Value {
         } else {
             String::new()
         }
-    );
+    ) + &if a.idle_watchers > 0 {
+        format!(" +{} idle", a.idle_watchers)
+    } else {
+        String::new()
+    };
     let report = json!({
         "bench": "fanout",
         "label": a.label.clone().unwrap_or(shape),
@@ -868,6 +1062,7 @@ pub async fn run(a: Args) -> Value {
         "sessions": a.sessions,
         "watchers_per_session": a.watchers,
         "watchers": total,
+        "idle_watchers": a.idle_watchers,
         "watchers_connected": connected,
         "watchers_connected_by_instance": by_instance,
         "watchers_failed": failed,
@@ -897,6 +1092,8 @@ pub async fn run(a: Args) -> Value {
         "latency_ms": percentiles(&latencies),
         "upload_request_ms": percentiles(&upload_ms),
         "receipt_after_upload_answer_ms": percentiles(&after_answer),
+        "last_watcher_after_upload_answer_ms": percentiles(&last_after_answer),
+        "last_watcher_after_upload_sent_ms": percentiles(&last_after_send),
         "deliveries": { "received": received, "expected": expected, "unmatched": unmatched },
         "db_snapshot_reads_per_change": round3(reads.iter().sum::<f64>() / uploads_ok.max(1) as f64),
         "db_snapshot_reads_by_instance": reads,
@@ -909,6 +1106,21 @@ pub async fn run(a: Args) -> Value {
         ),
         "server_cpu_s_upload_phase": server_cpu.iter().map(|c| round3(*c)).collect::<Vec<_>>(),
         "server_cpu_us_per_delivered_event": round3(server_cpu.iter().sum::<f64>() * 1e6 / received.max(1) as f64),
+        "calibration": calibration.map(|(count, ok, cpu)| json!({
+            "uploads_to_unwatched_sessions": count,
+            "uploads_ok": ok,
+            "server_cpu_s": round3(cpu),
+            "server_cpu_us_per_upload": round3(cpu * 1e6 / ok.max(1) as f64),
+        })),
+        "server_cpu_us_per_delivered_event_excl_upload": calibration.map(|(_, ok, cpu)| {
+            let per_upload = cpu / ok.max(1) as f64;
+            let fanout = server_cpu.iter().sum::<f64>() - per_upload * uploads_ok as f64;
+            round3(fanout.max(0.0) * 1e6 / received.max(1) as f64)
+        }),
+        "upload_stages_ms": stages,
+        "upload_outside_handler_ms": outside_handler,
+        "slowest_uploads": slowest_uploads,
+        "heartbeats": heartbeat_spread(&reports, connected),
         "load_cpu_us_per_delivered_event": round3(load_cpu_used * 1e6 / received.max(1) as f64),
         "server_exit": server_exits,
         "server_warnings": warnings,

@@ -44,7 +44,17 @@
 //! addresses, the database, blob root, bus and upload-token key itself, and defaults
 //! `upload.max_images`, `upload.max_session_bytes` and `log.level` unless they are given.
 //!
+//! CPU per delivered event excluding the upload: before the measured uploads, the same number
+//! (at most 500, `--calibrate-uploads N`, 0 to skip) go at the same rate to sessions nobody
+//! watches; their server CPU per upload, times the measured uploads, is subtracted from the
+//! measured phase's server CPU, and the rest is divided by the deliveries. The servers answer
+//! uploads with `Server-Timing` (`server.http.server_timing`), so the report also has each
+//! upload stage's percentiles and the slowest uploads stage by stage; and the heartbeats the
+//! watchers received per millisecond, which shows whether they are spread.
+//!
 //! Flags: `--sessions S --watchers W --rate R --uploads U` (default one per session)
+//! `--idle-watchers N` (N more watchers, 100 per session, on sessions that get no upload)
+//! `--calibrate-uploads N`
 //! `--idle-secs N` `--nchan` `--beside-nchan` `--instances N` (more than one: PostgreSQL + Redis; `--pg-redis` for one)
 //! `--server-cpu C` (servers pinned with `taskset`; the coordinator and its workers then pin
 //! to `--load-cpu`, by default the next core) `--per-worker N` (sockets per worker, default

@@ -27,7 +27,7 @@ pub fn row(r: &Value) -> String {
             .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
     };
     format!(
-        "fanout {:<6} {:<22} | sent→watcher p50 {} p99 {} max {} ms | answer p50 {} p99 {} ms | answer→watcher p50 {} p99 {} ms | {} KiB/idle watcher | {} µs server CPU/event | {}/{} delivered",
+        "fanout {:<6} {:<22} | sent→watcher p50 {} p99 {} max {} ms | answer p50 {} p99 {} max {} ms | answer→watcher p50 {} p99 {} ms | {} KiB/idle watcher | {} µs server CPU/event ({} excl. upload) | {}/{} delivered",
         r["mode"].as_str().unwrap_or("?"),
         r["label"].as_str().unwrap_or("?"),
         ms("latency_ms", "p50"),
@@ -35,10 +35,12 @@ pub fn row(r: &Value) -> String {
         ms("latency_ms", "max"),
         ms("upload_request_ms", "p50"),
         ms("upload_request_ms", "p99"),
+        ms("upload_request_ms", "max"),
         ms("receipt_after_upload_answer_ms", "p50"),
         ms("receipt_after_upload_answer_ms", "p99"),
         r["rss_kib_per_idle_watcher"],
         r["server_cpu_us_per_delivered_event"],
+        r["server_cpu_us_per_delivered_event_excl_upload"],
         r["deliveries"]["received"],
         r["deliveries"]["expected"],
     )

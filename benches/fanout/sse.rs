@@ -19,6 +19,8 @@ pub struct SseParser {
     /// Hashes of the image ids this watcher has already seen.
     seen: Vec<u64>,
     pub snapshots: u64,
+    /// Comment-only events (`: ping`): heartbeats.
+    pub heartbeats: u64,
     pub ended: bool,
 }
 
@@ -108,6 +110,10 @@ impl SseParser {
             let block = &self.text[start..start + end];
             start += end + 2;
             let (mut name, mut data): (&[u8], &[u8]) = (b"message", b"");
+            if !block.is_empty() && block.split(|&b| b == b'\n').all(|l| l.starts_with(b":")) {
+                self.heartbeats += 1;
+                continue;
+            }
             for line in block.split(|&b| b == b'\n') {
                 if let Some(v) = line.strip_prefix(b"event: ") {
                     name = v;

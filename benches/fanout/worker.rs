@@ -20,6 +20,8 @@ struct Shared {
     bytes: Cell<u64>,
     deliveries: Cell<u64>,
     arrivals: RefCell<HashMap<Box<str>, Vec<u64>>>,
+    /// Heartbeats received per millisecond of `CLOCK_MONOTONIC`: whether they are spread.
+    heartbeats: RefCell<HashMap<u64, u32>>,
 }
 
 impl Shared {
@@ -94,10 +96,19 @@ pub async fn run(id: usize) {
                     .as_ref()
                     .map(|s| std::mem::take(&mut *s.arrivals.borrow_mut()))
                     .unwrap_or_default();
+                let heartbeats = shared
+                    .as_ref()
+                    .map(|s| std::mem::take(&mut *s.heartbeats.borrow_mut()))
+                    .unwrap_or_default();
+                let heartbeats: HashMap<String, u32> = heartbeats
+                    .into_iter()
+                    .map(|(ms, n)| (ms.to_string(), n))
+                    .collect();
                 emit(&json!({
                     "event": "report",
                     "worker": id,
                     "arrivals": arrivals,
+                    "heartbeats_per_ms": heartbeats,
                     "cpu_s": cpu_seconds(std::process::id()),
                     "rss_kib": proc_status(std::process::id(), "VmRSS:"),
                 }));
@@ -141,6 +152,7 @@ fn connect(id: usize, cmd: &Value) -> Rc<Shared> {
         bytes: Cell::new(0),
         deliveries: Cell::new(0),
         arrivals: RefCell::default(),
+        heartbeats: RefCell::default(),
     });
     if shared.total == 0 || sources.is_empty() {
         shared.ready();
@@ -203,9 +215,18 @@ async fn watch(
             Ok(n) => {
                 let at = now_ns();
                 shared.bytes.set(shared.bytes.get() + n as u64);
+                let pings = parser.heartbeats;
                 let fed = parser.feed(&buf[..n], &shared.event, &mut |id| {
                     shared.arrive(id, at);
                 });
+                if parser.heartbeats > pings {
+                    let beats = (parser.heartbeats - pings) as u32;
+                    *shared
+                        .heartbeats
+                        .borrow_mut()
+                        .entry(at / 1_000_000)
+                        .or_default() += beats;
+                }
                 if fed.is_err() || parser.ended {
                     break;
                 }

@@ -37,7 +37,9 @@ pub use tus::{
     CHUNK as TUS_CHUNK, Checksum, ChecksumAlgorithm, PatchOutcome, TusRepo, TusUpload, TusUsecase,
     TusWrite,
 };
-pub use usecase::{Caller, FileLimit, ImageUsecase, PendingUpload, UploadFile, UploadLimits};
+pub use usecase::{
+    Caller, FileLimit, ImageUsecase, PendingUpload, UploadFile, UploadLimits, UploadTimings,
+};
 pub use webhook::{
     EventType, OutboxStats, PendingDelivery, WebhookEvent, WebhookOutbox, WebhookRoutes,
 };

@@ -88,10 +88,30 @@ pub trait SessionRepo: Send + Sync {
     async fn ping(&self) -> Result<()>;
 }
 
-/// Where image bytes live. Keys come from [`Image::blob_key`], never from a client.
+/// Where image bytes live. Keys come from [`Image::blob_key`], never from a client, and each
+/// names a new blob: a key is written once (a store may refuse a put onto an existing key).
+///
+/// A put is durable when it returns. A blob's key is known to no reader until a row names it,
+/// so a store may write under the final key directly; a crash before the row commits leaves
+/// an orphan blob, possibly partial, for the orphan sweep.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()>;
+    /// Several blobs at once, all durable when it returns (an image and its thumbnail). On
+    /// failure none of them is left. A store may share the syncs between them.
+    async fn put_all(&self, blobs: Vec<(String, Bytes)>) -> Result<()> {
+        let keys: Vec<String> = blobs.iter().map(|(key, _)| key.clone()).collect();
+        let puts = blobs
+            .into_iter()
+            .map(|(key, bytes)| async move { self.put(&key, bytes).await });
+        if let Err(e) = futures::future::try_join_all(puts).await {
+            for key in &keys {
+                let _ = self.delete(key).await;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
     async fn delete(&self, key: &str) -> Result<()>;
     /// Keys last written before `older_than`: candidates for the orphan sweep.

@@ -84,6 +84,11 @@ pub struct HttpConf {
     /// Bytes per second that earn a slow body one more second; 0 gives no extension.
     #[serde(default = "default_body_min_rate")]
     pub body_min_rate: ByteSize,
+    /// Answer each upload with a `Server-Timing` header: the time of each stage (session
+    /// check, body, cleaning, blobs, database, bus). Off by default: it tells a client how
+    /// long this server's disk and database take.
+    #[serde(default)]
+    pub server_timing: bool,
 }
 
 fn default_header_read_timeout() -> Duration {

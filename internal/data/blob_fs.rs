@@ -1,9 +1,14 @@
 //! [`BlobStore`] on a local folder: one file per blob, `{root}/{identifier}/{image_id}[.thumb]`.
 //! A put is durable when it returns, because a 201 promises the blob is on disk before the row
-//! commits: the bytes go to a temporary file that is synced (`fdatasync`), renamed into place
-//! and made to stay there by syncing its folder (and the folders above it, when the put made
-//! the folder). A reader never sees half a blob; a crash leaves at worst a temporary file for
-//! the orphan sweep, and a failed put removes its own.
+//! commits. Each blob is created under its own, new name (`O_EXCL`: a put never replaces a
+//! file) and written; then every sync it needs runs at once, one blocking thread each: the
+//! file's `fdatasync` and its folder's `fsync` (and the folders above it, when the put made the
+//! folder). An image and its thumbnail share the folder's sync. So a put costs one sync of
+//! latency, not a file sync followed by a folder sync.
+//!
+//! No reader looks for a blob before a row names it, and the row commits only after the put
+//! returns: a crash during a put leaves at worst a partial file that no row names, which the
+//! orphan sweep removes. A put that fails removes every file it created.
 
 use std::{
     fs::File,
@@ -58,16 +63,28 @@ impl FsBlobStore {
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
-        let path = self.path(key)?;
-        let tmp = path.with_extension(format!("tmp-{}", crate::biz::new_id()));
+        self.put_all(vec![(key.to_owned(), bytes)]).await
+    }
+
+    async fn put_all(&self, blobs: Vec<(String, Bytes)>) -> Result<()> {
+        let blobs = blobs
+            .into_iter()
+            .map(|(key, bytes)| Ok((self.path(&key)?, bytes)))
+            .collect::<Result<Vec<_>>>()?;
         let root = self.root.clone();
-        // Held until the file is in place: from then on the folder is not empty, so no delete
-        // removes it.
+        // Held until the files are in place: from then on their folders are not empty, so no
+        // delete removes them.
         let _writing = self.folders.read().await;
-        tokio::task::spawn_blocking(move || put_durably(&root, &tmp, &path, &bytes))
+        let created = tokio::task::spawn_blocking(move || create_all(&root, &blobs))
             .await
             .map_err(BizError::internal)?
-            .map_err(io_err)
+            .map_err(io_err)?;
+        let (paths, files): (Vec<PathBuf>, Vec<File>) = created.files.into_iter().unzip();
+        let synced = sync_at_once(files, created.folders).await;
+        if synced.is_err() {
+            let _ = tokio::task::spawn_blocking(move || remove_all(&paths)).await;
+        }
+        synced
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -112,81 +129,113 @@ impl BlobStore for FsBlobStore {
     }
 }
 
-/// The blocking body of a put: one hop to the blocking pool for the whole of it.
-fn put_durably(root: &Path, tmp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let made_folder = write_in_folder(tmp, bytes)?;
-    publish(tmp, path)?;
-    if made_folder {
-        // The new folder's own name must survive too, and so on up to the root.
-        let synced = path
-            .parent()
-            .into_iter()
-            .flat_map(Path::ancestors)
-            .skip(1)
-            .take_while(|dir| dir.starts_with(root))
-            .try_for_each(sync_folder);
-        if let Err(e) = synced {
-            let _ = std::fs::remove_file(path);
-            return Err(e);
-        }
-    }
-    Ok(())
+/// What a put wrote and must now sync.
+pub(super) struct Created {
+    /// Each new file, still open for its `fdatasync`.
+    pub(super) files: Vec<(PathBuf, File)>,
+    /// Every folder whose entries changed: the files' folders, and the folders above a folder
+    /// the put made, up to the root.
+    pub(super) folders: Vec<PathBuf>,
 }
 
-/// Writes a new file and syncs its bytes, creating its folder; says whether it made the folder.
-/// Deleting a session's last blob removes the session's folder (see `delete`); when another
-/// process sharing the root does that while the folder is being made (`AlreadyExists` from
-/// `create_dir_all`) or before the file is written (`NotFound`), the folder is made again.
-/// Once the file is written the folder is not empty, so it stays.
-pub(super) fn write_in_folder(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+/// Creates and writes every blob under its own name (which must not exist), making folders as
+/// needed; on failure removes the files it created.
+pub(super) fn create_all(root: &Path, blobs: &[(PathBuf, Bytes)]) -> std::io::Result<Created> {
+    let mut created = Created {
+        files: Vec::with_capacity(blobs.len()),
+        folders: Vec::new(),
+    };
+    for (path, bytes) in blobs {
+        match write_in_folder(path, bytes) {
+            Ok((file, made_folder)) => {
+                created.files.push((path.clone(), file));
+                let folder = path.parent().unwrap_or(root);
+                let above = folder
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|dir| made_folder && dir.starts_with(root));
+                for dir in std::iter::once(folder).chain(above) {
+                    if !created.folders.iter().any(|f| f == dir) {
+                        created.folders.push(dir.to_owned());
+                    }
+                }
+            }
+            Err(e) => {
+                let paths: Vec<PathBuf> = created.files.drain(..).map(|(p, _)| p).collect();
+                remove_all(&paths);
+                return Err(e);
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Every sync of a put at once, each on a blocking thread: the files' data and the folders'
+/// entries are independent, so nothing waits for another sync.
+async fn sync_at_once(files: Vec<File>, folders: Vec<PathBuf>) -> Result<()> {
+    let mut syncs = Vec::with_capacity(files.len() + folders.len());
+    for file in files {
+        // `fdatasync` covers the length too, which is all of the metadata a reader needs.
+        syncs.push(tokio::task::spawn_blocking(move || file.sync_data()));
+    }
+    for folder in folders {
+        syncs.push(tokio::task::spawn_blocking(move || sync_folder(&folder)));
+    }
+    let mut first_error = None;
+    for sync in futures::future::join_all(syncs).await {
+        let result = sync
+            .map_err(BizError::internal)
+            .and_then(|r| r.map_err(io_err));
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn remove_all(paths: &[PathBuf]) {
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Creates a new file and writes `bytes` (not yet synced), creating its folder; returns the
+/// open file and whether it made the folder. Deleting a session's last blob removes the
+/// session's folder (see `delete`); when another process sharing the root does that while the
+/// folder is being made (`AlreadyExists` from `create_dir_all`) or before the file is created
+/// (`NotFound`), the folder is made again. Once the file exists the folder is not empty, so
+/// it stays. A file already under the name is an error: a put never replaces a blob.
+pub(super) fn write_in_folder(path: &Path, bytes: &[u8]) -> std::io::Result<(File, bool)> {
     const ATTEMPTS: u32 = 4;
     let mut attempt = 1;
     loop {
-        let result = match path.parent() {
-            Some(dir) if !dir.is_dir() => std::fs::create_dir_all(dir).map(|()| true),
-            _ => Ok(false),
+        let made = match path.parent() {
+            Some(dir) if !dir.is_dir() => match std::fs::create_dir_all(dir) {
+                Ok(()) => true,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && attempt < ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+            _ => false,
         };
-        let result = result.and_then(|made| write_synced(path, bytes).map(|()| made));
-        match result {
-            Err(e)
-                if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists)
-                    && attempt < ATTEMPTS =>
-            {
-                attempt += 1;
-            }
-            result => return result,
+        match write_new(path, bytes) {
+            Err(e) if e.kind() == ErrorKind::NotFound && attempt < ATTEMPTS => attempt += 1,
+            result => return result.map(|file| (file, made)),
         }
     }
 }
 
-/// Creates `path` (which must not exist), writes `bytes` and syncs them; on failure after the
-/// file was created, removes it.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Creates `path` (which must not exist) and writes `bytes`; on a failed write, removes it.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<File> {
     let mut file = File::create_new(path)?;
-    // `fdatasync` covers the length too, which is all of the metadata a reader needs.
-    let written = file.write_all(bytes).and_then(|()| file.sync_data());
-    if written.is_err() {
+    if let Err(e) = file.write_all(bytes) {
         drop(file);
         let _ = std::fs::remove_file(path);
-    }
-    written
-}
-
-/// Renames the synced temporary file into place and syncs the folder, so the name survives a
-/// power cut; on failure nothing of this put is left under either name.
-pub(super) fn publish(tmp: &Path, path: &Path) -> std::io::Result<()> {
-    if let Err(e) = std::fs::rename(tmp, path) {
-        let _ = std::fs::remove_file(tmp);
         return Err(e);
     }
-    let synced = match path.parent() {
-        Some(dir) => sync_folder(dir),
-        None => Ok(()),
-    };
-    if synced.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    synced
+    Ok(file)
 }
 
 fn sync_folder(dir: &Path) -> std::io::Result<()> {

@@ -109,31 +109,107 @@ async fn fs_store_put_survives_the_session_folder_being_removed() {
     }
 }
 
-/// A put syncs the bytes under a temporary name and only then renames them into place: the
-/// file under its own name is always the whole blob, and nothing else is left in the folder.
-#[test]
-fn fs_put_names_the_file_only_once_it_is_complete() {
+/// A put creates each blob under its own name and never replaces one: a second put onto a
+/// taken key fails and the first blob stays whole. Nothing but the blobs is left in the folder.
+#[tokio::test]
+async fn fs_put_writes_each_blob_once_under_its_own_name() {
     let dir = tempfile::tempdir().expect("dir");
+    let store = FsBlobStore::new(dir.path()).expect("store");
+    let photo = vec![7u8; 256 * 1024];
+    store
+        .put_all(vec![
+            ("session/image".to_owned(), Bytes::from(photo.clone())),
+            (
+                "session/image.thumb".to_owned(),
+                Bytes::from_static(b"thumb"),
+            ),
+        ])
+        .await
+        .expect("put both");
     let folder = dir.path().join("session");
-    let (tmp, path) = (folder.join("image.tmp-1"), folder.join("image"));
-    let bytes = vec![7u8; 256 * 1024];
-    assert!(
-        super::blob_fs::write_in_folder(&tmp, &bytes).expect("write"),
-        "the put made the session's folder"
+    assert_eq!(std::fs::read(folder.join("image")).expect("image"), photo);
+    assert_eq!(
+        std::fs::read(folder.join("image.thumb")).expect("thumbnail"),
+        b"thumb"
     );
-    assert!(!path.exists(), "not under its own name before the rename");
-    assert_eq!(std::fs::read(&tmp).expect("temporary file"), bytes);
-    super::blob_fs::publish(&tmp, &path).expect("publish");
-    assert_eq!(std::fs::read(&path).expect("renamed"), bytes);
-    assert_eq!(folder_entries(&folder), vec!["image".to_owned()]);
     assert!(
-        !super::blob_fs::write_in_folder(&folder.join("thumb.tmp-2"), b"t").expect("write"),
+        store
+            .put("session/image", Bytes::from_static(b"other"))
+            .await
+            .is_err(),
+        "a taken key is refused"
+    );
+    assert_eq!(
+        std::fs::read(folder.join("image")).expect("image"),
+        photo,
+        "the first blob is untouched"
+    );
+    assert_eq!(
+        folder_entries(&folder),
+        vec!["image".to_owned(), "image.thumb".to_owned()]
+    );
+}
+
+/// The syncs a put runs at once: every file, its folder, and when the put made the folder,
+/// the folders above it up to the root (their entries changed too); an image and its
+/// thumbnail share their folder's sync.
+#[test]
+fn fs_put_syncs_every_file_and_every_folder_it_changed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path().to_owned();
+    let folder = root.join("session");
+    let blobs = |names: &[&str]| -> Vec<(std::path::PathBuf, Bytes)> {
+        names
+            .iter()
+            .map(|n| (folder.join(n), Bytes::from_static(b"x")))
+            .collect()
+    };
+    let first = super::blob_fs::create_all(&root, &blobs(&["a", "a.thumb"])).expect("create");
+    assert_eq!(first.files.len(), 2);
+    assert_eq!(
+        first.folders,
+        vec![folder.clone(), root.clone()],
+        "the new folder and the root"
+    );
+    let second = super::blob_fs::create_all(&root, &blobs(&["b", "b.thumb"])).expect("create");
+    assert_eq!(second.files.len(), 2);
+    assert_eq!(
+        second.folders,
+        vec![folder.clone()],
         "the folder was already there"
     );
 }
 
-/// A put that fails after writing its temporary file (here the rename, onto a folder) leaves no
-/// temporary file behind, and nothing under the blob's name that a reader would take for it.
+/// A put of several blobs that fails on one of them (its name is taken by a folder) leaves
+/// none of the files it created.
+#[tokio::test]
+async fn fs_put_all_that_fails_leaves_none_of_its_blobs() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = FsBlobStore::new(dir.path()).expect("store");
+    let folder = dir.path().join("session");
+    std::fs::create_dir_all(folder.join("image.thumb")).expect("folder in the way");
+    assert!(
+        store
+            .put_all(vec![
+                ("session/image".to_owned(), Bytes::from_static(b"photo")),
+                (
+                    "session/image.thumb".to_owned(),
+                    Bytes::from_static(b"thumb")
+                ),
+            ])
+            .await
+            .is_err(),
+        "the thumbnail's name is taken"
+    );
+    assert_eq!(
+        folder_entries(&folder),
+        vec!["image.thumb".to_owned()],
+        "the image written before the failure is gone"
+    );
+}
+
+/// A put that fails (here its name is taken by a folder) leaves nothing behind, and nothing
+/// under the blob's name that a reader would take for it.
 #[tokio::test]
 async fn fs_put_that_fails_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().expect("dir");

@@ -48,6 +48,8 @@ pub struct Services {
     pub stream_idle_timeout: Duration,
     /// `upload.client_max_edge`, told to the phone page through upload-info.
     pub client_max_edge: Option<u32>,
+    /// `server.http.server_timing`: uploads answer with their stage times.
+    pub server_timing: bool,
 }
 
 impl Services {

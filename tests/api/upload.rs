@@ -345,3 +345,59 @@ async fn create_session_validates_member_id() {
         .expect("req");
     assert_error(res, 413, "PAYLOAD_TOO_LARGE").await;
 }
+
+/// `server.http.server_timing` on: a stored upload answers with each stage's time, in the
+/// order the stages run, each within the total. Off (the default): no such header.
+#[tokio::test]
+async fn uploads_tell_their_stage_times_only_when_asked() {
+    let app = TestApp::spawn_with(|c| c.server.http.server_timing = true).await;
+    let (session, token) = app.create_session(1).await;
+    let id = session["identifier"].as_str().expect("id");
+    let res = app
+        .upload(id, &token, vec![("a.jpg", jpeg(40, 30))], None)
+        .await;
+    assert_eq!(res.status(), 201);
+    let header = res
+        .headers()
+        .get("server-timing")
+        .expect("a Server-Timing header")
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    let stages: Vec<(String, f64)> = header
+        .split(", ")
+        .map(|entry| {
+            let (name, dur) = entry.split_once(";dur=").expect("name;dur=MS");
+            (name.to_owned(), dur.parse().expect("milliseconds"))
+        })
+        .collect();
+    let names: Vec<&str> = stages.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["check", "body", "clean", "blobs", "db", "bus", "total"],
+        "{header}"
+    );
+    let total = stages.last().expect("total").1;
+    assert!(
+        stages.iter().all(|(_, ms)| *ms >= 0.0 && *ms <= total),
+        "every stage is within the total: {header}"
+    );
+    // A refused upload has no stages to tell.
+    let res = app
+        .upload(id, &token, vec![("a.txt", b"not an image".to_vec())], None)
+        .await;
+    assert_eq!(res.status(), 415);
+    assert!(res.headers().get("server-timing").is_none());
+
+    let app = TestApp::spawn().await;
+    let (session, token) = app.create_session(1).await;
+    let id = session["identifier"].as_str().expect("id");
+    let res = app
+        .upload(id, &token, vec![("a.jpg", jpeg(40, 30))], None)
+        .await;
+    assert_eq!(res.status(), 201);
+    assert!(
+        res.headers().get("server-timing").is_none(),
+        "off by default"
+    );
+}

@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::BytesMut;
@@ -24,7 +24,9 @@ use super::{
     upload_body::{Meter, MeteredBody},
 };
 use crate::{
-    biz::{Caller, ImageUsecase, PendingUpload, ProgressReporter, UploadFile, new_id},
+    biz::{
+        Caller, ImageUsecase, PendingUpload, ProgressReporter, UploadFile, UploadTimings, new_id,
+    },
     metrics::UploadKind,
     service::{
         Services,
@@ -56,19 +58,50 @@ pub async fn upload(
 ) -> ApiResult<Response> {
     services.limits.upload_from_ip(ip)?;
     let started = Instant::now();
-    let result = receive(&services, &identifier, &headers, body).await;
+    let mut stages = Stages::default();
+    let result = receive(&services, &identifier, &headers, body, &mut stages).await;
+    let took = started.elapsed();
     services.metrics.upload(result.is_ok());
     services
         .metrics
-        .upload_took(UploadKind::Multipart, result.is_ok(), started.elapsed());
+        .upload_took(UploadKind::Multipart, result.is_ok(), took);
     let images = result?;
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         Json(Uploaded {
             images: images_json(&images),
         }),
     )
-        .into_response())
+        .into_response();
+    if services.server_timing
+        && let Ok(value) = header::HeaderValue::try_from(stages.server_timing(took))
+    {
+        response.headers_mut().insert("server-timing", value);
+    }
+    Ok(response)
+}
+
+/// One upload's stage times: the edge's own (session check, body) and the usecase's.
+#[derive(Default)]
+struct Stages {
+    check: Duration,
+    body: Duration,
+    usecase: Option<Arc<UploadTimings>>,
+}
+
+impl Stages {
+    /// `check;dur=0.210, body;dur=0.040, clean;dur=…, blobs;dur=…, db;dur=…, bus;dur=…,
+    /// total;dur=…`, in milliseconds (the `Server-Timing` header's unit).
+    fn server_timing(&self, total: Duration) -> String {
+        let usecase = self.usecase.as_ref().map(|t| t.stages());
+        [("check", self.check), ("body", self.body)]
+            .into_iter()
+            .chain(usecase.into_iter().flatten())
+            .chain([("total", total)])
+            .map(|(name, d)| format!("{name};dur={:.3}", d.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 async fn receive(
@@ -76,6 +109,7 @@ async fn receive(
     identifier: &str,
     headers: &HeaderMap,
     body: Body,
+    stages: &mut Stages,
 ) -> ApiResult<Vec<crate::biz::Image>> {
     let token = upload_token(headers)?;
     let usecase = &services.usecase;
@@ -91,9 +125,12 @@ async fn receive(
     };
     let caller = Caller::UploadToken(token);
     // Authorize before reading a byte of the body.
+    let checking = Instant::now();
     let mut upload = usecase
         .begin_upload(&caller, identifier, key.clone())
         .await?;
+    stages.check = checking.elapsed();
+    stages.usecase = Some(upload.timings());
     services.limits.upload_to_session(identifier)?;
     if let Some(key) = &key
         && let Some(images) = usecase.replay(identifier, key).await?
@@ -143,6 +180,7 @@ async fn receive(
                 .ok_or_else(|| ApiError::invalid("body", "a form field is too large"))?;
             continue;
         }
+        let reading = Instant::now();
         let file = read_file(
             usecase,
             &upload,
@@ -152,6 +190,7 @@ async fn receive(
             &arrived,
         )
         .await?;
+        stages.body += reading.elapsed();
         usecase.store_file(&mut upload, file).await?;
     }
     drop(multipart);
