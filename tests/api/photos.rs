@@ -560,7 +560,7 @@ fn scans(b: &[u8]) -> Vec<(usize, usize)> {
         i += 2 + usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
         if m == 0xDA {
             let start = i;
-            while !(b[i] == 0xFF && !matches!(b[i + 1], 0x00 | 0xD0..=0xD7 | 0xFF)) {
+            while b[i] != 0xFF || matches!(b[i + 1], 0x00 | 0xD0..=0xD7 | 0xFF) {
                 i += 1;
             }
             found.push((start, i));

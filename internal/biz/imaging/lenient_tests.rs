@@ -183,7 +183,7 @@ fn markers(b: &[u8], marker: u8) -> Vec<usize> {
         i += 2 + usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
         if m == 0xDA {
             // Entropy-coded data runs to the next marker that is not RSTn or stuffing.
-            while !(b[i] == 0xFF && !matches!(b[i + 1], 0x00 | 0xD0..=0xD7 | 0xFF)) {
+            while b[i] != 0xFF || matches!(b[i + 1], 0x00 | 0xD0..=0xD7 | 0xFF) {
                 i += 1;
             }
         }
