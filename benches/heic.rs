@@ -1,21 +1,27 @@
 //! Real phone photos through the pipeline beside the reference tools, one core, median of 15:
 //!
-//! - the iPhone HEIC of `tests/fixtures/images` → stored JPEG rendition + thumbnail, beside
-//!   libheif's `heif-convert -q 90` followed by libvips' `vips thumbnail` on the same file;
-//! - the phone JPEG of the fixtures → cleaned copy + thumbnail, beside `vips thumbnail`
-//!   (shrink-on-load) on the same file.
+//! - the iPhone HEICs of `tests/fixtures/images` (8.5 MP, and a 12 MP iPhone 11 Pro photo)
+//!   → stored JPEG rendition + thumbnail, beside libheif's `heif-convert -q 90` followed by
+//!   libvips' `vips thumbnail` on the same file;
+//! - the phone JPEG of the fixtures (8 MP) and a 12 MP Galaxy S7 Edge JPEG → cleaned copy +
+//!   thumbnail, beside `vips thumbnail` (shrink-on-load) on the same file, and again with
+//!   the DC-only thumbnail decoder switched off (`DcDecoder::Off`), in the same run.
 //!
-//!     taskset -c 1 cargo bench --bench heic
+//!     scripts/bench_images.sh
 //!
-//! The tools run as processes, so their times include starting them (a few milliseconds,
-//! measured and printed as `tool_start_ms`); `VIPS_CONCURRENCY=1` and the inherited CPU
-//! affinity keep them to the same core. Prints one JSON line per comparison.
+//! which fetches the 12 MP JPEG (4 MB, kept out of git; checked by SHA-256) into a cache
+//! folder, passes its path as `QRUPLOAD_BENCH_JPEG_12MP` and runs this bench pinned to one
+//! core. Without the variable the 12 MP JPEG is skipped.
+//!
+//! The tools run as processes, so their times include starting them (measured and printed
+//! as `tool_start_ms`); `VIPS_CONCURRENCY=1` and the inherited CPU affinity keep them to the
+//! same core. Prints one JSON line per comparison.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use qrupload::biz::imaging::{PixelLimits, process};
+use qrupload::biz::imaging::{DcDecoder, PixelLimits, process, process_with};
 
 const RUNS: usize = 15;
 
@@ -52,16 +58,16 @@ fn loadavg() -> String {
         .to_owned()
 }
 
-fn main() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
-    let scratch = std::env::temp_dir().join(format!("qrupload-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).expect("scratch folder");
+/// A HEIC → stored JPEG + thumbnail, beside `heif-convert` then `vips thumbnail`.
+fn heic(path: &Path, scratch: &Path, tool_start: f64) {
     let out = |name: &str| scratch.join(name).display().to_string();
     let limits = PixelLimits::default();
-    let tool_start = median(time_ms(|| run("vips", &["--version"])));
-
-    let heic_path = fixtures.join("iphone_11_pro_max.heic");
-    let heic = std::fs::read(&heic_path).expect("HEIC fixture");
+    let name = path
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let heic = std::fs::read(path).expect("HEIC fixture");
     let load = loadavg();
     let mut clean = None;
     let ours = median(time_ms(|| {
@@ -69,7 +75,7 @@ fn main() {
     }));
     let clean = clean.expect("ran");
     let (rendition, thumb) = (out("rendition.jpg"), out("thumb.jpg"));
-    let heic_arg = heic_path.display().to_string();
+    let heic_arg = path.display().to_string();
     let mut convert_times = Vec::new();
     let mut thumbnail_times = Vec::new();
     for _ in 0..RUNS {
@@ -89,7 +95,7 @@ fn main() {
         "{}",
         serde_json::json!({
             "bench": "heic_to_jpeg_and_thumbnail",
-            "input": "iphone_11_pro_max.heic",
+            "input": name,
             "input_bytes": heic.len(),
             "displayed": [clean.width, clean.height],
             "stored_bytes": clean.bytes.len(),
@@ -103,16 +109,35 @@ fn main() {
             "loadavg_at_start": load,
         })
     );
+}
 
-    let jpeg_path = fixtures.join("jolla_phone.jpg");
-    let jpeg = std::fs::read(&jpeg_path).expect("JPEG fixture");
+/// A phone JPEG → cleaned copy + thumbnail, with and without the DC-only decoder, beside
+/// `vips thumbnail` (shrink-on-load).
+fn jpeg(path: &Path, scratch: &Path, tool_start: f64) {
+    let limits = PixelLimits::default();
+    let name = path
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let jpeg = std::fs::read(path).expect("JPEG");
     let load = loadavg();
     let mut clean = None;
     let ours = median(time_ms(|| {
         clean = Some(process(&jpeg, &limits).expect("JPEG"))
     }));
     let clean = clean.expect("ran");
-    let jpeg_arg = jpeg_path.display().to_string();
+    let mut without = None;
+    let ours_without_dc = median(time_ms(|| {
+        without = Some(process_with(&jpeg, &limits, DcDecoder::Off).expect("JPEG"))
+    }));
+    let without = without.expect("ran");
+    assert_eq!(
+        without.bytes, clean.bytes,
+        "the stored copy does not depend on it"
+    );
+    let jpeg_arg = path.display().to_string();
+    let thumb = scratch.join("thumb.jpg").display().to_string();
     let vips = median(time_ms(|| {
         run("vips", &["thumbnail", &jpeg_arg, &thumb, "320"])
     }));
@@ -120,16 +145,32 @@ fn main() {
         "{}",
         serde_json::json!({
             "bench": "phone_jpeg_to_copy_and_thumbnail",
-            "input": "jolla_phone.jpg",
+            "input": name,
             "input_bytes": jpeg.len(),
             "displayed": [clean.width, clean.height],
             "stored_bytes": clean.bytes.len(),
             "runs": RUNS,
             "ours_ms_median": ours,
+            "ours_without_dc_decoder_ms_median": ours_without_dc,
             "vips_thumbnail_ms_median": vips,
             "tool_start_ms": tool_start,
             "loadavg_at_start": load,
         })
     );
+}
+
+fn main() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+    let scratch = std::env::temp_dir().join(format!("qrupload-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch folder");
+    let tool_start = median(time_ms(|| run("vips", &["--version"])));
+    for name in ["iphone_11_pro_max.heic", "iphone_11_pro_12mp.heic"] {
+        heic(&fixtures.join(name), &scratch, tool_start);
+    }
+    jpeg(&fixtures.join("jolla_phone.jpg"), &scratch, tool_start);
+    match std::env::var_os("QRUPLOAD_BENCH_JPEG_12MP") {
+        Some(path) => jpeg(Path::new(&path), &scratch, tool_start),
+        None => eprintln!("QRUPLOAD_BENCH_JPEG_12MP unset: the 12 MP JPEG is skipped"),
+    }
     let _ = std::fs::remove_dir_all(&scratch);
 }

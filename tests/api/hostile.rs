@@ -13,7 +13,8 @@
 //! | SVG, AVIF, PDF, EXE (`MZ`), HTML | 415 `UNSUPPORTED_MEDIA_TYPE` |
 //! | HEIC brands with no image in the container | 422 `UNPROCESSABLE_IMAGE` |
 //! | zero bytes | 415 `UNSUPPORTED_MEDIA_TYPE` |
-//! | truncated JPEG, JPEG without EOI, JPEG of three bytes | 422 `UNPROCESSABLE_IMAGE` |
+//! | JPEG whose scan is whole but whose EOI is missing (libjpeg renders every pixel) | 201; the stored copy ends with an EOI and decodes at full size |
+//! | truncated JPEG (cut inside its scan), JPEG of three bytes | 422 `UNPROCESSABLE_IMAGE` |
 //! | GIF or PNG magic (and a small header) followed by HTML | 422 `UNPROCESSABLE_IMAGE` |
 //! | JPEG whose APP1 segments chain to 3 MB (under the limit) | 201; none of them is stored |
 //! | the same chained past 4 MiB | 413 `PAYLOAD_TOO_LARGE` (reading stops at the limit) |
@@ -664,6 +665,16 @@ fn ends_at_eoi_without<'a>(
     })
 }
 
+fn ended_with_eoi<'a>(app: &'a TestApp, answer: &'a Answer) -> BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let bytes = stored(app, answer).await;
+        assert!(bytes.ends_with(&[0xFF, 0xD9]), "an EOI is appended");
+        let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
+            .expect("the stored copy decodes");
+        assert_eq!((decoded.width(), decoded.height()), (64, 64));
+    })
+}
+
 fn no_html<'a>(app: &'a TestApp, answer: &'a Answer) -> BoxFuture<'a, ()> {
     ends_at_eoi_without(app, answer, b"<script")
 }
@@ -723,7 +734,7 @@ async fn hostile_files() {
         case("HTML named .jpg", one(a, t, HTML.to_vec()), 415, "UNSUPPORTED_MEDIA_TYPE"),
         case("zero bytes", one(a, t, Vec::new()), 415, "UNSUPPORTED_MEDIA_TYPE"),
         case("truncated JPEG", one(a, t, truncated), 422, "UNPROCESSABLE_IMAGE"),
-        case("JPEG without EOI", one(a, t, no_eoi), 422, "UNPROCESSABLE_IMAGE"),
+        created("JPEG without EOI", one(a, t, no_eoi), ended_with_eoi),
         case("JPEG of three bytes", one(a, t, vec![0xFF, 0xD8, 0xFF]), 422, "UNPROCESSABLE_IMAGE"),
         case("GIF magic, then HTML", one(a, t, cat(&[b"GIF89a\x01\x00\x01\x00\x00\x00\x00", HTML])), 422, "UNPROCESSABLE_IMAGE"),
         case("PNG magic, then HTML", one(a, t, cat(&[b"\x89PNG\r\n\x1a\n", HTML])), 422, "UNPROCESSABLE_IMAGE"),

@@ -17,7 +17,10 @@ use image::{DynamicImage, RgbImage, RgbaImage};
 
 use super::bytes::{be16, be32, slice_at};
 use super::thumbnail::{encode_jpeg, flatten, make_thumbnail, thumbnail_dimensions};
-use super::{CleanImage, ImageFormat, ImagingError, PixelLimits, check_pixels, corrupt, guarded};
+use super::{
+    CleanImage, ImageFormat, ImagingError, PixelLimits, RENDITION_QUALITY, check_pixels, corrupt,
+    guarded,
+};
 
 /// Brands that promise HEVC-coded images (`image/heic`).
 const HEVC_BRANDS: [&[u8; 4]; 8] = [
@@ -241,10 +244,6 @@ fn primary_ispe(b: &[u8], iprp: BoxRef, primary: u32) -> Result<Option<(u32, u32
     }
     Ok(None)
 }
-
-/// Quality of the rendition: visually lossless next to the HEVC original,
-/// which was itself lossy.
-const RENDITION_QUALITY: u8 = 90;
 
 /// Decodes the primary image and stores it as an upright JPEG with the
 /// original's ICC profile and nothing else.

@@ -7,7 +7,10 @@
 //! - an APP14 shorter than the 12 bytes of an Adobe segment is dropped,
 //!   which is what libjpeg makes of it;
 //! - restart markers are renumbered in sequence, so that a file whose writer
-//!   numbered them wrong decodes without a resynchronisation.
+//!   numbered them wrong decodes without a resynchronisation;
+//! - a file cut short is ended with an EOI, after its last complete scan
+//!   when it is progressive ([`jpeg_clean`]; the rule is in the module
+//!   above, "Cut short").
 //!
 //! Bytes inside the entropy-coded data are copied unchanged: only a full
 //! decode could tell garbage from data there.
@@ -242,20 +245,29 @@ fn find_ff(b: &[u8], from: usize) -> Option<usize> {
     b.get(i..)?.iter().position(|&x| x == 0xFF).map(|p| i + p)
 }
 
+/// How a run of entropy-coded data ended.
+enum DataEnd {
+    /// At the marker at this index.
+    Marker(usize),
+    /// At the end of the file, with no marker after the data.
+    File,
+}
+
 /// Copies entropy-coded data starting at `from`, with its restart markers
-/// renumbered in sequence, and returns the index of the marker that ends it.
-fn copy_entropy_data(
-    b: &[u8],
-    from: usize,
-    out: &mut Vec<u8>,
-    restarts: &mut u8,
-) -> Result<usize, ImagingError> {
-    let missing = || corrupt("missing end-of-image marker");
+/// renumbered in sequence, and says where it ends.
+fn copy_entropy_data(b: &[u8], from: usize, out: &mut Vec<u8>, restarts: &mut u8) -> DataEnd {
     let (mut i, mut copied) = (from, from);
     loop {
-        let at = find_ff(b, i).ok_or_else(missing)?;
+        let Some(at) = find_ff(b, i) else {
+            out.extend_from_slice(b.get(copied..).unwrap_or_default());
+            return DataEnd::File;
+        };
         match b.get(at + 1) {
-            None => return Err(missing()),
+            // A lone 0xFF as the last byte: the file was cut in a marker.
+            None => {
+                out.extend_from_slice(b.get(copied..at).unwrap_or_default());
+                return DataEnd::File;
+            }
             // Stuffed zero: still data.
             Some(0x00) => i = at + 2,
             Some(0xFF) => i = at + 1,
@@ -268,18 +280,73 @@ fn copy_entropy_data(
             }
             Some(_) => {
                 out.extend_from_slice(b.get(copied..at).unwrap_or_default());
-                return Ok(at);
+                return DataEnd::Marker(at);
             }
         }
     }
 }
 
+/// Whether the segment whose length field is at `at` ends past the file.
+fn runs_past_end(b: &[u8], at: usize) -> bool {
+    be16(b, at).is_none_or(|len| at + usize::from(len) > b.len())
+}
+
+/// A cleaned JPEG, and whether its data had to be ended for it.
+pub(super) struct CleanJpeg {
+    pub(super) bytes: Vec<u8>,
+    /// The file ended inside its first scan, with no end-of-image marker:
+    /// one was appended, and whether the scan holds every MCU is for the
+    /// caller to find out by decoding it ([`super::jpeg_dc`]).
+    pub(super) unchecked_end: bool,
+}
+
+/// The components of a scan (SOS payload) and whether it carries their
+/// DC coefficients in full (sequential, or a progressive DC first pass).
+fn scan_dc_components(sos: &[u8]) -> (Vec<u8>, bool) {
+    let count = usize::from(sos.first().copied().unwrap_or(0));
+    let ids = (0..count)
+        .filter_map(|i| sos.get(1 + 2 * i).copied())
+        .collect();
+    let tail = 1 + 2 * count;
+    let spectral_start = sos.get(tail).copied();
+    let approximation_high = sos.get(tail + 2).map(|a| a >> 4);
+    (
+        ids,
+        spectral_start == Some(0) && approximation_high == Some(0),
+    )
+}
+
+/// The component ids of the frame header among the kept segments.
+fn frame_components(b: &[u8], header: &JpegHeader) -> Vec<u8> {
+    header
+        .kept
+        .iter()
+        .find(|seg| is_sof(seg.marker))
+        .map(|seg| {
+            seg.bytes(b)
+                .get(6..)
+                .unwrap_or_default()
+                .chunks_exact(3)
+                .map(|c| c[0])
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Rebuilds the file from the kept segments and the verbatim scan data.
-pub(super) fn jpeg_clean(b: &[u8], header: &JpegHeader) -> Result<Vec<u8>, ImagingError> {
+///
+/// A file that ends without its end-of-image marker (cut short) is ended
+/// here: inside its first scan, EOI is appended and the caller checks that
+/// the scan is whole; after that, the scan the cut fell in (or the segment)
+/// is left out, which leaves a well-formed progressive file, provided the
+/// complete scans before it gave every component its DC coefficients (every
+/// pixel then has a value). Otherwise it is [`ImagingError::Corrupt`].
+pub(super) fn jpeg_clean(b: &[u8], header: &JpegHeader) -> Result<CleanJpeg, ImagingError> {
     let mut out = Vec::with_capacity(b.len().min(64 << 20));
     out.extend_from_slice(&[0xFF, SOI]);
     // EXIF belongs right after SOI, or after JFIF where both are present.
     let mut exif = (header.orientation != 1).then(|| orientation_exif(header.orientation));
+    let mut first_scan = &[][..];
     for seg in &header.kept {
         if seg.marker != APP0
             && let Some(exif) = exif.take()
@@ -287,19 +354,75 @@ pub(super) fn jpeg_clean(b: &[u8], header: &JpegHeader) -> Result<Vec<u8>, Imagi
             write_jpeg_segment(&mut out, APP1, &exif)?;
         }
         write_kept_jpeg_segment(&mut out, seg.marker, seg.bytes(b))?;
+        if seg.marker == SOS {
+            first_scan = seg.bytes(b);
+        }
     }
 
-    let mut pos = header.scan_start;
     // Restart markers count 0..=7 from each scan's start.
     let mut restarts = 0u8;
+    let mut scans = 1usize;
+    let mut scan = scan_dc_components(first_scan);
+    // Components whose DC the complete scans carry, and where those end.
+    let mut with_dc: Vec<u8> = Vec::new();
+    let mut complete_end = None;
+    let cut_short = |mut out: Vec<u8>,
+                     complete_end: Option<usize>,
+                     with_dc: &[u8],
+                     inside_first_scan: bool|
+     -> Result<CleanJpeg, ImagingError> {
+        if inside_first_scan {
+            out.extend_from_slice(&[0xFF, EOI]);
+            return Ok(CleanJpeg {
+                bytes: out,
+                unchecked_end: true,
+            });
+        }
+        let every_pixel = frame_components(b, header)
+            .iter()
+            .all(|c| with_dc.contains(c));
+        match complete_end {
+            Some(end) if every_pixel => {
+                out.truncate(end);
+                out.extend_from_slice(&[0xFF, EOI]);
+                Ok(CleanJpeg {
+                    bytes: out,
+                    unchecked_end: false,
+                })
+            }
+            _ => Err(corrupt(
+                "the file is cut short: part of the picture is missing",
+            )),
+        }
+    };
+    let mut in_scan = true;
+    let mut pos = header.scan_start;
     loop {
-        let at = copy_entropy_data(b, pos, &mut out, &mut restarts)?;
-        let (marker, after) = jpeg_marker(b, at)?;
+        let at = match copy_entropy_data(b, pos, &mut out, &mut restarts) {
+            DataEnd::Marker(at) => at,
+            DataEnd::File => {
+                return cut_short(out, complete_end, &with_dc, in_scan && scans == 1);
+            }
+        };
+        // Data that ends at a marker is taken as the whole scan.
+        if in_scan {
+            if scan.1 {
+                with_dc.extend_from_slice(&scan.0);
+            }
+            complete_end = Some(out.len());
+            in_scan = false;
+        }
+        let Ok((marker, after)) = jpeg_marker(b, at) else {
+            return cut_short(out, complete_end, &with_dc, false);
+        };
         match marker {
             // Whatever follows EOI is not part of this image.
             EOI => {
                 out.extend_from_slice(&[0xFF, EOI]);
-                return Ok(out);
+                return Ok(CleanJpeg {
+                    bytes: out,
+                    unchecked_end: false,
+                });
             }
             SOI | 0x00 => return Err(corrupt("invalid marker inside image data")),
             m if is_sof(m) => return Err(corrupt("more than one frame header")),
@@ -308,10 +431,20 @@ pub(super) fn jpeg_clean(b: &[u8], header: &JpegHeader) -> Result<Vec<u8>, Imagi
                 pos = after;
             }
             _ => {
+                let seg = match jpeg_segment(b, marker, after) {
+                    Ok(seg) => seg,
+                    // Its length runs past the end of the file: cut short in the segment.
+                    Err(_) if runs_past_end(b, after) => {
+                        return cut_short(out, complete_end, &with_dc, false);
+                    }
+                    Err(e) => return Err(e),
+                };
                 if marker == SOS {
                     restarts = 0;
+                    scans += 1;
+                    scan = scan_dc_components(seg.bytes(b));
+                    in_scan = true;
                 }
-                let seg = jpeg_segment(b, marker, after)?;
                 let payload = seg.bytes(b);
                 if jpeg_keep(marker, payload) {
                     write_kept_jpeg_segment(&mut out, marker, payload)?;

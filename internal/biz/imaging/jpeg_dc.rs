@@ -27,6 +27,16 @@ struct DcComponent {
 /// damaged data); the caller then uses the general decoder, which also
 /// decides whether the file is corrupt.
 pub(super) fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicImage> {
+    decode_jpeg_dc_checked(b, header).map(|(image, _)| image)
+}
+
+/// [`decode_jpeg_dc`], and whether the scan's data held every MCU: false
+/// when the decoder had to read the zeros fed past the end of the data
+/// (libjpeg's "premature end of data segment", where it fills grey).
+pub(super) fn decode_jpeg_dc_checked(
+    b: &[u8],
+    header: &JpegHeader,
+) -> Option<(DynamicImage, bool)> {
     let mut quant = [None::<i32>; 4];
     let mut dc_tables: [Option<Huffman>; 4] = [None, None, None, None];
     let mut ac_tables: [Option<Huffman>; 4] = [None, None, None, None];
@@ -200,6 +210,8 @@ pub(super) fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicIma
         }
     }
 
+    let whole = !reader.overran();
+
     let out_w = width.div_ceil(8);
     let out_h = height.div_ceil(8);
     let (w32, h32) = (u32::try_from(out_w).ok()?, u32::try_from(out_h).ok()?);
@@ -219,7 +231,7 @@ pub(super) fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicIma
         for y in 0..out_h {
             gray.extend(row(luma, y));
         }
-        return GrayImage::from_raw(w32, h32, gray).map(DynamicImage::ImageLuma8);
+        return GrayImage::from_raw(w32, h32, gray).map(|g| (DynamicImage::ImageLuma8(g), whole));
     }
     let [y_plane, cb_plane, cr_plane] = planes.as_slice() else {
         return None;
@@ -231,7 +243,7 @@ pub(super) fn decode_jpeg_dc(b: &[u8], header: &JpegHeader) -> Option<DynamicIma
             rgb.extend(ycbcr_to_rgb(l, b, r));
         }
     }
-    RgbImage::from_raw(w32, h32, rgb).map(DynamicImage::ImageRgb8)
+    RgbImage::from_raw(w32, h32, rgb).map(|rgb| (DynamicImage::ImageRgb8(rgb), whole))
 }
 
 /// JFIF YCbCr to RGB in 16.16 fixed point.

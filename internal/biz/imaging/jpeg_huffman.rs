@@ -190,6 +190,15 @@ impl<'a> BitReader<'a> {
         (acc, bits, pos)
     }
 
+    /// Whether bits fed past the end of the data (at the marker that ends
+    /// it, or the end of the file) were consumed: the data ran out before
+    /// the decoding did. Encoders pad the last byte with ones, so whole data
+    /// never needs them.
+    pub(super) fn overran(&self) -> bool {
+        let fed = u64::from(self.padding) + u64::from(self.at_marker);
+        fed * 8 > u64::from(self.bits)
+    }
+
     /// Moves past the restart marker `RSTn`, dropping the padding bits.
     pub(super) fn restart(&mut self, n: u8) -> Option<()> {
         self.at_marker = false;

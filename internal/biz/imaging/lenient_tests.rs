@@ -157,3 +157,119 @@ fn jpeg_garbage_between_segments_and_short_app14_are_left_out() {
     assert_eq!(clean.bytes, process(PHOTO, &limits()).expect("ok").bytes);
     assert!(!clean.bytes.windows(5).any(|w| w == b"Adobe"));
 }
+
+const BASELINE_FIXTURES: [&[u8]; 4] = [
+    include_bytes!("../../../tests/fixtures/images/nikon_gps_DSCN0010.jpg"),
+    include_bytes!("../../../tests/fixtures/images/orientation_portrait_6.jpg"),
+    include_bytes!("../../../tests/fixtures/images/jolla_phone.jpg"),
+    include_bytes!("../../../tests/fixtures/images/jolla_restart_interval.jpg"),
+];
+const PROGRESSIVE: &[u8] = include_bytes!("../../../tests/fixtures/images/jolla_progressive.jpg");
+
+/// Start of each segment with `marker`, walking the file's structure (scan data and the
+/// embedded EXIF thumbnail skipped).
+fn markers(b: &[u8], marker: u8) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut i = 2;
+    while i + 4 <= b.len() {
+        assert_eq!(b[i], 0xFF, "a marker at {i}");
+        let m = b[i + 1];
+        if m == 0xD9 {
+            break;
+        }
+        if m == marker {
+            found.push(i);
+        }
+        i += 2 + usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+        if m == 0xDA {
+            // Entropy-coded data runs to the next marker that is not RSTn or stuffing.
+            while b[i] != 0xFF || matches!(b[i + 1], 0x00 | 0xD0..=0xD7 | 0xFF) {
+                i += 1;
+            }
+        }
+    }
+    found
+}
+
+fn is_refused(bytes: &[u8]) -> bool {
+    matches!(process(bytes, &limits()), Err(ImagingError::Corrupt(_)))
+}
+
+#[test]
+fn a_jpeg_missing_only_its_end_marker_is_stored_whole_with_one() {
+    for photo in BASELINE_FIXTURES {
+        assert!(photo.ends_with(&[0xFF, 0xD9]));
+        let whole = process(photo, &limits()).expect("whole file");
+        let cut = process(&photo[..photo.len() - 2], &limits()).expect("EOI missing");
+        // The copy of the whole file ends at its EOI; the cut one gets the same.
+        assert_eq!(cut.bytes, whole.bytes);
+        assert_eq!(cut.thumbnail, whole.thumbnail);
+    }
+}
+
+#[test]
+fn a_jpeg_cut_inside_its_scan_or_its_headers_is_refused() {
+    for photo in BASELINE_FIXTURES {
+        let sos = markers(photo, 0xDA)[0];
+        let sos_end = sos + 2 + usize::from(u16::from_be_bytes([photo[sos + 2], photo[sos + 3]]));
+        let dqt = markers(photo, 0xDB)[0];
+        let sof = markers(photo, 0xC0)[0];
+        let end = photo.len() - 2;
+        // One byte of scan data is enough to lose the last MCUs.
+        for cut in [end - 1, end - 64, (sos_end + end) / 2, sos_end + 1, sos_end] {
+            assert!(is_refused(&photo[..cut]), "cut at {cut} of {end}");
+        }
+        for cut in [dqt + 10, sof + 8, sos + 5] {
+            assert!(is_refused(&photo[..cut]), "header cut at {cut}");
+        }
+    }
+}
+
+/// Mean absolute difference per sample between two decodes, on the 0..=255 scale.
+fn mean_difference(a: &[u8], b: &[u8]) -> f64 {
+    let decode = |bytes: &[u8]| image::load_from_memory(bytes).expect("decodes").to_rgb8();
+    let (a, b) = (decode(a), decode(b));
+    assert_eq!(a.dimensions(), b.dimensions());
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| u64::from(x.abs_diff(y)))
+        .sum();
+    sum as f64 / a.as_raw().len() as f64
+}
+
+#[test]
+fn a_progressive_jpeg_cut_after_its_first_scan_keeps_its_complete_scans() {
+    let sos = markers(PROGRESSIVE, 0xDA);
+    assert_eq!(sos.len(), 10, "jpegtran's ten scans");
+    let end = PROGRESSIVE.len() - 2;
+    let whole = process(PROGRESSIVE, &limits()).expect("whole file");
+    // EOI missing: the last scan cannot be told whole without decoding the refinement, so
+    // it is left out like a cut one; what is left is nearly the whole picture.
+    for cut in [end, end - 1, (sos[9] + end) / 2] {
+        let clean = process(&PROGRESSIVE[..cut], &limits()).expect("every pixel has a value");
+        // Nine scans and the EOI: the partial tenth is gone.
+        assert_eq!(markers(&clean.bytes, 0xDA).len(), 9, "cut at {cut}");
+        assert!(clean.bytes.ends_with(&[0xFF, 0xD9]));
+        assert_eq!((clean.width, clean.height), (whole.width, whole.height));
+        let diff = mean_difference(&clean.bytes, PROGRESSIVE);
+        assert!(diff < 2.0, "cut at {cut}: {diff:.3}/255");
+        // The copy is stable: processed again, it is stored as it is.
+        assert_eq!(
+            process(&clean.bytes, &limits()).expect("ok").bytes,
+            clean.bytes
+        );
+    }
+    // Cut in the table segment before the second scan, or inside the second scan: the DC
+    // scan alone is left, a coarse but complete picture.
+    for cut in [sos[1] - 20, (sos[1] + sos[2]) / 2] {
+        let clean = process(&PROGRESSIVE[..cut], &limits()).expect("the DC scan is whole");
+        assert_eq!(markers(&clean.bytes, 0xDA).len(), 1, "cut at {cut}");
+        assert_eq!(clean.thumbnail_width, whole.thumbnail_width);
+    }
+    // Inside the DC scan, part of the picture has no value at all.
+    for cut in [sos[0] + 20, (sos[0] + sos[1]) / 2, sos[1] - 60] {
+        assert!(is_refused(&PROGRESSIVE[..cut]), "cut at {cut}");
+    }
+}

@@ -40,10 +40,17 @@
 //! segment holding only the Orientation tag, so that it is still displayed
 //! upright. [`CleanImage::width`] and [`CleanImage::height`] are the displayed
 //! size, and the thumbnail is rotated in its pixels. A PNG `eXIf` or WebP
-//! `EXIF` orientation other than 1 is applied to the pixels instead, which
-//! are re-encoded losslessly in the same format (PNG, lossless WebP): an
+//! `EXIF` orientation other than 1 is applied to the pixels instead (an
 //! orientation tag there is not honoured by every browser, and no tag is
-//! kept. Animated PNG and WebP are left as their frames lie. HEIF transforms
+//! kept), which are then re-encoded: losslessly in the same format for PNG
+//! and for lossless WebP or WebP with alpha; as a JPEG rendition at quality
+//! 95 for a lossy WebP without alpha, like a HEIC's ([`CleanImage::source`]
+//! says `image/webp`). Lossy pixels re-encoded losslessly grow several times:
+//! 5.4x on the 600 px fixture and 6.6x on an 8 MP iPhone 4S photo (both
+//! `cwebp -q 80`), against 2.2x and 2.7x for the rendition, which differs
+//! from the WebP by 1.2-1.3/255 on average. Quality 90 would be 1.6x and
+//! 1.9x but differ by 1.9/255, too close to the 2/255 that a copy needing
+//! no repair is held to. Animated PNG and WebP are left as their frames lie. HEIF transforms
 //! (`irot`, `imir`, `clap`) are applied by the decoder; the EXIF orientation
 //! of a HEIF is informative only and ignored, as libheif does.
 //!
@@ -54,6 +61,37 @@
 //! that are not a marker between segments, short APP14, restart markers out
 //! of sequence), `png` (CRCs, compression methods) and `gif` (garbage after
 //! a frame). Everything else is copied as it came.
+//!
+//! # Cut short
+//!
+//! A JPEG that ends early (a transfer or a copy cut off) is judged by what
+//! libjpeg-turbo makes of it, checked cut by cut on real files
+//! (`tests/api/photos.rs`, `scripts/jpeg_truncation.py`). libjpeg warns
+//! "Premature end of JPEG file" for every one of them, so the warning alone
+//! decides nothing; what does is whether every pixel is still there:
+//! - **EOI missing, scan data whole**: libjpeg renders every pixel exactly as
+//!   in the whole file. Accepted; the stored copy gets the EOI appended and
+//!   is the whole file's copy byte for byte. Whether the data is whole is
+//!   found by decoding its Huffman data to the last MCU (the DC decoder's
+//!   walk): whole data never needs the zero bits fed past its end. A layout
+//!   that walk does not read (12-bit, CMYK, RGB, a non-interleaved first
+//!   scan) cannot be checked and is refused.
+//! - **Cut inside a baseline scan**, even by one byte: the last MCUs are not
+//!   in the file, libjpeg fills them grey. Refused (422): what would be
+//!   stored is not the photo, and a grey band on the desktop page reads as
+//!   our fault; the phone says the file is damaged and the member can send
+//!   it again. The same for a progressive file cut inside its first (DC)
+//!   scan, where part of the picture has no value at all.
+//! - **Progressive, cut after its first scan** (EOI missing, inside a later
+//!   scan, or in the tables between scans): every pixel has a value from the
+//!   complete scans, as on a browser's half-loaded progressive image.
+//!   Accepted; the incomplete scan is left out and an EOI appended, so that
+//!   the copy decodes without a warning. A refinement scan cannot be told
+//!   whole without a full progressive decode, so one that lacks only the EOI
+//!   is left out too: on the fixtures this costs under 1/255 on average.
+//!   This needs the complete scans to carry the DC of every component.
+//! - **Cut in the headers** (before or inside the first SOS): nothing
+//!   renders. Refused (422).
 //!
 //! # Thumbnails
 //!
@@ -103,8 +141,8 @@ use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageReader};
 
 use gif::{gif_clean, gif_dimensions};
 use heif::{heif_brand, process_heif};
-use jpeg::{decode_jpeg_scaled, jpeg_clean, jpeg_header, jpeg_icc};
-use jpeg_dc::decode_jpeg_dc;
+use jpeg::{CleanJpeg, decode_jpeg_scaled, jpeg_clean, jpeg_header, jpeg_icc};
+use jpeg_dc::{decode_jpeg_dc, decode_jpeg_dc_checked};
 use png::{PNG_SIGNATURE, png_clean, png_dimensions};
 use thumbnail::{make_thumbnail, thumbnail_dimensions};
 use webp::{webp_clean, webp_dimensions};
@@ -227,9 +265,28 @@ pub fn detect(bytes: &[u8]) -> Option<ImageFormat> {
 /// and enforce [`PixelLimits::max_pixels`], strip metadata losslessly, decode the
 /// first frame (shrunk on load for JPEG) and encode the thumbnail.
 pub fn process(bytes: &[u8], limits: &PixelLimits) -> Result<CleanImage, ImagingError> {
+    process_with(bytes, limits, DcDecoder::On)
+}
+
+/// Whether a JPEG thumbnail may come from the DC-only decoder ([`jpeg_dc`]).
+/// Only the benchmarks switch it off, to measure what it saves.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DcDecoder {
+    On,
+    Off,
+}
+
+/// [`process`] with the DC-only decoder switched on or off; for benchmarks.
+#[doc(hidden)]
+pub fn process_with(
+    bytes: &[u8],
+    limits: &PixelLimits,
+    dc: DcDecoder,
+) -> Result<CleanImage, ImagingError> {
     let format = detect(bytes).ok_or(ImagingError::Unsupported)?;
     match format {
-        ImageFormat::Jpeg => process_jpeg(bytes, limits),
+        ImageFormat::Jpeg => process_jpeg(bytes, limits, dc),
         ImageFormat::Png => {
             let (width, height) = png_dimensions(bytes)?;
             check_pixels(width, height, limits.max_pixels)?;
@@ -256,6 +313,15 @@ pub fn process(bytes: &[u8], limits: &PixelLimits) -> Result<CleanImage, Imaging
             } else {
                 cleaned.orientation
             };
+            if turn != 1 && cleaned.lossy_opaque {
+                return upright_jpeg_rendition(
+                    format,
+                    &cleaned.bytes,
+                    (width, height),
+                    turn,
+                    limits,
+                );
+            }
             finish_with_image_crate(format, cleaned.bytes, (width, height), turn, limits)
         }
         ImageFormat::Heic | ImageFormat::Heif => process_heif(bytes, format, limits),
@@ -269,16 +335,38 @@ fn check_pixels(width: u32, height: u32, max: u64) -> Result<(), ImagingError> {
     Ok(())
 }
 
-fn process_jpeg(bytes: &[u8], limits: &PixelLimits) -> Result<CleanImage, ImagingError> {
+fn process_jpeg(
+    bytes: &[u8],
+    limits: &PixelLimits,
+    dc_decoder: DcDecoder,
+) -> Result<CleanImage, ImagingError> {
     let header = jpeg_header(bytes)?;
     check_pixels(header.width, header.height, limits.max_pixels)?;
-    let cleaned = jpeg_clean(bytes, &header)?;
+    let CleanJpeg {
+        bytes: cleaned,
+        unchecked_end,
+    } = jpeg_clean(bytes, &header)?;
+    if unchecked_end {
+        // Cut short in its only (or first) scan: accepted only when the data holds every
+        // MCU, so that just the end-of-image marker was missing.
+        let whole = guarded(|| {
+            let stored = jpeg_header(&cleaned)?;
+            Ok(decode_jpeg_dc_checked(&cleaned, &stored).is_some_and(|(_, whole)| whole))
+        })?;
+        if !whole {
+            return Err(corrupt(
+                "the file is cut short: part of the picture is missing",
+            ));
+        }
+    }
     let (tw, th) = thumbnail_dimensions(header.width, header.height, limits.thumbnail_size);
     let decoded = guarded(|| {
         // At 1/8 scale only the DC coefficients matter, which is much faster. The
         // stored copy is decoded, not the upload: its repairs (restart markers in
         // sequence) are what a viewer gets, and the stored copy gives the same thumbnail.
-        let eighth = header.width.div_ceil(8) >= tw && header.height.div_ceil(8) >= th;
+        let eighth = header.width.div_ceil(8) >= tw
+            && header.height.div_ceil(8) >= th
+            && dc_decoder == DcDecoder::On;
         let dc = || {
             let stored = jpeg_header(&cleaned).ok()?;
             decode_jpeg_dc(&cleaned, &stored)
@@ -344,6 +432,57 @@ fn finish_with_image_crate(
         height,
         orientation: 1,
         bytes: cleaned,
+        thumbnail,
+        thumbnail_width,
+        thumbnail_height,
+    })
+}
+
+/// Quality of a HEIC's JPEG rendition: visually lossless next to an HEVC
+/// original that was itself lossy.
+const RENDITION_QUALITY: u8 = 90;
+
+/// Quality of a turned lossy WebP's JPEG rendition: it stands for a copy of
+/// the WebP, so it stays within 2/255 of it on average (see "Orientation").
+const WEBP_RENDITION_QUALITY: u8 = 95;
+
+/// A lossy, opaque WebP with an EXIF orientation: turned upright and stored
+/// as a JPEG rendition with its ICC profile, as a HEIC is. A lossless WebP
+/// of lossy pixels is 5 to 7 times the original's size (their coding noise
+/// does not compress losslessly); this JPEG is 2 to 3 times it.
+fn upright_jpeg_rendition(
+    source: ImageFormat,
+    cleaned: &[u8],
+    (width, height): (u32, u32),
+    orientation: u16,
+    limits: &PixelLimits,
+) -> Result<CleanImage, ImagingError> {
+    let (mut decoded, icc) = guarded(|| decode_with_icc(cleaned, source, width, height))?;
+    if let Some(turn) = u8::try_from(orientation)
+        .ok()
+        .and_then(image::metadata::Orientation::from_exif)
+    {
+        decoded.apply_orientation(turn);
+    }
+    let decoded = thumbnail::flatten(decoded);
+    let mut rendition = Vec::new();
+    thumbnail::encode_jpeg(
+        &mut rendition,
+        &decoded,
+        WEBP_RENDITION_QUALITY,
+        icc.as_deref(),
+    )?;
+    let (width, height) = (decoded.width(), decoded.height());
+    let (tw, th) = thumbnail_dimensions(width, height, limits.thumbnail_size);
+    let (thumbnail, thumbnail_width, thumbnail_height) =
+        make_thumbnail(decoded, tw, th, 1, icc.as_deref())?;
+    Ok(CleanImage {
+        format: ImageFormat::Jpeg,
+        source,
+        width,
+        height,
+        orientation: 1,
+        bytes: rendition,
         thumbnail,
         thumbnail_width,
         thumbnail_height,

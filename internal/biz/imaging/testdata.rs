@@ -287,6 +287,11 @@ pub fn small_gif(width: u32, height: u32) -> Vec<u8> {
 /// XMP chunks, their flags set. Returns an empty vector if the size
 /// cannot be encoded.
 pub fn small_webp(width: u32, height: u32) -> Vec<u8> {
+    small_webp_oriented(width, height, 1)
+}
+
+/// [`small_webp`] whose EXIF says `orientation`.
+pub fn small_webp_oriented(width: u32, height: u32, orientation: u16) -> Vec<u8> {
     let img = rgba_pattern(width, height);
     let mut simple = Vec::new();
     let result = WebPEncoder::new_lossless(&mut simple).write_image(
@@ -313,7 +318,7 @@ pub fn small_webp(width: u32, height: u32) -> Vec<u8> {
     let mut body = b"WEBP".to_vec();
     body.extend(chunk(b"VP8X", &vp8x));
     body.extend_from_slice(&simple[12..]);
-    body.extend(chunk(b"EXIF", &exif_tiff(1, true, false)));
+    body.extend(chunk(b"EXIF", &exif_tiff(orientation, true, false)));
     body.extend(chunk(b"XMP ", SECRET.as_bytes()));
     let mut v = b"RIFF".to_vec();
     v.extend_from_slice(&(body.len() as u32).to_le_bytes());

@@ -323,7 +323,8 @@ fn malformed_jpegs_are_rejected() {
     };
     let src = jpeg_with_exif(64, 48, 6, true);
     bad(&src[..src.len() / 2]);
-    bad(&src[..src.len() - 2]);
+    // Only the EOI missing is not malformed: libjpeg renders every pixel (lenient_tests).
+    assert!(process(&src[..src.len() - 2], &limits()).is_ok());
     bad(b"\xFF\xD8\xFF");
     bad(b"\xFF\xD8\xFF\xFF\xFF\xFF");
     bad(b"\xFF\xD8\xFF\xD9");
@@ -885,4 +886,66 @@ fn mutated_inputs_never_panic() {
             );
         }
     }
+}
+
+#[test]
+fn a_turned_lossy_webp_is_stored_as_an_upright_jpeg_of_about_its_size() {
+    // cwebp -q 80 of a real photo, EXIF orientation 6.
+    const WEBP: &[u8] = include_bytes!("../../../tests/fixtures/images/exif_orientation_6.webp");
+    let (w, h) = webp::webp_dimensions(WEBP).expect("dimensions");
+    assert!(w > h, "stored sideways");
+    let clean = process(WEBP, &limits()).expect("accepted");
+    assert_eq!(
+        (clean.source, clean.format),
+        (ImageFormat::Webp, ImageFormat::Jpeg)
+    );
+    assert_eq!((clean.width, clean.height, clean.orientation), (h, w, 1));
+    let header = jpeg_header(&clean.bytes).expect("a JPEG");
+    assert_eq!((header.width, header.height, header.orientation), (h, w, 1));
+    // A JPEG needs more bytes than a WebP for the same picture (here 2.2x), a lossless
+    // re-encoding of lossy pixels far more (5.4x).
+    assert!(
+        clean.bytes.len() <= WEBP.len() * 3,
+        "{} bytes stored for {}",
+        clean.bytes.len(),
+        WEBP.len()
+    );
+    assert!(jpeg_segments(&clean.bytes).iter().all(|(m, _)| *m != APP1));
+    // The pixels are the WebP's, turned.
+    let mut upright = decode(WEBP);
+    upright.apply_orientation(image::metadata::Orientation::Rotate90);
+    let (a, b) = (upright.to_rgb8(), decode(&clean.bytes).to_rgb8());
+    assert_eq!(a.dimensions(), b.dimensions());
+    let diff: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| u64::from(x.abs_diff(y)))
+        .sum();
+    let mean = diff as f64 / a.as_raw().len() as f64;
+    assert!(mean < 2.0, "mean difference {mean:.3}/255");
+    assert_eq!(
+        (clean.thumbnail_width, clean.thumbnail_height),
+        thumbnail_dimensions(h, w, 320)
+    );
+    // The rendition is a JPEG like any other: stored as it is the next time.
+    assert_eq!(
+        process(&clean.bytes, &limits()).expect("ok").bytes,
+        clean.bytes
+    );
+}
+
+#[test]
+fn a_turned_lossless_webp_stays_a_lossless_webp() {
+    let src = small_webp_oriented(30, 60, 6);
+    let clean = process(&src, &limits()).expect("accepted");
+    assert_eq!(
+        (clean.source, clean.format),
+        (ImageFormat::Webp, ImageFormat::Webp)
+    );
+    assert_eq!((clean.width, clean.height), (60, 30));
+    let mut upright = decode(&src);
+    upright.apply_orientation(image::metadata::Orientation::Rotate90);
+    assert_eq!(decode(&clean.bytes).to_rgba8(), upright.to_rgba8());
+    assert!(!webp_chunk_types(&clean.bytes).contains(&"EXIF".to_owned()));
 }

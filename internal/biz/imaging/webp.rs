@@ -2,7 +2,8 @@
 //!
 //! The `EXIF` chunk is dropped with the rest of the metadata, but its
 //! orientation is read first: the caller turns the pixels upright, since
-//! browsers do not all apply a WebP's EXIF orientation.
+//! browsers do not all apply a WebP's EXIF orientation. Turned lossy pixels
+//! with no alpha are stored as a JPEG rendition (see [`super::process`]).
 
 use super::bytes::{le16, le24, le32, slice_at};
 use super::exif::{EXIF_HEADER, exif_orientation};
@@ -50,11 +51,15 @@ pub(super) struct CleanWebp {
     pub(super) orientation: u16,
     /// `ANIM`: the frames are left as they are.
     pub(super) animated: bool,
+    /// Lossy (`VP8 `) pixels with no alpha (`ALPH`): a JPEG holds them as
+    /// well as a WebP does, at a fraction of a lossless re-encoding's size.
+    pub(super) lossy_opaque: bool,
 }
 
 pub(super) fn webp_clean(b: &[u8]) -> Result<CleanWebp, ImagingError> {
     let mut orientation = None;
     let mut animated = false;
+    let (mut lossy, mut alpha) = (false, false);
     let riff_size = le32(b, 4).ok_or_else(|| corrupt("truncated RIFF header"))?;
     let total = usize::try_from(riff_size)
         .ok()
@@ -78,6 +83,8 @@ pub(super) fn webp_clean(b: &[u8]) -> Result<CleanWebp, ImagingError> {
             orientation = exif_orientation(data.strip_prefix(EXIF_HEADER).unwrap_or(data));
         }
         animated |= kind == b"ANIM";
+        lossy |= kind == b"VP8 ";
+        alpha |= kind == b"ALPH" || kind == b"VP8L";
         let keep = matches!(
             kind,
             b"VP8X" | b"VP8 " | b"VP8L" | b"ALPH" | b"ICCP" | b"ANIM" | b"ANMF"
@@ -105,5 +112,6 @@ pub(super) fn webp_clean(b: &[u8]) -> Result<CleanWebp, ImagingError> {
         bytes: out,
         orientation: orientation.unwrap_or(1),
         animated,
+        lossy_opaque: lossy && !alpha,
     })
 }
