@@ -16,10 +16,9 @@
 use image::{DynamicImage, RgbImage, RgbaImage};
 
 use super::bytes::{be16, be32, slice_at};
-use super::thumbnail::{encode_jpeg, flatten, make_thumbnail, thumbnail_dimensions};
 use super::{
     CleanImage, ImageFormat, ImagingError, PixelLimits, RENDITION_QUALITY, check_pixels, corrupt,
-    guarded,
+    guarded, jpeg_rendition,
 };
 
 /// Brands that promise HEVC-coded images (`image/heic`).
@@ -284,21 +283,5 @@ pub(super) fn process_heif(
         RgbImage::from_raw(width, height, decoded.into_rgb8()).map(DynamicImage::ImageRgb8)
     }
     .ok_or_else(|| corrupt("HEIF decoder returned too few pixels"))?;
-    let pixels = flatten(pixels);
-    let mut rendition = Vec::new();
-    encode_jpeg(&mut rendition, &pixels, RENDITION_QUALITY, icc.as_deref())?;
-    let (tw, th) = thumbnail_dimensions(width, height, limits.thumbnail_size);
-    let (thumbnail, thumbnail_width, thumbnail_height) =
-        make_thumbnail(pixels, tw, th, 1, icc.as_deref())?;
-    Ok(CleanImage {
-        format: ImageFormat::Jpeg,
-        source,
-        width,
-        height,
-        orientation: 1,
-        bytes: rendition,
-        thumbnail,
-        thumbnail_width,
-        thumbnail_height,
-    })
+    jpeg_rendition(source, pixels, icc.as_deref(), RENDITION_QUALITY, limits)
 }

@@ -464,18 +464,31 @@ fn upright_jpeg_rendition(
     {
         decoded.apply_orientation(turn);
     }
-    let decoded = thumbnail::flatten(decoded);
-    let mut rendition = Vec::new();
-    thumbnail::encode_jpeg(
-        &mut rendition,
-        &decoded,
-        WEBP_RENDITION_QUALITY,
+    jpeg_rendition(
+        source,
+        decoded,
         icc.as_deref(),
-    )?;
-    let (width, height) = (decoded.width(), decoded.height());
+        WEBP_RENDITION_QUALITY,
+        limits,
+    )
+}
+
+/// Upright pixels of a file that is not stored as it came (HEIC, a turned
+/// lossy WebP): a JPEG of them at `quality` with their ICC profile, and its
+/// thumbnail.
+fn jpeg_rendition(
+    source: ImageFormat,
+    pixels: DynamicImage,
+    icc: Option<&[u8]>,
+    quality: u8,
+    limits: &PixelLimits,
+) -> Result<CleanImage, ImagingError> {
+    let pixels = thumbnail::flatten(pixels);
+    let mut rendition = Vec::new();
+    thumbnail::encode_jpeg(&mut rendition, &pixels, quality, icc)?;
+    let (width, height) = (pixels.width(), pixels.height());
     let (tw, th) = thumbnail_dimensions(width, height, limits.thumbnail_size);
-    let (thumbnail, thumbnail_width, thumbnail_height) =
-        make_thumbnail(decoded, tw, th, 1, icc.as_deref())?;
+    let (thumbnail, thumbnail_width, thumbnail_height) = make_thumbnail(pixels, tw, th, 1, icc)?;
     Ok(CleanImage {
         format: ImageFormat::Jpeg,
         source,
