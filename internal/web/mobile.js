@@ -621,7 +621,7 @@
       progress: function (f, text) { job.row.bar.value = f; job.row.state.textContent = text; },
       status: function (text) { job.row.state.textContent = text; },
       sizes: function (text) { job.row.size.textContent = text; },
-      done: function () { setJob(job, 'done', 'Uploaded', false); },
+      done: function () { setJob(job, 'done', t('uploaded'), false); },
       failed: function (status, data) {
         job.entry = null;
         job.row.bar.value = 0;

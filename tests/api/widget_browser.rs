@@ -169,6 +169,8 @@ struct Words {
     accept_language: &'static str,
     connected: &'static str,
     make_cover_3: &'static str,
+    /// A finished file's line on the phone.
+    uploaded: &'static str,
 }
 
 async fn one_listing(app: &TestApp, dev: &TestApp, browser: &Browser, host: &Host, words: &Words) {
@@ -357,6 +359,18 @@ async fn one_listing(app: &TestApp, dev: &TestApp, browser: &Browser, host: &Hos
     assert!(violations.is_empty(), "{lang} widget: {violations:?}");
     let violations = axe(&phone).await;
     assert!(violations.is_empty(), "{lang} mobile page: {violations:?}");
+    let states = phone
+        .eval("JSON.stringify([...document.querySelectorAll('.upload-state')].map(e => e.textContent))")
+        .await;
+    assert_eq!(
+        states.as_str(),
+        Some(
+            serde_json::json!(vec![words.uploaded; 3])
+                .to_string()
+                .as_str()
+        ),
+        "{lang}: every file line says it is uploaded, in the page's language"
+    );
     screenshot(&phone, &format!("mobile-{lang}.png")).await;
     // The bundled desktop page speaks dev mode: it runs against a dev-mode instance.
     let desktop = browser.new_page(1280, 800, false).await;
@@ -533,6 +547,7 @@ async fn the_widget_in_a_host_form_under_a_strict_csp_in_jwt_mode() {
             accept_language: "en-GB,en;q=0.9",
             connected: "Phone connected",
             make_cover_3: "Make photo 3 the cover",
+            uploaded: "Uploaded",
         },
     )
     .await;
@@ -546,6 +561,7 @@ async fn the_widget_in_a_host_form_under_a_strict_csp_in_jwt_mode() {
             accept_language: "zh-TW,zh;q=0.9",
             connected: "手機已連線",
             make_cover_3: "將第 3 張相片設為封面",
+            uploaded: "已上傳",
         },
     )
     .await;
