@@ -27,6 +27,28 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 /// Debian's Chromium.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
+/// Whether Chromium and the files in `needs` (path, how to get it) are there. Missing ones
+/// fail the test when `QRUPLOAD_TEST_BROWSER` is set, and skip it otherwise.
+pub fn prerequisites(test: &str, needs: &[(std::path::PathBuf, &str)]) -> bool {
+    let chromium = (
+        std::path::PathBuf::from(CHROMIUM),
+        "apt-get install chromium",
+    );
+    let missing: Vec<String> = std::iter::once(&chromium)
+        .chain(needs)
+        .filter(|(path, _)| !path.exists())
+        .map(|(path, fix)| format!("{} ({fix})", path.display()))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("QRUPLOAD_TEST_BROWSER").is_some() {
+        panic!("QRUPLOAD_TEST_BROWSER is set but these are missing: {missing:?}");
+    }
+    eprintln!("skipping {test}: missing {missing:?}");
+    false
+}
+
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Reply = Result<Value, String>;

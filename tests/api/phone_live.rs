@@ -23,25 +23,10 @@ const TILES: &str = "[...document.querySelectorAll('#grid .tile[data-image-id]')
 const PHOTOS: &str = "[...document.querySelectorAll('#photos .photo[data-image-id]')]";
 
 fn can_run() -> bool {
-    let missing: Vec<String> = [
-        (
-            Path::new(CHROMIUM).to_path_buf(),
-            "apt-get install chromium",
-        ),
-        (axe_path(), "npm ci --prefix tests/browser"),
-    ]
-    .into_iter()
-    .filter(|(path, _)| !path.exists())
-    .map(|(path, fix)| format!("{} ({fix})", path.display()))
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("QRUPLOAD_TEST_BROWSER").is_some() {
-        panic!("QRUPLOAD_TEST_BROWSER is set but these are missing: {missing:?}");
-    }
-    eprintln!("skipping the live phone test: missing {missing:?}");
-    false
+    crate::cdp::prerequisites(
+        "the live phone test",
+        &[(axe_path(), "npm ci --prefix tests/browser")],
+    )
 }
 
 /// A JavaScript condition: the page's photos (or tiles) are `ids`, in this order.

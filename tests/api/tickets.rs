@@ -329,13 +329,7 @@ async fn the_phone_trades_its_upload_token_for_a_ticket() {
     let (id, token) = create_with(&app, &jwt).await;
 
     // Arrange: upload-info names the stream, without any credentials in the URL.
-    let res = app
-        .client
-        .get(app.url(&format!("/v1/api/upload-sessions/{id}/upload-info")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("upload-info");
+    let res = app.upload_info(&id, &token).await;
     assert_eq!(res.status(), StatusCode::OK);
     let info: Value = res.json().await.expect("json");
     let events_url = info["events_url"].as_str().expect("events_url").to_owned();

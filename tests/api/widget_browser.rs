@@ -43,26 +43,13 @@ pub(crate) fn axe_path() -> PathBuf {
 
 /// Whether everything this test needs is here; panics when it is required but missing.
 fn can_run() -> bool {
-    let missing: Vec<String> = [
-        (
-            Path::new(CHROMIUM).to_path_buf(),
-            "apt-get install chromium",
-        ),
-        (PathBuf::from("/usr/bin/node"), "apt-get install nodejs"),
-        (axe_path(), "npm install --prefix tests/browser"),
-    ]
-    .into_iter()
-    .filter(|(path, _)| !path.exists())
-    .map(|(path, fix)| format!("{} ({fix})", path.display()))
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("QRUPLOAD_TEST_BROWSER").is_some() {
-        panic!("QRUPLOAD_TEST_BROWSER is set but these are missing: {missing:?}");
-    }
-    eprintln!("skipping the widget browser test: missing {missing:?}");
-    false
+    crate::cdp::prerequisites(
+        "the widget browser test",
+        &[
+            (PathBuf::from("/usr/bin/node"), "apt-get install nodejs"),
+            (axe_path(), "npm install --prefix tests/browser"),
+        ],
+    )
 }
 
 /// The example host application, killed on drop.
