@@ -8,12 +8,12 @@
 //! Needs Debian's Chromium (and `npm ci --prefix tests/browser` for axe-core); skipped without
 //! them unless `QRUPLOAD_TEST_BROWSER` is set.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::{
-    cdp::{Browser, CHROMIUM, Page},
+    cdp::{Browser, Page},
     helpers::{TestApp, jpeg},
     widget_browser::{axe, axe_path},
 };

@@ -24,7 +24,7 @@ use qrupload::{
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{
-    cdp::{Browser, CHROMIUM, Page},
+    cdp::{Browser, Page},
     helpers::{TestApp, jpeg},
 };
 
