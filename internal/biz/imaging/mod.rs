@@ -485,7 +485,13 @@ fn jpeg_rendition(
 ) -> Result<CleanImage, ImagingError> {
     let pixels = thumbnail::flatten(pixels);
     let mut rendition = Vec::new();
-    thumbnail::encode_jpeg(&mut rendition, &pixels, quality, icc)?;
+    thumbnail::encode_jpeg(
+        &mut rendition,
+        &pixels,
+        quality,
+        thumbnail::Chroma::Full,
+        icc,
+    )?;
     let (width, height) = (pixels.width(), pixels.height());
     let (tw, th) = thumbnail_dimensions(width, height, limits.thumbnail_size);
     let (thumbnail, thumbnail_width, thumbnail_height) = make_thumbnail(pixels, tw, th, 1, icc)?;

@@ -8,7 +8,7 @@ use super::jpeg::{
 use super::jpeg_dc::ycbcr_to_rgb;
 use super::jpeg_huffman::Huffman;
 use super::testdata::*;
-use super::thumbnail::resize_area;
+use super::thumbnail::{resize_area, shrink};
 use super::webp::{VP8X_FLAG_EXIF, VP8X_FLAG_XMP};
 use super::*;
 use image::GenericImageView;
@@ -856,6 +856,39 @@ fn resize_area_keeps_flat_colour_and_averages() {
     let half = resize_area(&stripes, 8, 1, 1, 4, 1);
     assert!(half.iter().all(|&v| (127..=128).contains(&v)), "{half:?}");
     assert_eq!(resize_area(&[], 0, 0, 3, 2, 2), vec![0; 12]);
+}
+
+#[test]
+fn a_large_shrink_matches_the_plain_area_resample() {
+    // Sizes that do not divide by the pre-shrink factor, so its last blocks are partial.
+    let (sw, sh, dw, dh) = (1003, 757, 40, 30);
+    let src: Vec<u8> = (0..sh)
+        .flat_map(|y| {
+            (0..sw).flat_map(move |x| {
+                [
+                    (x * 255 / sw) as u8,
+                    (y * 255 / sh) as u8,
+                    (x * y * 255 / (sw * sh)) as u8,
+                ]
+            })
+        })
+        .collect();
+    let plain = resize_area(&src, sw, sh, 3, dw, dh);
+    let fast = shrink(&src, sw, sh, 3, dw, dh);
+    assert_eq!(plain.len(), fast.len());
+    let diffs: Vec<u8> = plain
+        .iter()
+        .zip(&fast)
+        .map(|(a, b)| a.abs_diff(*b))
+        .collect();
+    let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+    let worst = diffs.iter().max().copied().unwrap_or(0);
+    // The partial last blocks are weighted by what they cover, so the geometry is the
+    // plain resample's and the two agree to rounding.
+    assert!(mean < 0.5 && worst <= 2, "mean {mean}, worst {worst}");
+    // Flat colour stays exact through both steps.
+    let flat = vec![77u8; sw * sh];
+    assert!(shrink(&flat, sw, sh, 1, dw, dh).iter().all(|&v| v == 77));
 }
 
 #[test]

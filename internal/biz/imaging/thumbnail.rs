@@ -1,8 +1,7 @@
 //! Thumbnails: size, alpha flattening, area resampling and JPEG encoding.
 
-use image::codecs::jpeg::JpegEncoder;
 use image::metadata::Orientation;
-use image::{DynamicImage, GrayImage, ImageEncoder, RgbImage};
+use image::{DynamicImage, GrayImage, RgbImage};
 
 use super::{ImagingError, corrupt};
 
@@ -51,20 +50,30 @@ pub(super) fn flatten(img: DynamicImage) -> DynamicImage {
     }
 }
 
-/// Source pixels and 16.16 fixed-point weights for each output pixel of an
-/// area-averaging (box) resample from `src` to `dst` samples.
-fn area_taps(src: usize, dst: usize) -> Vec<Vec<(usize, u32)>> {
-    let scale = src as f64 / dst as f64;
+/// For each output pixel, its source samples and their 16.16 fixed-point weights.
+type Taps = Vec<Vec<(usize, u32)>>;
+
+/// Source samples and 16.16 fixed-point weights for each output pixel of an
+/// area-averaging (box) resample of a line of `extent` pixels to `dst`. Each
+/// source sample stands for `block` pixels (the last one for what is left),
+/// so a line already box-shrunk by `block` is resampled by the same geometry
+/// as the full one.
+fn area_taps(extent: usize, block: usize, dst: usize) -> Taps {
+    let samples = extent.div_ceil(block);
+    let scale = extent as f64 / dst as f64;
+    let block_f = block as f64;
     (0..dst)
         .map(|i| {
             let (lo, hi) = (i as f64 * scale, (i + 1) as f64 * scale);
-            let first = lo.floor() as usize;
-            let last = (hi.ceil() as usize).clamp(first + 1, src.max(first + 1));
+            let first = (lo / block_f).floor() as usize;
+            let last = ((hi / block_f).ceil() as usize).clamp(first + 1, samples.max(first + 1));
             let mut taps: Vec<(usize, u32)> = (first..last)
                 .map(|j| {
-                    let overlap = hi.min(j as f64 + 1.0) - lo.max(j as f64);
+                    let start = j as f64 * block_f;
+                    let end = (start + block_f).min(extent as f64);
+                    let overlap = hi.min(end) - lo.max(start);
                     (
-                        j.min(src - 1),
+                        j.min(samples - 1),
                         (overlap.max(0.0) / scale * 65536.0).round() as u32,
                     )
                 })
@@ -93,7 +102,18 @@ pub(super) fn resize_area(
     if sw == 0 || sh == 0 || dw == 0 || dh == 0 || channels == 0 {
         return vec![0; dw * dh * channels];
     }
-    let (x_taps, y_taps) = (area_taps(sw, dw), area_taps(sh, dh));
+    let taps = (area_taps(sw, 1, dw), area_taps(sh, 1, dh));
+    resample(src, (sw, sh), channels, &taps, (dw, dh))
+}
+
+/// Applies the taps of [`area_taps`] to `src` (`sw`×`sh` samples), rows first.
+fn resample(
+    src: &[u8],
+    (sw, sh): (usize, usize),
+    channels: usize,
+    (x_taps, y_taps): &(Taps, Taps),
+    (dw, dh): (usize, usize),
+) -> Vec<u8> {
     let mut rows = vec![0u32; dw * sh * channels];
     for (src_row, out_row) in src
         .chunks_exact(sw * channels)
@@ -142,37 +162,118 @@ pub(super) fn profile_fits(icc: &[u8], gray: bool) -> bool {
     }
 }
 
+/// How finely a JPEG keeps colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chroma {
+    /// Every pixel's colour (4:4:4): a rendition stands for the original and
+    /// is compared with it, so it keeps what the decoder gave.
+    Full,
+    /// One colour per 2×2 pixels, box-averaged (4:2:0, `cjpeg`'s default): a
+    /// thumbnail, where the eye cannot tell and the size halves.
+    Half,
+}
+
 /// Encodes 8-bit grey or RGB as a baseline JPEG, with the ICC profile if it
 /// fits the samples.
 pub(super) fn encode_jpeg(
     out: &mut Vec<u8>,
     img: &DynamicImage,
     quality: u8,
+    chroma: Chroma,
     icc: Option<&[u8]>,
 ) -> Result<(), ImagingError> {
-    let mut encoder = JpegEncoder::new_with_quality(out, quality);
     let gray = matches!(img, DynamicImage::ImageLuma8(_));
+    let failed = |e: jpeg_encoder::EncodingError| corrupt(format!("JPEG encoding failed: {e}"));
+    let side = |v: u32| u16::try_from(v).map_err(|_| corrupt("image too wide for a JPEG"));
+    let (width, height) = (side(img.width())?, side(img.height())?);
+    let mut encoder = jpeg_encoder::Encoder::new(out, quality);
+    encoder.set_sampling_factor(match chroma {
+        Chroma::Full => jpeg_encoder::SamplingFactor::F_1_1,
+        Chroma::Half => jpeg_encoder::SamplingFactor::F_2_2,
+    });
+    encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
     if let Some(icc) = icc.filter(|icc| profile_fits(icc, gray)) {
         // A profile the encoder cannot carry is left out rather than failing the upload.
-        let _ = encoder.set_icc_profile(icc.to_vec());
+        let _ = encoder.add_icc_profile(icc);
     }
-    let color = if gray {
-        image::ExtendedColorType::L8
-    } else {
-        image::ExtendedColorType::Rgb8
-    };
     let rgb;
-    let raw = match img {
-        DynamicImage::ImageLuma8(gray) => gray.as_raw(),
-        DynamicImage::ImageRgb8(rgb8) => rgb8.as_raw(),
+    let (raw, color) = match img {
+        DynamicImage::ImageLuma8(gray) => (gray.as_raw(), jpeg_encoder::ColorType::Luma),
+        DynamicImage::ImageRgb8(rgb8) => (rgb8.as_raw(), jpeg_encoder::ColorType::Rgb),
         other => {
             rgb = other.to_rgb8();
-            rgb.as_raw()
+            (rgb.as_raw(), jpeg_encoder::ColorType::Rgb)
         }
     };
-    encoder
-        .write_image(raw, img.width(), img.height(), color)
-        .map_err(|e| corrupt(format!("JPEG encoding failed: {e}")))
+    encoder.encode(raw, width, height, color).map_err(failed)
+}
+
+/// The largest whole factor a picture of `src` samples can be box-shrunk by
+/// before the area resample to `dst`, leaving that resample at least two
+/// source samples per output sample.
+fn pre_shrink_factor(src: usize, dst: usize) -> usize {
+    (src / dst.max(1) / 2).max(1)
+}
+
+/// Box average of each `k`×`k` block (the last row and column of blocks may
+/// be narrower): a cheap first step for a large shrink, after which the area
+/// resample has little left to do.
+fn box_shrink(
+    src: &[u8],
+    sw: usize,
+    sh: usize,
+    channels: usize,
+    k: usize,
+) -> (Vec<u8>, usize, usize) {
+    let (dw, dh) = (sw.div_ceil(k), sh.div_ceil(k));
+    let mut out = vec![0u8; dw * dh * channels];
+    // Each band of `k` rows is summed column by column first (a plain slice add, which the
+    // compiler vectorises), then each block of `k` columns of that sum once.
+    let mut columns = vec![0u32; sw * channels];
+    for (band, out_row) in src
+        .chunks(sw * channels * k)
+        .zip(out.chunks_exact_mut(dw * channels))
+    {
+        columns.fill(0);
+        let rows = band.len() / (sw * channels);
+        for row in band.chunks_exact(sw * channels) {
+            for (c, &v) in columns.iter_mut().zip(row) {
+                *c += u32::from(v);
+            }
+        }
+        for (x, (out_px, block)) in out_row
+            .chunks_exact_mut(channels)
+            .zip(columns.chunks(k * channels))
+            .enumerate()
+        {
+            let cols = k.min(sw - x * k);
+            let n = u32::try_from(cols * rows).unwrap_or(u32::MAX).max(1);
+            for (c, o) in out_px.iter_mut().enumerate() {
+                let sum: u32 = block.iter().skip(c).step_by(channels).sum();
+                *o = u8::try_from((sum + n / 2) / n).unwrap_or(u8::MAX);
+            }
+        }
+    }
+    (out, dw, dh)
+}
+
+/// Area resample of 8-bit interleaved samples to `dw`×`dh`, shrinking by a
+/// whole factor first when the picture is many times the target.
+pub(super) fn shrink(
+    src: &[u8],
+    sw: usize,
+    sh: usize,
+    channels: usize,
+    dw: usize,
+    dh: usize,
+) -> Vec<u8> {
+    let k = pre_shrink_factor(sw, dw).min(pre_shrink_factor(sh, dh));
+    if k < 2 || dw == 0 || dh == 0 || channels == 0 {
+        return resize_area(src, sw, sh, channels, dw, dh);
+    }
+    let (small, w, h) = box_shrink(src, sw, sh, channels, k);
+    let taps = (area_taps(sw, k, dw), area_taps(sh, k, dh));
+    resample(&small, (w, h), channels, &taps, (dw, dh))
 }
 
 /// Resizes to `tw`x`th` (stored orientation), rotates upright, encodes JPEG.
@@ -188,11 +289,14 @@ pub(super) fn make_thumbnail(
     let (w, h) = (img.width(), img.height());
     let size = |v: u32| usize::try_from(v).map_err(|_| corrupt("image too large"));
     let (sw, sh, dw, dh) = (size(w)?, size(h)?, size(tw)?, size(th)?);
-    let resized = |raw: &[u8], channels| resize_area(raw, sw, sh, channels, dw, dh);
+    let resized = |raw: &[u8], channels| shrink(raw, sw, sh, channels, dw, dh);
     let mut img = match flatten(img) {
         img if (w, h) == (tw, th) => img,
         DynamicImage::ImageLuma8(gray) => GrayImage::from_raw(tw, th, resized(gray.as_raw(), 1))
             .map(DynamicImage::ImageLuma8)
+            .ok_or_else(|| corrupt("resize failed"))?,
+        DynamicImage::ImageRgb8(rgb) => RgbImage::from_raw(tw, th, resized(rgb.as_raw(), 3))
+            .map(DynamicImage::ImageRgb8)
             .ok_or_else(|| corrupt("resize failed"))?,
         other => RgbImage::from_raw(tw, th, resized(other.to_rgb8().as_raw(), 3))
             .map(DynamicImage::ImageRgb8)
@@ -204,6 +308,6 @@ pub(super) fn make_thumbnail(
         .unwrap_or(Orientation::NoTransforms);
     img.apply_orientation(orientation);
     let mut out = Vec::new();
-    encode_jpeg(&mut out, &img, THUMBNAIL_QUALITY, icc)?;
+    encode_jpeg(&mut out, &img, THUMBNAIL_QUALITY, Chroma::Half, icc)?;
     Ok((out, img.width(), img.height()))
 }
