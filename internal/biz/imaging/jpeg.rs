@@ -462,6 +462,12 @@ fn jpeg_error(e: jpeg_decoder::Error) -> ImagingError {
 /// Decodes at the smallest DCT scale (1, 1/2, 1/4, 1/8) still at least
 /// `tw`x`th`, which skips most of the inverse DCT and the memory for a
 /// full-size image.
+///
+/// When no scale below 1 would do (a small photo), the image crate's
+/// decoder reads it on the calling thread: jpeg-decoder starts a worker
+/// thread per colour component for any image wider than 128 px, which
+/// costs more than the decode itself at that size and, under load, shows
+/// up as the odd upload held for tens of milliseconds.
 pub(super) fn decode_jpeg_scaled(
     data: &[u8],
     tw: u32,
@@ -469,6 +475,12 @@ pub(super) fn decode_jpeg_scaled(
     width: u32,
     height: u32,
 ) -> Result<DynamicImage, ImagingError> {
+    if width.div_ceil(2) < tw || height.div_ceil(2) < th {
+        // A file this decoder refuses may still be one jpeg-decoder reads.
+        if let Ok(img) = decode_with_image_crate(data, ImageFormat::Jpeg, width, height) {
+            return Ok(img);
+        }
+    }
     let mut decoder = jpeg_decoder::Decoder::new(data);
     let max_output = u64::from(width) * u64::from(height) * 4;
     decoder.set_max_decoding_buffer_size(usize::try_from(max_output).unwrap_or(usize::MAX));

@@ -568,6 +568,24 @@ fn large_jpeg_uses_shrink_on_load() {
     assert_eq!((scaled.width(), scaled.height()), (400, 300));
 }
 
+#[test]
+fn small_jpeg_decodes_whole_on_the_calling_thread_with_the_same_pixels() {
+    // 300 px wide: jpeg-decoder would start a thread per component; no DCT
+    // scale fits a 320 px thumbnail, so the image crate's decoder reads it.
+    let src = jpeg_with_exif(300, 200, 1, false);
+    let small = decode_jpeg_scaled(&src, 300, 200, 300, 200).unwrap();
+    let pixels = jpeg_decoder::Decoder::new(&src[..]).decode().unwrap();
+    let reference = DynamicImage::ImageRgb8(image::RgbImage::from_raw(300, 200, pixels).unwrap());
+    assert_eq!(small.dimensions(), (300, 200));
+    let (mean, max) = difference(&small, &reference);
+    assert!(mean < 1.0 && max < 16, "mean {mean} max {max}");
+    // What jpeg-decoder reads still decodes when the other refuses it (no EOI here).
+    let cut = &src[..src.len() - 2];
+    if jpeg_decoder::Decoder::new(cut).decode().is_ok() {
+        decode_jpeg_scaled(cut, 300, 200, 300, 200).unwrap();
+    }
+}
+
 /// Mean and max absolute difference of two same-sized images.
 fn difference(a: &DynamicImage, b: &DynamicImage) -> (f64, u8) {
     let (a, b) = (a.to_rgb8(), b.to_rgb8());
