@@ -401,7 +401,10 @@ export class QruploadPanel extends HTMLElement {
   _reconnectLater(gen) {
     this._els.conn.textContent = ' ' + this._t('reconnecting');
     clearTimeout(this._retryTimer);
-    this._retryTimer = setTimeout(() => this._refreshThenConnect(gen), this._retryDelay);
+    // Half the delay is random, so that the widgets of a server that restarts do not all
+    // come back in the same second.
+    const wait = this._retryDelay / 2 + Math.random() * (this._retryDelay / 2);
+    this._retryTimer = setTimeout(() => this._refreshThenConnect(gen), wait);
     this._retryDelay = Math.min(this._retryDelay * 2, 15000);
   }
 
