@@ -255,6 +255,11 @@ enum DataEnd {
 
 /// Copies entropy-coded data starting at `from`, with its restart markers
 /// renumbered in sequence, and says where it ends.
+///
+/// A run of 0xFF is fill bytes and the byte after the run decides, as in
+/// libjpeg: `FF FF … FF 00` is one stuffed 0xFF and is stored as `FF 00`
+/// (some decoders refuse the longer form), and fill bytes before a restart
+/// marker or the next marker are dropped.
 fn copy_entropy_data(b: &[u8], from: usize, out: &mut Vec<u8>, restarts: &mut u8) -> DataEnd {
     let (mut i, mut copied) = (from, from);
     loop {
@@ -262,25 +267,34 @@ fn copy_entropy_data(b: &[u8], from: usize, out: &mut Vec<u8>, restarts: &mut u8
             out.extend_from_slice(b.get(copied..).unwrap_or_default());
             return DataEnd::File;
         };
-        match b.get(at + 1) {
-            // A lone 0xFF as the last byte: the file was cut in a marker.
+        let last_ff = at
+            + b.get(at..)
+                .map_or(0, |r| r.iter().take_while(|&&x| x == 0xFF).count())
+            - 1;
+        match b.get(last_ff + 1) {
+            // 0xFF as the last bytes: the file was cut in a marker.
             None => {
                 out.extend_from_slice(b.get(copied..at).unwrap_or_default());
                 return DataEnd::File;
             }
-            // Stuffed zero: still data.
-            Some(0x00) => i = at + 2,
-            Some(0xFF) => i = at + 1,
+            // A stuffed zero: still data.
+            Some(0x00) if last_ff == at => i = at + 2,
+            Some(0x00) => {
+                out.extend_from_slice(b.get(copied..at).unwrap_or_default());
+                out.extend_from_slice(&[0xFF, 0x00]);
+                i = last_ff + 2;
+                copied = i;
+            }
             Some(0xD0..=0xD7) => {
                 out.extend_from_slice(b.get(copied..at).unwrap_or_default());
                 out.extend_from_slice(&[0xFF, 0xD0 + *restarts]);
                 *restarts = (*restarts + 1) & 7;
-                i = at + 2;
+                i = last_ff + 2;
                 copied = i;
             }
             Some(_) => {
                 out.extend_from_slice(b.get(copied..at).unwrap_or_default());
-                return DataEnd::Marker(at);
+                return DataEnd::Marker(last_ff);
             }
         }
     }

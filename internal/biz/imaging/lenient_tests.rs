@@ -158,6 +158,52 @@ fn jpeg_garbage_between_segments_and_short_app14_are_left_out() {
     assert!(!clean.bytes.windows(5).any(|w| w == b"Adobe"));
 }
 
+/// The index of the first 0xFF of `pattern` found in the entropy-coded data after the first
+/// SOS, scanning from `from`.
+fn in_scan_data(b: &[u8], from: usize, second: impl Fn(u8) -> bool) -> usize {
+    let sos = markers(b, 0xDA)[0];
+    let data = sos + 2 + usize::from(u16::from_be_bytes([b[sos + 2], b[sos + 3]]));
+    (data.max(from)..b.len() - 1)
+        .find(|&i| b[i] == 0xFF && second(b[i + 1]))
+        .expect("found in the scan")
+}
+
+fn insert(v: &mut Vec<u8>, at: usize, bytes: &[u8]) {
+    let tail = v.split_off(at);
+    v.extend_from_slice(bytes);
+    v.extend_from_slice(&tail);
+}
+
+#[test]
+fn fill_bytes_inside_scan_data_are_dropped_as_libjpeg_reads_them() {
+    let restarts: &[u8] =
+        include_bytes!("../../../tests/fixtures/images/jolla_restart_interval.jpg");
+    let small = testdata::jpeg_with_exif(300, 200, 1, false);
+    let large = testdata::jpeg_with_exif(1600, 1200, 1, false);
+    for photo in [&small[..], &large[..], BASELINE_FIXTURES[0], restarts] {
+        let original = process(photo, &limits()).expect("the undamaged file");
+        // `FF FF FF 00` is one stuffed 0xFF to libjpeg; jpeg-decoder refuses it.
+        let mut damaged = photo.to_vec();
+        let stuffed = in_scan_data(photo, photo.len() / 2, |x| x == 0x00);
+        insert(&mut damaged, stuffed, &[0xFF, 0xFF]);
+        // Fill bytes before a restart marker, or before EOI.
+        if let Some(rst) = (stuffed..photo.len() - 1)
+            .find(|&i| photo[i] == 0xFF && (0xD0..=0xD7).contains(&photo[i + 1]))
+        {
+            // Two bytes further on in the damaged copy.
+            insert(&mut damaged, rst + 2, &[0xFF; 3]);
+        }
+        let eoi = damaged.len() - 2;
+        insert(&mut damaged, eoi, &[0xFF; 2]);
+        let clean = process(&damaged, &limits()).expect("accepted");
+        assert_eq!(
+            clean.bytes, original.bytes,
+            "the copy is the undamaged file's"
+        );
+        assert_eq!(clean.thumbnail, original.thumbnail);
+    }
+}
+
 const BASELINE_FIXTURES: [&[u8]; 4] = [
     include_bytes!("../../../tests/fixtures/images/nikon_gps_DSCN0010.jpg"),
     include_bytes!("../../../tests/fixtures/images/orientation_portrait_6.jpg"),
