@@ -267,10 +267,8 @@ fn copy_entropy_data(b: &[u8], from: usize, out: &mut Vec<u8>, restarts: &mut u8
             out.extend_from_slice(b.get(copied..).unwrap_or_default());
             return DataEnd::File;
         };
-        let last_ff = at
-            + b.get(at..)
-                .map_or(0, |r| r.iter().take_while(|&&x| x == 0xFF).count())
-            - 1;
+        let run = b.get(at..).unwrap_or_default();
+        let last_ff = at + run.iter().take_while(|&&x| x == 0xFF).count().max(1) - 1;
         match b.get(last_ff + 1) {
             // 0xFF as the last bytes: the file was cut in a marker.
             None => {

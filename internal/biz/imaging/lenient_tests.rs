@@ -158,14 +158,12 @@ fn jpeg_garbage_between_segments_and_short_app14_are_left_out() {
     assert!(!clean.bytes.windows(5).any(|w| w == b"Adobe"));
 }
 
-/// The index of the first 0xFF of `pattern` found in the entropy-coded data after the first
-/// SOS, scanning from `from`.
-fn in_scan_data(b: &[u8], from: usize, second: impl Fn(u8) -> bool) -> usize {
+/// The first `FF xx` in the entropy-coded data after the first SOS, at or after `from`, whose
+/// second byte passes `second`.
+fn in_scan_data(b: &[u8], from: usize, second: impl Fn(u8) -> bool) -> Option<usize> {
     let sos = markers(b, 0xDA)[0];
     let data = sos + 2 + usize::from(u16::from_be_bytes([b[sos + 2], b[sos + 3]]));
-    (data.max(from)..b.len() - 1)
-        .find(|&i| b[i] == 0xFF && second(b[i + 1]))
-        .expect("found in the scan")
+    (data.max(from)..b.len() - 1).find(|&i| b[i] == 0xFF && second(b[i + 1]))
 }
 
 fn insert(v: &mut Vec<u8>, at: usize, bytes: &[u8]) {
@@ -184,12 +182,10 @@ fn fill_bytes_inside_scan_data_are_dropped_as_libjpeg_reads_them() {
         let original = process(photo, &limits()).expect("the undamaged file");
         // `FF FF FF 00` is one stuffed 0xFF to libjpeg; jpeg-decoder refuses it.
         let mut damaged = photo.to_vec();
-        let stuffed = in_scan_data(photo, photo.len() / 2, |x| x == 0x00);
+        let stuffed = in_scan_data(photo, photo.len() / 2, |x| x == 0x00).expect("a stuffed FF");
         insert(&mut damaged, stuffed, &[0xFF, 0xFF]);
         // Fill bytes before a restart marker, or before EOI.
-        if let Some(rst) = (stuffed..photo.len() - 1)
-            .find(|&i| photo[i] == 0xFF && (0xD0..=0xD7).contains(&photo[i + 1]))
-        {
+        if let Some(rst) = in_scan_data(photo, stuffed, |x| (0xD0..=0xD7).contains(&x)) {
             // Two bytes further on in the damaged copy.
             insert(&mut damaged, rst + 2, &[0xFF; 3]);
         }
