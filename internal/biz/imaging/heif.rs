@@ -10,9 +10,23 @@
 //! the rendition is upright, and it gets the pixel limit and one thread of
 //! its own (the upload already runs on the bounded blocking pool).
 //!
+//! The canvas alone does not bound the decoder's work: a `grid` may list
+//! the same tile 65,535 times, an overlay or a chain of derivations may
+//! repeat an item, and each coded picture may be as large as the limit. So
+//! before decoding, [`check_decode_cost`] adds up what the decoder will
+//! decode, reference by reference, and refuses a file that asks for more
+//! than [`DECODE_BUDGET`] times the pixel limit, or that many times its own
+//! length (and a megabyte) of coded bytes.
+//!
 //! AVIF shares the container but codes its pixels in AV1, which `heifer`
 //! does not read: such files stay [`ImagingError::Unsupported`].
 
+use std::collections::HashMap;
+
+use heifer::heifer_hevc_dec::nal::{NalUnit, NalUnitType};
+use heifer::heifer_hevc_dec::params::Sps;
+use heifer::heifer_isobmff::boxes::Property;
+use heifer::heifer_isobmff::{HeifFile, Item, ItemId};
 use image::{DynamicImage, RgbImage, RgbaImage};
 
 use super::bytes::{be16, be32, slice_at};
@@ -260,6 +274,7 @@ pub(super) fn process_heif(
     if let Some((width, height)) = header.size {
         check_pixels(width, height, limits.max_pixels)?;
     }
+    check_decode_cost(bytes, limits.max_pixels)?;
     let options = heifer::Options {
         // The blocking pool and the decode semaphore already bound parallelism.
         max_threads: 1,
@@ -284,4 +299,228 @@ pub(super) fn process_heif(
     }
     .ok_or_else(|| corrupt("HEIF decoder returned too few pixels"))?;
     jpeg_rendition(source, pixels, icc.as_deref(), RENDITION_QUALITY, limits)
+}
+
+/// How many times the pixel limit (and the file's length, for coded bytes)
+/// the decoder may be asked to work through for one file. A real grid covers
+/// its canvas once, overhanging by less than a tile, and an alpha plane
+/// doubles that: well under three.
+const DECODE_BUDGET: u64 = 3;
+
+/// Added to the file's length before [`DECODE_BUDGET`] multiplies it: a
+/// small tile's few hundred bytes may be read many times over, which costs
+/// little; what must not happen is megabytes read thousands of times.
+const CODED_BYTES_SLACK: u64 = 1 << 20;
+
+/// Nesting of derived images that the decoder follows (`heifer`'s own
+/// limit); deeper items are refused by the decoder and cost nothing here.
+const MAX_DEPTH: u32 = 4;
+
+/// The least a coded picture costs, whatever its size: one 64×64 coding
+/// tree block, which the decoder sets up for even the smallest picture.
+const MIN_PICTURE_PIXELS: u64 = 64 * 64;
+
+/// Refuses a file whose primary image takes more decoding than
+/// [`DECODE_BUDGET`] allows. It follows what `heifer` decodes: a coded
+/// (`hvc1`) item's picture and its alpha plane; a `grid`, `iovl` or `iden`
+/// item's inputs (`dimg`), each as often as it is listed, and its alpha
+/// plane. A picture costs the largest sequence parameter set in its
+/// configuration and data. A file the container parser refuses is left to
+/// the decoder, which gives the error.
+fn check_decode_cost(bytes: &[u8], max_pixels: u64) -> Result<(), ImagingError> {
+    let Ok(file) = HeifFile::parse(bytes) else {
+        return Ok(());
+    };
+    let length = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    let mut walk = DecodeCost::new(
+        &file,
+        Cost {
+            pixels: max_pixels.saturating_mul(DECODE_BUDGET),
+            bytes: length
+                .saturating_add(CODED_BYTES_SLACK)
+                .saturating_mul(DECODE_BUDGET),
+        },
+    );
+    walk.item(file.primary_id, 0).map(|_| ())
+}
+
+/// Pixels decoded and coded bytes read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cost {
+    pixels: u64,
+    bytes: u64,
+}
+
+impl Cost {
+    fn add(self, other: Cost) -> Cost {
+        Cost {
+            pixels: self.pixels.saturating_add(other.pixels),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
+}
+
+/// The walk of [`check_decode_cost`], with the file's items and references
+/// indexed once (the file may hold tens of thousands of them), and each
+/// item's cost at each depth computed once.
+struct DecodeCost<'f, 'a> {
+    file: &'f HeifFile<'a>,
+    /// The first item of each id, as the decoder looks items up.
+    items: HashMap<ItemId, &'f Item>,
+    /// The first `dimg` reference of each item: a derived image's inputs.
+    inputs: HashMap<ItemId, &'f [ItemId]>,
+    /// The items that name an item in an `auxl` reference, in file order.
+    auxiliaries: HashMap<ItemId, Vec<ItemId>>,
+    known: HashMap<(ItemId, u32), Cost>,
+    budget: Cost,
+}
+
+impl<'f, 'a> DecodeCost<'f, 'a> {
+    fn new(file: &'f HeifFile<'a>, budget: Cost) -> Self {
+        let mut items = HashMap::new();
+        for item in &file.items {
+            items.entry(item.id).or_insert(item);
+        }
+        let mut inputs = HashMap::new();
+        let mut auxiliaries: HashMap<ItemId, Vec<ItemId>> = HashMap::new();
+        for reference in &file.references {
+            match &reference.ref_type.0 {
+                b"dimg" => {
+                    inputs.entry(reference.from).or_insert(&reference.to[..]);
+                }
+                b"auxl" => {
+                    let mut named: Vec<ItemId> = reference.to.clone();
+                    named.sort_unstable();
+                    named.dedup();
+                    for to in named {
+                        auxiliaries.entry(to).or_default().push(reference.from);
+                    }
+                }
+                _ => {}
+            }
+        }
+        DecodeCost {
+            file,
+            items,
+            inputs,
+            auxiliaries,
+            known: HashMap::new(),
+            budget,
+        }
+    }
+
+    fn item(&mut self, id: ItemId, depth: u32) -> Result<Cost, ImagingError> {
+        if depth > MAX_DEPTH {
+            return Ok(Cost::default());
+        }
+        if let Some(&cost) = self.known.get(&(id, depth)) {
+            return Ok(cost);
+        }
+        let Some(&item) = self.items.get(&id) else {
+            return Ok(Cost::default());
+        };
+        let cost = match &item.item_type.0 {
+            b"hvc1" => {
+                let picture = self.picture(id);
+                match self.alpha(id) {
+                    Some(alpha) => picture.add(self.picture(alpha)),
+                    None => picture,
+                }
+            }
+            b"grid" | b"iovl" | b"iden" => {
+                let mut cost = Cost::default();
+                let inputs = self.inputs.get(&id).copied().unwrap_or_default();
+                for &input in inputs {
+                    let input = self.item(input, depth + 1)?;
+                    cost = self.within_budget(cost.add(input))?;
+                }
+                match self.alpha(id) {
+                    Some(alpha) => cost.add(self.item(alpha, depth + 1)?),
+                    None => cost,
+                }
+            }
+            _ => Cost::default(),
+        };
+        let cost = self.within_budget(cost)?;
+        self.known.insert((id, depth), cost);
+        Ok(cost)
+    }
+
+    /// The first alpha plane of an item, as the decoder picks it.
+    fn alpha(&self, id: ItemId) -> Option<ItemId> {
+        self.auxiliaries.get(&id)?.iter().copied().find(|aux| {
+            self.file.item_properties(*aux).is_ok_and(|mut properties| {
+                properties.any(|p| {
+                    matches!(p, Property::AuxiliaryType(t)
+                        if t == "urn:mpeg:hevc:2015:auxid:1"
+                            || t == "urn:mpeg:mpegB:cicp:systems:auxiliary:alpha")
+                })
+            })
+        })
+    }
+
+    /// One coded picture: the largest sequence parameter set among the
+    /// item's `hvcC` and its own NAL units, and the bytes the decoder reads.
+    fn picture(&self, id: ItemId) -> Cost {
+        let (Ok(Some(config)), Ok(data)) = (self.file.hevc_config(id), self.file.item_data(id))
+        else {
+            return Cost::default();
+        };
+        let prefix = usize::from(config.nal_length_size);
+        let mut rest: &[u8] = &data;
+        let in_band = std::iter::from_fn(|| {
+            let (length, tail) = rest.split_at_checked(prefix)?;
+            let length = length
+                .iter()
+                .fold(0usize, |n, &b| (n << 8) | usize::from(b));
+            let (nal, tail) = tail.split_at_checked(length)?;
+            rest = tail;
+            Some(nal)
+        });
+        let area = config
+            .nal_units
+            .iter()
+            .map(Vec::as_slice)
+            .chain(in_band)
+            .map(sps_area)
+            .max()
+            .unwrap_or(0);
+        let coded: usize = config.nal_units.iter().map(Vec::len).sum::<usize>() + data.len();
+        Cost {
+            pixels: area.max(MIN_PICTURE_PIXELS),
+            bytes: u64::try_from(coded).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn within_budget(&self, cost: Cost) -> Result<Cost, ImagingError> {
+        if cost.pixels > self.budget.pixels {
+            Err(corrupt(format!(
+                "HEIF asks the decoder for more than {} pixels of pictures, \
+                 {DECODE_BUDGET} times the limit",
+                self.budget.pixels
+            )))
+        } else if cost.bytes > self.budget.bytes {
+            Err(corrupt(format!(
+                "HEIF asks the decoder to read its coded data more than {DECODE_BUDGET} times"
+            )))
+        } else {
+            Ok(cost)
+        }
+    }
+}
+
+/// The coded area of a NAL unit that is a sequence parameter set, else 0.
+fn sps_area(nal: &[u8]) -> u64 {
+    // The type is bits 1..7 of the first header byte; only SPS are unescaped.
+    if nal.first().map(|b| (b >> 1) & 0x3F) != Some(33) {
+        return 0;
+    }
+    match NalUnit::parse(nal) {
+        Ok(unit) if unit.header.unit_type == NalUnitType::Sps => Sps::parse(&unit.rbsp)
+            .map(|sps| {
+                u64::from(sps.pic_width_in_luma_samples) * u64::from(sps.pic_height_in_luma_samples)
+            })
+            .unwrap_or(0),
+        _ => 0,
+    }
 }

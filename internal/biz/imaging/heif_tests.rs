@@ -185,3 +185,113 @@ fn the_fuzzing_seed_is_accepted_and_its_rendition_is_stable() {
             .all(|(m, p)| *m == 0xE0 && p.len() <= 14 || *m == 0xE2)
     );
 }
+
+/// A flat `size`×`size` picture coded by `heifer`'s encoder, as the `hvcC` and slices to
+/// place in a file of one's own.
+fn flat_tile(size: u32) -> (heifer::heifer_isobmff::boxes::HevcConfig, Vec<Vec<u8>>) {
+    let rgb = vec![90u8; (size * size * 3) as usize];
+    let coded = heifer::encode_rgb8(size, size, &rgb, &heifer::EncodeOptions::default())
+        .expect("flat picture encodes");
+    let file = heifer::heifer_isobmff::HeifFile::parse(&coded).expect("encoder output parses");
+    let id = file.primary_id;
+    let config = file
+        .hevc_config(id)
+        .expect("properties")
+        .expect("hvcC")
+        .clone();
+    assert_eq!(config.nal_length_size, 4);
+    let data = file.item_data(id).expect("item data");
+    let mut slices = Vec::new();
+    let mut rest = &data[..];
+    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
+        let (nal, tail) = tail.split_at(u32::from_be_bytes(*length) as usize);
+        slices.push(nal.to_vec());
+        rest = tail;
+    }
+    (config, slices)
+}
+
+/// A `grid` of `rows`×`columns` cells over a `canvas`×`canvas` picture, every cell the same
+/// coded item.
+fn grid_of_one_tile(tile: u32, rows: u16, columns: u16, canvas: u32) -> Vec<u8> {
+    grid_of_one_padded_tile(tile, 0, rows, columns, canvas)
+}
+
+/// Like [`grid_of_one_tile`], the tile's data followed by a filler NAL unit of `filler`
+/// bytes, which the decoder reads past.
+fn grid_of_one_padded_tile(
+    tile: u32,
+    filler: usize,
+    rows: u16,
+    columns: u16,
+    canvas: u32,
+) -> Vec<u8> {
+    use heifer::heifer_isobmff::writer::{HeifWriter, ImageSpec};
+    let (config, mut slices) = flat_tile(tile);
+    if filler > 0 {
+        // FD_NUT (38), layer 0, temporal id 0; 0xFF bytes and the RBSP stop bit.
+        let mut nal = vec![38 << 1, 1];
+        nal.resize(filler - 1, 0xFF);
+        nal.push(0x80);
+        slices.push(nal);
+    }
+    let mut spec = ImageSpec::new(tile, tile, config, &slices);
+    spec.hidden = true;
+    let mut writer = HeifWriter::new();
+    let id = writer.add_image(&spec);
+    let cells = vec![id; usize::from(rows) * usize::from(columns)];
+    let grid = writer.add_grid(rows, columns, canvas, canvas, &cells, None, None);
+    writer.set_primary(grid);
+    writer.finish()
+}
+
+#[test]
+fn a_grid_that_repeats_one_tile_past_the_decode_budget_is_refused_before_decoding() {
+    // Three times the limit is 57 pictures of 512×512.
+    let limits = PixelLimits {
+        max_pixels: 19 * 512 * 512,
+        thumbnail_size: 64,
+    };
+    // One 512×512 tile listed 58 times over a 512×512 canvas: the canvas is well within the
+    // limit, but the decoder would decode 58 pictures.
+    let file = grid_of_one_tile(512, 2, 29, 512);
+    assert!(
+        file.len() < 20_000,
+        "the whole file is {} bytes",
+        file.len()
+    );
+    match process(&file, &limits) {
+        Err(ImagingError::Corrupt(why)) => assert!(why.contains("pixels of pictures"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // 57 listings are exactly the budget: decoded.
+    let at_budget = grid_of_one_tile(512, 3, 19, 512);
+    let clean = process(&at_budget, &limits).expect("a grid within the budget is decoded");
+    assert_eq!((clean.width, clean.height), (512, 512));
+}
+
+#[test]
+fn a_grid_whose_tiles_cover_the_canvas_is_decoded() {
+    // Four listings of one tile make the 1024×1024 canvas, as phones tile their photos.
+    let file = grid_of_one_tile(512, 2, 2, 1024);
+    let clean = process(&file, &PixelLimits::default()).expect("tiled HEIF accepted");
+    assert_eq!(
+        (clean.source, clean.width, clean.height),
+        (ImageFormat::Heic, 1024, 1024)
+    );
+}
+
+#[test]
+fn a_large_tile_read_past_the_byte_budget_is_refused_before_decoding() {
+    const FILLER: usize = 2 << 20;
+    // The budget is three times the file and a megabyte: about 9 MiB here. Four readings of
+    // the 2 MiB tile fit, five do not, although the pixels are far within the limit.
+    let four = grid_of_one_padded_tile(512, FILLER, 1, 4, 512);
+    let clean = process(&four, &PixelLimits::default()).expect("four readings are decoded");
+    assert_eq!((clean.width, clean.height), (512, 512));
+    let five = grid_of_one_padded_tile(512, FILLER, 1, 5, 512);
+    match process(&five, &PixelLimits::default()) {
+        Err(ImagingError::Corrupt(why)) => assert!(why.contains("coded data"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
