@@ -5,7 +5,9 @@
 //!   libvips' `vips thumbnail` on the same file;
 //! - the phone JPEG of the fixtures (8 MP) and a 12 MP Galaxy S7 Edge JPEG → cleaned copy +
 //!   thumbnail, beside `vips thumbnail` (shrink-on-load) on the same file, and again with
-//!   the DC-only thumbnail decoder switched off (`DcDecoder::Off`), in the same run.
+//!   the DC-only thumbnail decoder switched off (`DcDecoder::Off`), in the same run, and
+//!   beside Pillow's shrink-on-load thumbnail (`draft`, upright, `thumbnail`, JPEG q80) timed
+//!   inside one Python process, so without any process start.
 //!
 //!     scripts/bench_images.sh
 //!
@@ -47,6 +49,53 @@ fn run(program: &str, args: &[&str]) {
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(out.status.success(), "{program} {args:?}: {out:?}");
+}
+
+/// Pillow's thumbnail of one JPEG, the way a Python service would make it: open from
+/// memory, `draft` (libjpeg's DCT scaling: shrink-on-load), turn upright by the EXIF
+/// orientation, `thumbnail` to 320 and save as JPEG q80 (the quality of our thumbnails).
+/// Two warm-up runs, then the median of `runs`, in milliseconds; `None` without Pillow.
+const PILLOW_THUMBNAIL: &str = r#"
+import io, statistics, sys, time
+from PIL import Image, ImageOps
+data = open(sys.argv[1], "rb").read()
+def once():
+    im = Image.open(io.BytesIO(data))
+    im.draft("RGB", (320, 320))
+    im = ImageOps.exif_transpose(im)
+    im.thumbnail((320, 320))
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=80)
+    return im.size
+once(); once()
+times = []
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter()
+    size = once()
+    times.append((time.perf_counter() - start) * 1000)
+print(statistics.median(times), *size)
+"#;
+
+fn pillow_thumbnail_ms(path: &Path) -> Option<(f64, [u32; 2])> {
+    let out = Command::new("python3")
+        .args(["-c", PILLOW_THUMBNAIL])
+        .arg(path)
+        .arg(RUNS.to_string())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "Pillow: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        );
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut fields = text.split_whitespace();
+    let ms = fields.next()?.parse().ok()?;
+    let width = fields.next()?.parse().ok()?;
+    let height = fields.next()?.parse().ok()?;
+    Some((ms, [width, height]))
 }
 
 fn loadavg() -> String {
@@ -141,6 +190,7 @@ fn jpeg(path: &Path, scratch: &Path, tool_start: f64) {
     let vips = median(time_ms(|| {
         run("vips", &["thumbnail", &jpeg_arg, &thumb, "320"])
     }));
+    let pillow = pillow_thumbnail_ms(path);
     println!(
         "{}",
         serde_json::json!({
@@ -153,6 +203,10 @@ fn jpeg(path: &Path, scratch: &Path, tool_start: f64) {
             "ours_ms_median": ours,
             "ours_without_dc_decoder_ms_median": ours_without_dc,
             "vips_thumbnail_ms_median": vips,
+            "pillow_thumbnail_ms_median": pillow.map(|(ms, _)| ms),
+            "pillow_thumbnail": pillow.map(|(_, size)| size),
+            "ours_to_pillow": pillow.map(|(ms, _)| ours / ms),
+            "thumbnail": [clean.thumbnail_width, clean.thumbnail_height],
             "tool_start_ms": tool_start,
             "loadavg_at_start": load,
         })

@@ -10,7 +10,7 @@
 # too big for the repository: it is downloaded once into $CACHE (default
 # ${XDG_CACHE_HOME:-~/.cache}/qrupload-bench) and checked by SHA-256; a file already there
 # with the right checksum is used as it is. Needs heif-convert (libheif-examples), vips
-# (libvips-tools) and taskset.
+# (libvips-tools), taskset, and Pillow for python3 (installed from PyPI when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,8 @@ JPEG_12MP_COMMIT=d69240df9f924b251aa93bafa8a4e53606d4de59
 JPEG_12MP_NAME="Samsung SM-G935L (Galaxy S7 Edge).jpg"
 JPEG_12MP_SHA256=33516b084ddb3fa7c4c40d55768b729d744fe580792335f5546a4e29cb4e71e6
 JPEG_12MP="$CACHE/galaxy_s7_edge_12mp.jpg"
+
+python3 -c 'import PIL' 2>/dev/null || python3 -m pip install -q pillow
 
 mkdir -p "$CACHE"
 if ! echo "$JPEG_12MP_SHA256  $JPEG_12MP" | sha256sum --check --status 2>/dev/null; then
