@@ -86,7 +86,10 @@ fn pillow_thumbnail_ms(path: &Path) -> Option<(f64, [u32; 2])> {
     if !out.status.success() {
         eprintln!(
             "Pillow: {}",
-            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         );
         return None;
     }

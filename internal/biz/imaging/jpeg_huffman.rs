@@ -6,15 +6,33 @@ use super::bytes::slice_at;
 const LOOKUP_BITS: u32 = 11;
 const LOOKUP_SIZE: usize = 1 << LOOKUP_BITS;
 
+/// Fields of a [`Huffman::skip`] entry, as (shift, width).
+const SINGLE_CONSUME: (u32, u32) = (0, 6);
+const STEP_CONSUME: (u32, u32) = (6, 6);
+const STEP_ADVANCE: (u32, u32) = (12, 7);
+const PAIR_FROM: (u32, u32) = (19, 7);
+
+#[inline(always)]
+fn field(entry: u32, (shift, width): (u32, u32)) -> u32 {
+    (entry >> shift) & ((1 << width) - 1)
+}
+
+fn with_field(value: u32, (shift, _): (u32, u32)) -> u32 {
+    value << shift
+}
+
 /// A Huffman table with a direct lookup for short codes.
 pub(super) struct Huffman {
     /// By the next `LOOKUP_BITS` bits: code length | symbol << 4; 0 for longer codes.
     fast: Box<[u16; LOOKUP_SIZE]>,
-    /// For AC tables, pre-digested for skipping. Low 13 bits: bits to
-    /// consume for one code and its value (low 6) and the zigzag positions
-    /// it advances (<< 6, 64 for end of block). High bits: the same for two
-    /// consecutive codes when both lie within the lookup bits (consume << 13,
-    /// advance << 19), or 0.
+    /// For AC tables, pre-digested for skipping; 0 for longer codes. Each
+    /// entry is one step: the bits it consumes (codes and values) and the
+    /// zigzag positions it advances (64 for end of block). A step is two
+    /// consecutive codes when both lie within the lookup bits, otherwise
+    /// one. A pair is wrong when its first code fills the block (the second
+    /// is then the next block's DC): `PAIR_FROM` is the zigzag position from
+    /// which that happens (64 for single steps), and `SINGLE_CONSUME` the
+    /// first code's bits alone, for that case.
     skip: Box<[u32; LOOKUP_SIZE]>,
     /// Largest code of each length (index 1..=16), -1 when none.
     max_code: [i32; 17],
@@ -50,7 +68,10 @@ impl Huffman {
                         _ => run + 1,
                     };
                     let fast = u16::try_from(len).ok()? | u16::from(symbol) << 4;
-                    let skip = (len + u32::from(size)) | u32::from(advance) << 6;
+                    let skip = with_field(len + u32::from(size), SINGLE_CONSUME)
+                        | with_field(len + u32::from(size), STEP_CONSUME)
+                        | with_field(u32::from(advance), STEP_ADVANCE)
+                        | with_field(64, PAIR_FROM);
                     let shift = LOOKUP_BITS - len;
                     let first = usize::try_from(code << shift).ok()?;
                     let last = usize::try_from((code + 1) << shift).ok()?;
@@ -66,15 +87,18 @@ impl Huffman {
         // Pairs: a second code that lies wholly in the bits the first leaves.
         let single = table.skip.clone();
         for (index, entry) in table.skip.iter_mut().enumerate() {
-            let (consume, advance) = (*entry & 63, (*entry >> 6) & 127);
+            let (consume, advance) = (field(*entry, STEP_CONSUME), field(*entry, STEP_ADVANCE));
             if *entry == 0 || advance == 64 || consume >= LOOKUP_BITS {
                 continue;
             }
             let rest = (index << consume) & (LOOKUP_SIZE - 1);
             let second = single[rest];
-            let (consume2, advance2) = (second & 63, (second >> 6) & 127);
+            let (consume2, advance2) = (field(second, STEP_CONSUME), field(second, STEP_ADVANCE));
             if second != 0 && consume + consume2 <= LOOKUP_BITS {
-                *entry |= (consume + consume2) << 13 | (advance + advance2) << 19;
+                *entry = with_field(consume, SINGLE_CONSUME)
+                    | with_field(consume + consume2, STEP_CONSUME)
+                    | with_field(advance + advance2, STEP_ADVANCE)
+                    | with_field(64 - advance, PAIR_FROM);
             }
         }
         Some(table)
@@ -134,10 +158,12 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    /// Refills to at least 57 bits, a whole word at a time while it holds no
-    /// 0xFF (which is nearly always).
+    /// Tops the buffer up to at least 56 bits: from the next eight bytes
+    /// without a data-dependent branch as long as they hold no 0xFF, else
+    /// byte by byte. The bits below `bits` may hold stream bits already:
+    /// the next top-up ORs in the same bits there.
     #[inline(always)]
-    fn fill(&mut self, acc: u64, bits: u32, pos: usize) -> (u64, u32, usize) {
+    fn top_up(&mut self, acc: u64, bits: u32, pos: usize) -> (u64, u32, usize) {
         if !self.at_marker
             && let Some(word) = slice_at(self.data, pos, 8).and_then(|w| w.try_into().ok())
         {
@@ -146,21 +172,21 @@ impl<'a> BitReader<'a> {
             let has_ff =
                 inverted.wrapping_sub(0x0101_0101_0101_0101) & !inverted & 0x8080_8080_8080_8080;
             if has_ff == 0 {
-                let take = (64 - bits) / 8;
-                let keep = u64::MAX << ((64 - take * 8) & 63);
-                return (
-                    acc | (word & keep) >> bits,
-                    bits + take * 8,
-                    pos + take as usize,
-                );
+                let take = (63 - bits) >> 3;
+                return (acc | word >> bits, bits + take * 8, pos + take as usize);
             }
         }
-        self.fill_bytewise(acc, bits, pos)
+        if bits < 56 {
+            self.fill_bytewise(acc, bits, pos)
+        } else {
+            (acc, bits, pos)
+        }
     }
 
     #[inline(never)]
     fn fill_bytewise(&mut self, mut acc: u64, mut bits: u32, mut pos: usize) -> (u64, u32, usize) {
-        while bits <= 56 {
+        // To 56..=63 bits: a top-up needs one bit free.
+        while bits < 56 {
             let byte = if self.at_marker {
                 self.padding = self.padding.saturating_add(1);
                 0
@@ -226,9 +252,7 @@ impl<'a> BitReader<'a> {
         // Every step below takes at most 31 bits (a code and its value).
         macro_rules! fill {
             () => {
-                if bits < 32 {
-                    (acc, bits, pos) = self.fill(acc, bits, pos);
-                }
+                (acc, bits, pos) = self.top_up(acc, bits, pos);
             };
         }
         macro_rules! consume {
@@ -267,33 +291,46 @@ impl<'a> BitReader<'a> {
             (self.acc, self.bits, self.pos) = (acc, bits, pos);
             return Some(diff);
         };
+        // The table itself, not the path to it: one load per step.
+        let skip: &[u32; LOOKUP_SIZE] = &ac.skip;
+        // A top-up leaves at least 56 bits and a table step takes at most 26
+        // (an 11-bit code and a 15-bit value), so two steps go between
+        // top-ups; the longer codes of the slow path top up first.
         let mut k = 1u32;
-        while k < 64 {
+        'block: loop {
             fill!();
-            let entry = ac.skip[lookup_index(acc)];
-            if entry != 0 {
-                // A pair is only valid if its first code leaves the block open.
-                let single_advance = (entry >> 6) & 127;
-                let pair = entry >> 13 != 0 && k + single_advance < 64;
-                let (n, advance) = if pair {
-                    ((entry >> 13) & 63, entry >> 19)
-                } else {
-                    (entry & 63, single_advance)
-                };
-                acc <<= n & 63;
+            for _ in 0..2 {
+                let entry = skip[lookup_index(acc)];
+                if entry == 0 {
+                    fill!();
+                    let (symbol, len) = slow_symbol(ac, acc)?;
+                    consume!(len);
+                    let (run, size) = (u32::from(symbol >> 4), u32::from(symbol & 15));
+                    match (run, size) {
+                        (15, 0) => k += 16,
+                        (_, 0) => break 'block,
+                        _ => {
+                            consume!(size);
+                            k += run + 1;
+                        }
+                    }
+                    if k >= 64 {
+                        break 'block;
+                    }
+                    continue 'block;
+                }
+                // The rare pair whose first code fills the block is a branch, so
+                // that the common step goes from one lookup to the next.
+                if k >= field(entry, PAIR_FROM) {
+                    consume!(field(entry, SINGLE_CONSUME));
+                    break 'block;
+                }
+                let n = field(entry, STEP_CONSUME);
+                acc <<= n;
                 bits = bits.wrapping_sub(n);
-                k += advance;
-                continue;
-            }
-            let (symbol, len) = slow_symbol(ac, acc)?;
-            consume!(len);
-            let (run, size) = (u32::from(symbol >> 4), u32::from(symbol & 15));
-            match (run, size) {
-                (15, 0) => k += 16,
-                (_, 0) => break,
-                _ => {
-                    consume!(size);
-                    k += run + 1;
+                k += field(entry, STEP_ADVANCE);
+                if k >= 64 {
+                    break 'block;
                 }
             }
         }
