@@ -697,3 +697,58 @@ async fn cut_jpegs_are_answered_as_libjpeg_renders_them() {
         }
     }
 }
+
+/// A HEIC of a few hundred KB whose grid lists one 512×512 tile 65,025 times over a 512×512
+/// canvas: the canvas is within every limit, the work it asks for is not.
+fn one_tile_listed_everywhere() -> Vec<u8> {
+    use heifer::heifer_isobmff::writer::{HeifWriter, ImageSpec};
+    let rgb = vec![90u8; 512 * 512 * 3];
+    let coded = heifer::encode_rgb8(512, 512, &rgb, &heifer::EncodeOptions::default())
+        .expect("flat picture encodes");
+    let file = heifer::heifer_isobmff::HeifFile::parse(&coded).expect("encoder output");
+    let id = file.primary_id;
+    let config = file
+        .hevc_config(id)
+        .expect("properties")
+        .expect("hvcC")
+        .clone();
+    let data = file.item_data(id).expect("item data");
+    let mut slices = Vec::new();
+    let mut rest = &data[..];
+    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
+        let (nal, tail) = tail.split_at(u32::from_be_bytes(*length) as usize);
+        slices.push(nal.to_vec());
+        rest = tail;
+    }
+    let mut spec = ImageSpec::new(512, 512, config, &slices);
+    spec.hidden = true;
+    let mut writer = HeifWriter::new();
+    let tile = writer.add_image(&spec);
+    let grid = writer.add_grid(255, 255, 512, 512, &vec![tile; 255 * 255], None, None);
+    writer.set_primary(grid);
+    writer.finish()
+}
+
+#[tokio::test]
+async fn a_heic_that_repeats_one_tile_past_the_decode_budget_is_refused_and_leaves_nothing() {
+    let app = TestApp::spawn().await;
+    let attack = one_tile_listed_everywhere();
+    assert!(attack.len() < 200_000, "{} bytes", attack.len());
+    let (rows, blobs) = (app.image_rows().await, app.blob_count());
+    let (session, token) = app.create_session(1).await;
+    let id = session["identifier"].as_str().expect("identifier");
+    let res = app
+        .upload(id, &token, vec![("tiles.heic", attack)], None)
+        .await;
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.expect("error JSON");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["reason"], "UNPROCESSABLE_IMAGE", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("pixels")),
+        "{body}"
+    );
+    assert_eq!((app.image_rows().await, app.blob_count()), (rows, blobs));
+}
