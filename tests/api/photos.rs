@@ -698,42 +698,17 @@ async fn cut_jpegs_are_answered_as_libjpeg_renders_them() {
     }
 }
 
-/// A HEIC of a few hundred KB whose grid lists one 512×512 tile 65,025 times over a 512×512
-/// canvas: the canvas is within every limit, the work it asks for is not.
-fn one_tile_listed_everywhere() -> Vec<u8> {
-    use heifer::heifer_isobmff::writer::{HeifWriter, ImageSpec};
-    let rgb = vec![90u8; 512 * 512 * 3];
-    let coded = heifer::encode_rgb8(512, 512, &rgb, &heifer::EncodeOptions::default())
-        .expect("flat picture encodes");
-    let file = heifer::heifer_isobmff::HeifFile::parse(&coded).expect("encoder output");
-    let id = file.primary_id;
-    let config = file
-        .hevc_config(id)
-        .expect("properties")
-        .expect("hvcC")
-        .clone();
-    let data = file.item_data(id).expect("item data");
-    let mut slices = Vec::new();
-    let mut rest = &data[..];
-    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
-        let (nal, tail) = tail.split_at(u32::from_be_bytes(*length) as usize);
-        slices.push(nal.to_vec());
-        rest = tail;
-    }
-    let mut spec = ImageSpec::new(512, 512, config, &slices);
-    spec.hidden = true;
-    let mut writer = HeifWriter::new();
-    let tile = writer.add_image(&spec);
-    let grid = writer.add_grid(255, 255, 512, 512, &vec![tile; 255 * 255], None, None);
-    writer.set_primary(grid);
-    writer.finish()
-}
-
 #[tokio::test]
 async fn a_heic_that_repeats_one_tile_past_the_decode_budget_is_refused_and_leaves_nothing() {
     let app = TestApp::spawn().await;
-    let attack = one_tile_listed_everywhere();
-    assert!(attack.len() < 200_000, "{} bytes", attack.len());
+    // One 512×512 tile listed 65,025 times over a 512×512 canvas: within every limit on
+    // its face, far past the decode budget in what it asks for.
+    let attack = qrupload::biz::imaging::testdata::heic_grid_of_one_tile(512, 0, 255, 255, 512);
+    assert!(
+        !attack.is_empty() && attack.len() < 200_000,
+        "{} bytes",
+        attack.len()
+    );
     let (rows, blobs) = (app.image_rows().await, app.blob_count());
     let (session, token) = app.create_session(1).await;
     let id = session["identifier"].as_str().expect("identifier");

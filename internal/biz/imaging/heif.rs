@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use heifer::heifer_hevc_dec::nal::{NalUnit, NalUnitType};
+use heifer::heifer_hevc_dec::nal::NalUnit;
 use heifer::heifer_hevc_dec::params::Sps;
 use heifer::heifer_isobmff::boxes::Property;
 use heifer::heifer_isobmff::{HeifFile, Item, ItemId};
@@ -515,12 +515,10 @@ fn sps_area(nal: &[u8]) -> u64 {
     if nal.first().map(|b| (b >> 1) & 0x3F) != Some(33) {
         return 0;
     }
-    match NalUnit::parse(nal) {
-        Ok(unit) if unit.header.unit_type == NalUnitType::Sps => Sps::parse(&unit.rbsp)
-            .map(|sps| {
-                u64::from(sps.pic_width_in_luma_samples) * u64::from(sps.pic_height_in_luma_samples)
-            })
-            .unwrap_or(0),
-        _ => 0,
-    }
+    NalUnit::parse(nal)
+        .and_then(|unit| Sps::parse(&unit.rbsp))
+        .map(|sps| {
+            u64::from(sps.pic_width_in_luma_samples) * u64::from(sps.pic_height_in_luma_samples)
+        })
+        .unwrap_or(0)
 }

@@ -186,31 +186,6 @@ fn the_fuzzing_seed_is_accepted_and_its_rendition_is_stable() {
     );
 }
 
-/// A flat `size`×`size` picture coded by `heifer`'s encoder, as the `hvcC` and slices to
-/// place in a file of one's own.
-fn flat_tile(size: u32) -> (heifer::heifer_isobmff::boxes::HevcConfig, Vec<Vec<u8>>) {
-    let rgb = vec![90u8; (size * size * 3) as usize];
-    let coded = heifer::encode_rgb8(size, size, &rgb, &heifer::EncodeOptions::default())
-        .expect("flat picture encodes");
-    let file = heifer::heifer_isobmff::HeifFile::parse(&coded).expect("encoder output parses");
-    let id = file.primary_id;
-    let config = file
-        .hevc_config(id)
-        .expect("properties")
-        .expect("hvcC")
-        .clone();
-    assert_eq!(config.nal_length_size, 4);
-    let data = file.item_data(id).expect("item data");
-    let mut slices = Vec::new();
-    let mut rest = &data[..];
-    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
-        let (nal, tail) = tail.split_at(u32::from_be_bytes(*length) as usize);
-        slices.push(nal.to_vec());
-        rest = tail;
-    }
-    (config, slices)
-}
-
 /// A `grid` of `rows`×`columns` cells over a `canvas`×`canvas` picture, every cell the same
 /// coded item.
 fn grid_of_one_tile(tile: u32, rows: u16, columns: u16, canvas: u32) -> Vec<u8> {
@@ -226,23 +201,9 @@ fn grid_of_one_padded_tile(
     columns: u16,
     canvas: u32,
 ) -> Vec<u8> {
-    use heifer::heifer_isobmff::writer::{HeifWriter, ImageSpec};
-    let (config, mut slices) = flat_tile(tile);
-    if filler > 0 {
-        // FD_NUT (38), layer 0, temporal id 0; 0xFF bytes and the RBSP stop bit.
-        let mut nal = vec![38 << 1, 1];
-        nal.resize(filler - 1, 0xFF);
-        nal.push(0x80);
-        slices.push(nal);
-    }
-    let mut spec = ImageSpec::new(tile, tile, config, &slices);
-    spec.hidden = true;
-    let mut writer = HeifWriter::new();
-    let id = writer.add_image(&spec);
-    let cells = vec![id; usize::from(rows) * usize::from(columns)];
-    let grid = writer.add_grid(rows, columns, canvas, canvas, &cells, None, None);
-    writer.set_primary(grid);
-    writer.finish()
+    let file = testdata::heic_grid_of_one_tile(tile, filler, rows, columns, canvas);
+    assert!(!file.is_empty(), "the tile encodes");
+    file
 }
 
 #[test]

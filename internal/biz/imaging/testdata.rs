@@ -325,3 +325,59 @@ pub fn small_webp_oriented(width: u32, height: u32, orientation: u16) -> Vec<u8>
     v.extend(body);
     v
 }
+
+/// A HEIC whose primary image is a `grid` of `rows`×`columns` cells over a
+/// `canvas`×`canvas` picture, every cell the same flat `tile`×`tile` picture
+/// coded by `heifer`: work for the decoder that the canvas does not show.
+/// With `filler` > 0 the tile's data ends with a filler NAL unit of that
+/// many bytes, which decoders read past. Returns an empty vector if the
+/// tile cannot be encoded.
+pub fn heic_grid_of_one_tile(
+    tile: u32,
+    filler: usize,
+    rows: u16,
+    columns: u16,
+    canvas: u32,
+) -> Vec<u8> {
+    use heifer::heifer_isobmff::HeifFile;
+    use heifer::heifer_isobmff::writer::{HeifWriter, ImageSpec};
+    let rgb = vec![90u8; (tile as usize) * (tile as usize) * 3];
+    let Ok(coded) = heifer::encode_rgb8(tile, tile, &rgb, &heifer::EncodeOptions::default()) else {
+        return Vec::new();
+    };
+    let Ok(file) = HeifFile::parse(&coded) else {
+        return Vec::new();
+    };
+    let id = file.primary_id;
+    let (Ok(Some(config)), Ok(data)) = (file.hevc_config(id), file.item_data(id)) else {
+        return Vec::new();
+    };
+    if config.nal_length_size != 4 {
+        return Vec::new();
+    }
+    // 4-byte lengths before each NAL unit, as the writer wants them.
+    let mut slices = Vec::new();
+    let mut rest = &data[..];
+    while let Some((length, tail)) = rest.split_first_chunk::<4>() {
+        let Some((nal, tail)) = tail.split_at_checked(u32::from_be_bytes(*length) as usize) else {
+            return Vec::new();
+        };
+        slices.push(nal.to_vec());
+        rest = tail;
+    }
+    if filler > 0 {
+        // FD_NUT (38), layer 0, temporal id 0; 0xFF bytes and the RBSP stop bit.
+        let mut nal = vec![38 << 1, 1];
+        nal.resize(filler.saturating_sub(1).max(2), 0xFF);
+        nal.push(0x80);
+        slices.push(nal);
+    }
+    let mut spec = ImageSpec::new(tile, tile, config.clone(), &slices);
+    spec.hidden = true;
+    let mut writer = HeifWriter::new();
+    let cell = writer.add_image(&spec);
+    let cells = vec![cell; usize::from(rows) * usize::from(columns)];
+    let grid = writer.add_grid(rows, columns, canvas, canvas, &cells, None, None);
+    writer.set_primary(grid);
+    writer.finish()
+}
