@@ -108,6 +108,7 @@ impl Application {
         let bus: Arc<dyn EventBus> = match config.data.bus.kind {
             BusKind::Memory => Arc::new(data::MemoryBus::new()),
             BusKind::Redis => Arc::new(data::RedisBus::start(bus_url()?)?),
+            BusKind::RedisCluster => Arc::new(data::RedisBus::start_cluster(bus_url()?)?),
             BusKind::Nats => Arc::new(data::NatsBus::start(bus_url()?).await?),
         };
 

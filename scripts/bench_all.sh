@@ -26,7 +26,7 @@ SHAPES="${SHAPES:-floor-1000x2 floor-100x100 1000x2 100x100 50x100 190x100 500x1
 # watchers), the same on PostgreSQL + Redis, 1,000×2 beside nchan, 1,000 uploads beside
 # 10,000 idle watchers, 3 instances on Redis and on NATS, and 19,000 idle watchers' memory.
 # Its lines go to docs/bench/issue13.jsonl (replaced), then to $OUT, and the table is printed.
-ISSUE13="i13-100x100-nchan i13-100x100-pg i13-1000x2-nchan i13-idle10k i13-300x1x3-redis i13-300x1x3-nats i13-190x100"
+ISSUE13="i13-100x100-nchan i13-100x100-pg i13-1000x2-nchan i13-idle10k i13-300x1x3-redis i13-300x1x3-redis-cluster i13-300x1x3-nats i13-190x100"
 if [ "$SHAPES" = issue13 ]; then
   SHAPES=$ISSUE13
   ISSUE_OUT=docs/bench/issue13.jsonl
@@ -43,9 +43,34 @@ if grep -q '^limits:' configs/config.yaml; then
   done
 fi
 
+# A Redis Cluster of three nodes of its own (no replicas), in $WORK, on free ports; prints its
+# nodes' URLs comma-separated. Stopped with the script.
+redis_cluster() {
+  local ports=() urls=() port
+  for _ in 1 2 3; do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    ports+=("$port")
+    mkdir -p "$WORK/redis-$port"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --cluster-enabled yes \
+      --cluster-node-timeout 2000 --dir "$WORK/redis-$port" --daemonize yes \
+      --pidfile "$WORK/redis-$port/pid" >/dev/null
+    urls+=("redis://127.0.0.1:$port")
+  done
+  sleep 0.5
+  redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >/dev/null
+  for port in "${ports[@]}"; do
+    until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+  done
+  (IFS=,; echo "${urls[*]}")
+}
+stop_redis_cluster() {
+  for pid in "$WORK"/redis-*/pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; rm -f "$pid"; done
+  return 0
+}
+
 # Private copies: the target folder may be shared with other checkouts that rebuild it.
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap 'stop_redis_cluster; rm -rf "$WORK"' EXIT
 if [ -n "${QRUPLOAD_BIN:-}" ]; then
   cp "$QRUPLOAD_BIN" "$WORK/qrupload"
 else
@@ -87,6 +112,10 @@ for shape in $SHAPES; do
     i13-1000x2-nchan)  run --beside-nchan --sessions 1000 --watchers 2 --rate 50 --uploads 1000 --label "i13 1000x2" ;;
     i13-idle10k)       run --sessions 10 --watchers 1 --idle-watchers 10000 --rate 50 --uploads 1000 --label "i13 idle 10k" ;;
     i13-300x1x3-redis) run --instances 3 --bus redis --sessions 300 --watchers 1 --rate 50 --uploads 300 --label "i13 300x1 x3 redis" ;;
+    i13-300x1x3-redis-cluster)
+      nodes=$(redis_cluster)
+      run --instances 3 --bus redis_cluster --redis-cluster "$nodes" --sessions 300 --watchers 1 --rate 50 --uploads 300 --label "i13 300x1 x3 redis cluster"
+      stop_redis_cluster ;;
     i13-300x1x3-nats)  run --instances 3 --bus nats --sessions 300 --watchers 1 --rate 50 --uploads 300 --label "i13 300x1 x3 nats" ;;
     i13-190x100)       run --sessions 190 --watchers 100 --rate 50 --uploads 190 --calibrate-uploads 0 --label "i13 190x100" ;;
     # `make bench`: a short smoke of both rows, not a measurement.

@@ -39,9 +39,11 @@ pub struct Args {
     pub label: Option<String>,
     postgres: String,
     redis: String,
-    /// The bus of several instances: `redis` or `nats`.
+    /// The bus of several instances: `redis`, `redis_cluster` or `nats`.
     bus: String,
     nats: String,
+    /// Nodes of a Redis Cluster, comma-separated, for `--bus redis_cluster`.
+    redis_cluster: String,
 }
 
 impl Args {
@@ -75,6 +77,7 @@ impl Args {
             redis: "redis://127.0.0.1:6379".into(),
             bus: "redis".into(),
             nats: "nats://127.0.0.1:4222".into(),
+            redis_cluster: String::new(),
         };
         let mut it = argv.iter();
         while let Some(flag) = it.next() {
@@ -109,6 +112,7 @@ impl Args {
                 "--redis" => a.redis = value(),
                 "--bus" => a.bus = value(),
                 "--nats" => a.nats = value(),
+                "--redis-cluster" => a.redis_cluster = value(),
                 _ => {}
             }
         }
@@ -274,7 +278,11 @@ fn start_server(a: &Args, data: &Data, dir: &Path, n: usize) -> Server {
             .env("QRUPLOAD__DATA__BUS__KIND", "memory");
         }
         Data::Shared { database_url } => {
-            let bus_url = if a.bus == "nats" { &a.nats } else { &a.redis };
+            let bus_url = match a.bus.as_str() {
+                "nats" => &a.nats,
+                "redis_cluster" => &a.redis_cluster,
+                _ => &a.redis,
+            };
             cmd.env("QRUPLOAD__DATA__DATABASE__URL", database_url)
                 .env("QRUPLOAD__DATA__BUS__KIND", &a.bus)
                 .env("QRUPLOAD__DATA__BUS__URL", bus_url)

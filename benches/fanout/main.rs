@@ -6,7 +6,8 @@
 //! - **Servers**: the release binary, 1 or `--instances N` processes, so that their RSS and CPU
 //!   (read from `/proc/PID/status` and `/proc/PID/stat`) are theirs alone. One instance runs on
 //!   SQLite and the in-process bus; several share a fresh PostgreSQL database (created and
-//!   dropped by the bench) and the Redis bus (`--bus nats`: NATS), with one upload-token key.
+//!   dropped by the bench) and the Redis bus (`--bus nats`: NATS; `--bus redis_cluster`: the
+//!   Redis Cluster whose nodes `--redis-cluster URLS` names), with one upload-token key.
 //! - **Workers** (`--worker K`): the client side, split so that no process holds more than
 //!   `--per-worker` sockets (a process here may open at most ~20k files). Each worker reads its
 //!   assignment from stdin as a JSON line, binds its sockets to its own source addresses
@@ -60,8 +61,8 @@
 //! to `--load-cpu`, by default the next core) `--per-worker N` (sockets per worker, default
 //! 12500) `--sources-per-worker N` (default 4) `--connect-concurrency N` (watchers opening at
 //! once per worker, default 128) `--connect-timeout-secs N` `--binary PATH` `--floor`
-//! `--out FILE` `--label TEXT` `--postgres URL` (an admin URL) `--redis URL` `--bus redis|nats`
-//! `--nats URL`.
+//! `--out FILE` `--label TEXT` `--postgres URL` (an admin URL) `--redis URL`
+//! `--bus redis|redis_cluster|nats` `--nats URL` `--redis-cluster URL,URL,…`.
 //!
 //!     cargo build --release
 //!     cargo bench --bench fanout -- --sessions 100 --watchers 100 --rate 50 --uploads 100 --server-cpu 0

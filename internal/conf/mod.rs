@@ -171,6 +171,8 @@ pub struct S3Conf {
 pub enum BusKind {
     Memory,
     Redis,
+    /// Redis Cluster, over sharded pub/sub; `url` lists one or more nodes, comma-separated.
+    RedisCluster,
     Nats,
 }
 
@@ -476,7 +478,7 @@ impl Config {
         if self.data.bus.kind != BusKind::Memory && self.data.bus.url.is_none() {
             return invalid(
                 "data.bus.url",
-                "is required when data.bus.kind is redis or nats",
+                "is required when data.bus.kind is redis, redis_cluster or nats",
             );
         }
         if self.auth.mode == AuthMode::Jwt {

@@ -102,6 +102,7 @@ fn bad_values_name_their_key() {
         ),
         ("QRUPLOAD__SERVER__HTTP__ADDR", "not-an-address", "addr"),
         ("QRUPLOAD__DATA__BUS__KIND", "carrier-pigeon", "kind"),
+        ("QRUPLOAD__DATA__BUS__KIND", "redis_cluster", "data.bus.url"),
         ("QRUPLOAD__SSE__EVENT", "bad\nname", "sse.event"),
         ("QRUPLOAD__UPLOAD__MAX_IMAGES", "0", "upload.max_images"),
         ("QRUPLOAD__AUTH__MODE", "jwt", "auth.jwt.secret"),
@@ -128,6 +129,27 @@ fn bad_values_name_their_key() {
     let missing =
         Config::load_with(&configs(), Some("nosuchenv"), vars(&[])).expect_err("missing overlay");
     assert!(missing.to_string().contains("nosuchenv"), "{missing}");
+}
+
+#[test]
+fn a_redis_cluster_bus_names_its_nodes() {
+    let c = Config::load_with(
+        &configs(),
+        None,
+        vars(&[
+            ("QRUPLOAD__DATA__BUS__KIND", "redis_cluster"),
+            (
+                "QRUPLOAD__DATA__BUS__URL",
+                "redis://10.0.0.1:6379,redis://10.0.0.2:6379",
+            ),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(c.data.bus.kind, BusKind::RedisCluster);
+    assert_eq!(
+        c.data.bus.url.as_ref().map(|u| u.expose()),
+        Some("redis://10.0.0.1:6379,redis://10.0.0.2:6379")
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::biz::{BusInterest, SessionChange};
+use crate::biz::{BusInterest, BusMessage, SessionChange};
 
 /// How long a first watcher waits for the broker to confirm a subscription. Past it the
 /// watcher goes on: the bus is then as good as disconnected, and its reconnect resyncs.
@@ -135,7 +135,19 @@ pub(super) fn doorbell(change: &SessionChange) -> String {
     format!("{} {}", change.identifier, change.version)
 }
 
-pub(super) fn parse_doorbell(payload: &str) -> Option<SessionChange> {
+/// A message on a session's channel or subject: its upload progress (a JSON object) or its
+/// doorbell; `None` for anything else.
+pub(super) fn parse_message(payload: &[u8]) -> Option<BusMessage> {
+    if payload.first() == Some(&b'{') {
+        return serde_json::from_slice(payload)
+            .ok()
+            .map(BusMessage::Progress);
+    }
+    let change = parse_doorbell(std::str::from_utf8(payload).ok()?)?;
+    Some(BusMessage::Change(change))
+}
+
+fn parse_doorbell(payload: &str) -> Option<SessionChange> {
     let (identifier, version) = payload.split_once(' ')?;
     Some(SessionChange {
         identifier: identifier.to_owned(),
@@ -153,9 +165,14 @@ mod tests {
             identifier: "abc".into(),
             version: 7,
         };
-        assert_eq!(parse_doorbell(&doorbell(&change)), Some(change));
+        assert_eq!(parse_doorbell(&doorbell(&change)), Some(change.clone()));
         assert_eq!(parse_doorbell("abc"), None);
         assert_eq!(parse_doorbell("abc x"), None);
+        assert!(matches!(
+            parse_message(b"abc 7"),
+            Some(BusMessage::Change(c)) if c == change
+        ));
+        assert!(parse_message(b"{not json").is_none());
     }
 
     #[tokio::test]

@@ -31,7 +31,7 @@ use tokio::{
 };
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
-use super::bus_interest::{Command, Interests, doorbell, drain, parse_doorbell};
+use super::bus_interest::{Command, Interests, doorbell, drain, parse_message};
 use crate::biz::{
     BizError, BusInterest, BusMessage, BusSubscription, EventBus, Result, SessionChange,
     UploadProgress, new_id,
@@ -313,17 +313,8 @@ impl Drop for Forwarders {
 
 async fn forward(mut subscriber: Subscriber, shared: Arc<Shared>) {
     while let Some(message) = subscriber.next().await {
-        if message.payload.first() == Some(&b'{') {
-            if let Ok(progress) = serde_json::from_slice(&message.payload) {
-                let _ = shared.tx.send(BusMessage::Progress(progress));
-            }
-            continue;
-        }
-        let change = std::str::from_utf8(&message.payload)
-            .ok()
-            .and_then(parse_doorbell);
-        if let Some(change) = change {
-            let _ = shared.tx.send(BusMessage::Change(change));
+        if let Some(message) = parse_message(&message.payload) {
+            let _ = shared.tx.send(message);
         }
     }
 }

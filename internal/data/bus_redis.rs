@@ -13,13 +13,11 @@
 //! Redis was away stays missed. Publishing is bounded in time: with Redis down, uploads still
 //! succeed (the database is the truth) and watchers catch up on the resync.
 //!
-//! Redis Cluster: classic pub/sub there is broadcast to every node, which undoes the point.
-//! Sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis 7) keeps each channel on the node that owns
-//! its hash slot. The seam for it is [`channel`] (one key per session, so its slot follows
-//! the session), [`send_all`] (the only place that subscribes) and the `PUBLISH` in
-//! `publish_inner`. What it also needs, and this bus does not have, is a subscriber
-//! connection per node routed by slot (the `redis` crate's split pub/sub sink sends only the
-//! classic commands); with no cluster to test against, only classic pub/sub is wired.
+//! Redis Cluster (`data.bus.kind: redis_cluster`): classic pub/sub there is broadcast to every
+//! node, which undoes the point, so the cluster engine uses sharded pub/sub (`SSUBSCRIBE` /
+//! `SPUBLISH`, Redis 7): each session's channel lives on the node that owns its hash slot, and
+//! the subscriber keeps one connection per node it needs ([`super::bus_redis_cluster`]). The
+//! channel names, the doorbells and the resync are the same on both engines.
 
 use std::{
     collections::HashSet,
@@ -32,14 +30,22 @@ use std::{
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use redis::{
+    IntoConnectionInfo,
+    aio::{ConnectionManager, PubSubSink, PubSubStream},
+    cluster::ClusterClient,
+    cluster_async::ClusterConnection,
+};
 use tokio::{
-    sync::{broadcast, mpsc},
+    sync::{broadcast, mpsc, oneshot},
     task::JoinHandle,
 };
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
-use super::bus_interest::{Command, Interests, doorbell, drain, parse_doorbell};
+use super::{
+    bus_interest::{Command, Interests, doorbell, drain, parse_message},
+    bus_redis_cluster,
+};
 use crate::biz::{
     BizError, BusInterest, BusMessage, BusSubscription, EventBus, Result, SessionChange,
     UploadProgress,
@@ -47,30 +53,52 @@ use crate::biz::{
 
 /// One channel per session carries its doorbells (`ID VERSION`) and its upload progress
 /// (a JSON object), so an instance hears both only for the sessions it serves.
-const CHANNEL_PREFIX: &str = "qrupload:session:";
+pub(super) const CHANNEL_PREFIX: &str = "qrupload:session:";
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Subscriptions sent together after a reconnect or a burst of first watchers.
-const BATCH: usize = 512;
+pub(super) const BATCH: usize = 512;
 
 /// A session's channel. The identifier is the whole key, so in a cluster its slot follows it.
-fn channel(identifier: &str) -> String {
+pub(super) fn channel(identifier: &str) -> String {
     format!("{CHANNEL_PREFIX}{identifier}")
 }
 
 pub struct RedisBus {
-    client: redis::Client,
-    publisher: tokio::sync::Mutex<Option<ConnectionManager>>,
+    publisher: Publisher,
     shared: Arc<Shared>,
     interests: Arc<Interests>,
     task: JoinHandle<()>,
 }
 
-struct Shared {
-    tx: broadcast::Sender<BusMessage>,
-    connected: AtomicBool,
+/// The publishing side, made on first use and kept: one connection to a server, or a
+/// cluster connection that routes each `SPUBLISH` to the node owning the channel's slot.
+enum Publisher {
+    Server(redis::Client, tokio::sync::Mutex<Option<ConnectionManager>>),
+    Cluster(ClusterClient, tokio::sync::Mutex<Option<ClusterConnection>>),
 }
 
-/// `data.bus.url` is not a Redis URL.
+pub(super) struct Shared {
+    pub(super) tx: broadcast::Sender<BusMessage>,
+    pub(super) connected: AtomicBool,
+}
+
+impl Shared {
+    fn new() -> Arc<Self> {
+        Arc::new(Shared {
+            tx: broadcast::channel(4096).0,
+            connected: AtomicBool::new(false),
+        })
+    }
+
+    /// Hands a message on the wire to the hubs; anything else is dropped.
+    pub(super) fn deliver(&self, payload: &[u8]) {
+        if let Some(message) = parse_message(payload) {
+            let _ = self.tx.send(message);
+        }
+    }
+}
+
+/// `data.bus.url` is not a Redis URL (or, for a cluster, a comma-separated list of them).
 #[derive(Debug, thiserror::Error)]
 #[error("data.bus.url: not a Redis URL: {0}")]
 pub struct RedisUrlError(#[source] redis::RedisError);
@@ -80,10 +108,7 @@ impl RedisBus {
     /// uploads) while Redis is down, and reports not-ready until the bus connects.
     pub fn start(url: &str) -> std::result::Result<Self, RedisUrlError> {
         let client = redis::Client::open(url).map_err(RedisUrlError)?;
-        let shared = Arc::new(Shared {
-            tx: broadcast::channel(4096).0,
-            connected: AtomicBool::new(false),
-        });
+        let shared = Shared::new();
         let (interests, commands) = Interests::new();
         let task = tokio::spawn(subscribe_forever(
             client.clone(),
@@ -92,8 +117,35 @@ impl RedisBus {
             commands,
         ));
         Ok(RedisBus {
-            client,
-            publisher: tokio::sync::Mutex::new(None),
+            publisher: Publisher::Server(client, tokio::sync::Mutex::new(None)),
+            shared,
+            interests,
+            task,
+        })
+    }
+
+    /// The same bus on a Redis Cluster, over sharded pub/sub. `urls` names one or more of its
+    /// nodes, comma-separated; the rest are found from them.
+    pub fn start_cluster(urls: &str) -> std::result::Result<Self, RedisUrlError> {
+        let nodes = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| u.into_connection_info().map_err(RedisUrlError))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let client = bus_redis_cluster::builder(nodes.clone())
+            .build()
+            .map_err(RedisUrlError)?;
+        let shared = Shared::new();
+        let (interests, commands) = Interests::new();
+        let task = tokio::spawn(bus_redis_cluster::subscribe_forever(
+            nodes,
+            shared.clone(),
+            interests.clone(),
+            commands,
+        ));
+        Ok(RedisBus {
+            publisher: Publisher::Cluster(client, tokio::sync::Mutex::new(None)),
             shared,
             interests,
             task,
@@ -101,25 +153,42 @@ impl RedisBus {
     }
 
     async fn publish_inner(&self, channel: String, payload: String) -> Result<()> {
-        let mut slot = self.publisher.lock().await;
-        if slot.is_none() {
-            let manager = self
-                .client
-                .get_connection_manager()
-                .await
-                .map_err(|e| BizError::unavailable(format!("redis: {e}")))?;
-            *slot = Some(manager);
+        let unavailable =
+            |e: redis::RedisError| BizError::unavailable(format!("redis publish: {e}"));
+        match &self.publisher {
+            Publisher::Server(client, slot) => {
+                let mut slot = slot.lock().await;
+                if slot.is_none() {
+                    *slot = Some(client.get_connection_manager().await.map_err(unavailable)?);
+                }
+                let Some(conn) = slot.as_mut() else {
+                    return Err(BizError::unavailable("redis: no connection"));
+                };
+                let command = redis::cmd("PUBLISH").arg(channel).arg(payload).to_owned();
+                command
+                    .query_async::<i64>(conn)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            Publisher::Cluster(client, slot) => {
+                // Cloned out of the lock: a cluster connection multiplexes, so publishes of
+                // different sessions go to their nodes side by side.
+                let mut conn = {
+                    let mut slot = slot.lock().await;
+                    if slot.is_none() {
+                        *slot = Some(client.get_async_connection().await.map_err(unavailable)?);
+                    }
+                    slot.clone()
+                        .ok_or_else(|| BizError::unavailable("redis: no connection"))?
+                };
+                let command = redis::cmd("SPUBLISH").arg(channel).arg(payload).to_owned();
+                command
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+            }
         }
-        let Some(conn) = slot.as_mut() else {
-            return Err(BizError::unavailable("redis: no connection"));
-        };
-        redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async::<i64>(conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| BizError::unavailable(format!("redis publish: {e}")))
+        Ok(())
     }
 }
 
@@ -192,18 +261,29 @@ async fn subscribe_forever(
             }
             Err(e) => tracing::warn!(error = %e, "redis subscribe failed"),
         }
-        // Watchers arriving meanwhile go on at once (their senders are dropped): the next
-        // connection subscribes every wanted session and resyncs.
-        let pause = tokio::time::sleep(backoff);
-        tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                _ = &mut pause => break,
-                command = commands.recv() => if command.is_none() { return },
-            }
+        if !pause(&mut backoff, &mut commands).await {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
+}
+
+/// Waits `backoff` before the next connection attempt, then doubles it (up to 2 s); `false`
+/// when the bus is dropped meanwhile. Watchers arriving meanwhile go on at once (their
+/// senders are dropped): the next connection subscribes every wanted session and resyncs.
+pub(super) async fn pause(
+    backoff: &mut Duration,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> bool {
+    let pause = tokio::time::sleep(*backoff);
+    tokio::pin!(pause);
+    loop {
+        tokio::select! {
+            _ = &mut pause => break,
+            command = commands.recv() => if command.is_none() { return false },
+        }
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    true
 }
 
 /// A fresh pub/sub connection subscribed to every session wanted now.
@@ -255,14 +335,7 @@ async fn follow(
         tokio::select! {
             message = stream.next() => {
                 let Some(message) = message else { return true };
-                let Ok(payload) = message.get_payload::<String>() else { continue };
-                if payload.starts_with('{') {
-                    if let Ok(progress) = serde_json::from_str(&payload) {
-                        let _ = shared.tx.send(BusMessage::Progress(progress));
-                    }
-                } else if let Some(change) = parse_doorbell(&payload) {
-                    let _ = shared.tx.send(BusMessage::Change(change));
-                }
+                shared.deliver(message.get_payload_bytes());
             }
             command = commands.recv() => {
                 let Some(command) = command else { return false };
@@ -282,28 +355,54 @@ async fn apply(
     subscribed: &mut HashSet<String>,
     interests: &Interests,
 ) -> redis::RedisResult<()> {
-    let mut add = Vec::new();
-    let mut remove = Vec::new();
-    let mut acks = Vec::new();
-    for command in batch {
-        match command {
-            Command::Subscribe(id, ack) => {
-                if interests.wanted(&id) && subscribed.insert(id.clone()) {
-                    add.push(id);
+    let plan = Plan::of(batch, subscribed, interests);
+    send_all(sink, &plan.remove, false).await?;
+    send_all(sink, &plan.add, true).await?;
+    plan.confirm();
+    Ok(())
+}
+
+/// What a batch of commands changes, decided from the interests at the time it runs:
+/// sessions to subscribe and to unsubscribe (`subscribed` is updated), and the watchers to
+/// confirm once that is done.
+pub(super) struct Plan {
+    pub(super) add: Vec<String>,
+    pub(super) remove: Vec<String>,
+    acks: Vec<oneshot::Sender<()>>,
+}
+
+impl Plan {
+    pub(super) fn of(
+        batch: Vec<Command>,
+        subscribed: &mut HashSet<String>,
+        interests: &Interests,
+    ) -> Plan {
+        let mut plan = Plan {
+            add: Vec::new(),
+            remove: Vec::new(),
+            acks: Vec::new(),
+        };
+        for command in batch {
+            match command {
+                Command::Subscribe(id, ack) => {
+                    if interests.wanted(&id) && subscribed.insert(id.clone()) {
+                        plan.add.push(id);
+                    }
+                    plan.acks.push(ack);
                 }
-                acks.push(ack);
-            }
-            Command::Unsubscribe(id) => {
-                if !interests.wanted(&id) && subscribed.remove(&id) {
-                    remove.push(id);
+                Command::Unsubscribe(id) => {
+                    if !interests.wanted(&id) && subscribed.remove(&id) {
+                        plan.remove.push(id);
+                    }
                 }
             }
         }
+        plan
     }
-    send_all(sink, &remove, false).await?;
-    send_all(sink, &add, true).await?;
-    for ack in acks {
-        let _ = ack.send(());
+
+    pub(super) fn confirm(self) {
+        for ack in self.acks {
+            let _ = ack.send(());
+        }
     }
-    Ok(())
 }

@@ -115,3 +115,18 @@ async fn nats_bus_rings_only_watched_sessions() {
     let bus = NatsBus::start(&url).await.expect("nats bus");
     contract(&bus, "nats").await;
 }
+
+#[tokio::test]
+async fn a_redis_cluster_bus_refuses_urls_that_name_no_node() {
+    for urls in [
+        "",
+        " , ",
+        "http://127.0.0.1:6379",
+        "redis://127.0.0.1:6379,nonsense",
+    ] {
+        assert!(
+            RedisBus::start_cluster(urls).is_err(),
+            "{urls:?} names no cluster node"
+        );
+    }
+}

@@ -16,6 +16,7 @@ mod bus_interest;
 mod bus_memory;
 mod bus_nats;
 mod bus_redis;
+mod bus_redis_cluster;
 pub mod entity;
 mod outbox;
 mod repo;

@@ -1,7 +1,9 @@
-//! Doorbells by session. Over NATS as over Redis, a watcher on one instance sees uploads made
-//! through another and converges after the broker goes away and comes back; a session first
-//! watched during the outage is subscribed on reconnect; and with three instances, each
-//! receives the doorbells of the sessions it serves and no others.
+//! Doorbells by session. Over NATS as over Redis (one server, or a cluster of three nodes on
+//! sharded pub/sub), a watcher on one instance sees uploads made through another and converges
+//! after the broker goes away and comes back; a session first watched during the outage is
+//! subscribed on reconnect; and with three instances, each receives the doorbells of the
+//! sessions it serves and no others. On the cluster, each session's channel is held by one
+//! node only: the one that owns its slot.
 
 use std::time::Duration;
 
@@ -81,6 +83,102 @@ pub(crate) async fn watchers_converge_after_the_broker_comes_back(kind: BusKind)
         "the latest version, nothing lost"
     );
     assert_eq!(list.as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn redis_cluster_watchers_converge_after_the_nodes_come_back() {
+    watchers_converge_after_the_broker_comes_back(BusKind::RedisCluster).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_a_session_first_watched_while_the_nodes_are_away_rings_once_they_are_back() {
+    first_watched_while_away(BusKind::RedisCluster).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_instances_receive_only_the_doorbells_of_the_sessions_they_serve() {
+    let Some(cluster) = OwnBroker::start(BusKind::RedisCluster) else {
+        return;
+    };
+    doorbells_follow_the_watchers(BusKind::RedisCluster, &cluster.url()).await;
+}
+
+/// Twelve watched sessions: each channel is subscribed on exactly one node (a node refuses
+/// `SSUBSCRIBE` for a slot it does not own), the channels spread over the nodes, no classic
+/// subscription exists anywhere, and once the watchers leave no node holds any channel.
+#[tokio::test]
+async fn redis_cluster_channels_live_on_their_slots_node_only() {
+    let Some(nodes) = OwnBroker::start(BusKind::RedisCluster) else {
+        return;
+    };
+    let apps = Cluster::start(1, |c| c.data.bus = nodes.bus()).await;
+    let app = &apps[0];
+    let mut channels = Vec::new();
+    let mut watchers = Vec::new();
+    for member in 1..=12 {
+        let (session, _) = app.create_session(member).await;
+        let id = session["identifier"].as_str().expect("identifier");
+        let mut watcher = SseClient::watch(app, id, member).await;
+        watcher
+            .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+            .await;
+        channels.push(format!("qrupload:session:{id}"));
+        watchers.push(watcher);
+    }
+
+    let held = shard_channels(&nodes).await;
+    let mut all: Vec<&String> = held.iter().flatten().collect();
+    all.sort();
+    let mut expected: Vec<&String> = channels.iter().collect();
+    expected.sort();
+    assert_eq!(all, expected, "every channel once, on one node");
+    assert!(
+        held.iter().filter(|h| !h.is_empty()).count() >= 2,
+        "the channels spread over the nodes: {held:?}"
+    );
+    for port in nodes.ports() {
+        let mut conn = node(port).await;
+        let classic: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .query_async(&mut conn)
+            .await
+            .expect("pubsub channels");
+        assert!(classic.is_empty(), "no classic subscription: {classic:?}");
+    }
+
+    drop(watchers);
+    for _ in 0..200 {
+        if shard_channels(&nodes).await.iter().all(Vec::is_empty) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "the last watcher leaving unsubscribes: {:?}",
+        shard_channels(&nodes).await
+    );
+}
+
+async fn node(port: u16) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .expect("node url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("node connection")
+}
+
+/// The sharded channels each node holds subscribers for.
+async fn shard_channels(nodes: &OwnBroker) -> Vec<Vec<String>> {
+    let mut held = Vec::new();
+    for port in nodes.ports() {
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("SHARDCHANNELS")
+            .query_async(&mut node(port).await)
+            .await
+            .expect("pubsub shardchannels");
+        held.push(channels);
+    }
+    held
 }
 
 #[tokio::test]

@@ -94,21 +94,35 @@ pub async fn postgres_database() -> Option<String> {
 }
 
 /// A broker of the test's own (`redis-server` or `nats-server`) on a free port, which the
-/// test stops and restarts to take the bus away and bring it back.
+/// test stops and restarts to take the bus away and bring it back. For
+/// [`BusKind::RedisCluster`] it is three `redis-server` nodes made into a cluster (no
+/// replicas, the 16,384 slots split between them), stopped and restarted together; each node
+/// keeps its cluster configuration in a folder of its own, so the cluster comes back as it was.
 pub struct OwnBroker {
     kind: BusKind,
-    port: u16,
-    child: Option<Child>,
+    /// One port per node: the clients' port and, for a cluster, the cluster bus port.
+    nodes: Vec<(u16, u16)>,
+    children: Vec<Child>,
+    folder: tempfile::TempDir,
 }
+
+/// Nodes of a test's own Redis Cluster.
+const CLUSTER_NODES: usize = 3;
 
 impl OwnBroker {
     /// Starts the server binary of `kind`; `None` (the test skips) when it is not installed,
     /// unless the variable that requires that bus is set.
     pub fn start(kind: BusKind) -> Option<OwnBroker> {
+        let count = if kind == BusKind::RedisCluster {
+            CLUSTER_NODES
+        } else {
+            1
+        };
         let mut broker = OwnBroker {
             kind,
-            port: free_port(),
-            child: None,
+            nodes: (0..count).map(|_| (free_port(), free_port())).collect(),
+            children: Vec::new(),
+            folder: tempfile::tempdir().expect("broker folder"),
         };
         if broker.spawn().is_err() {
             let required_by = match kind {
@@ -123,6 +137,9 @@ impl OwnBroker {
             eprintln!("skipping: no {} binary", broker.binary());
             return None;
         }
+        if kind == BusKind::RedisCluster {
+            broker.create_cluster();
+        }
         Some(broker)
     }
 
@@ -134,34 +151,108 @@ impl OwnBroker {
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
-        let port = self.port.to_string();
-        let args: Vec<&str> = match self.kind {
-            BusKind::Nats => vec!["-a", "127.0.0.1", "-p", &port],
-            _ => vec![
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-        };
-        let child = Command::new(self.binary())
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
+        for (n, &(port, bus_port)) in self.nodes.iter().enumerate() {
+            let port = port.to_string();
+            let mut args: Vec<String> = match self.kind {
+                BusKind::Nats => vec!["-a".into(), "127.0.0.1".into(), "-p".into(), port],
+                _ => [
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]
+                .map(String::from)
+                .to_vec(),
+            };
+            if self.kind == BusKind::RedisCluster {
+                let dir = self.folder.path().join(format!("node{n}"));
+                std::fs::create_dir_all(&dir)?;
+                let dir = dir.to_string_lossy().into_owned();
+                args.extend(
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-port",
+                        &bus_port.to_string(),
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--dir",
+                        &dir,
+                    ]
+                    .map(String::from),
+                );
+            }
+            let child = Command::new(self.binary())
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            self.children.push(child);
+        }
         Ok(())
     }
 
-    pub fn url(&self) -> String {
-        match self.kind {
-            BusKind::Nats => format!("nats://127.0.0.1:{}", self.port),
-            _ => format!("redis://127.0.0.1:{}", self.port),
+    /// Joins the nodes into one cluster and waits until every node serves all slots.
+    fn create_cluster(&self) {
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for (port, _) in &self.nodes {
+            create.arg(format!("127.0.0.1:{port}"));
         }
+        create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        // The nodes may still be starting: a few attempts.
+        let created = (0..50).any(|_| {
+            let done = create
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !done {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            done
+        });
+        assert!(created, "redis-cli --cluster create");
+        self.wait_cluster_ok();
+    }
+
+    fn wait_cluster_ok(&self) {
+        for _ in 0..300 {
+            let ok = self.nodes.iter().all(|(port, _)| {
+                Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the redis cluster did not reach cluster_state:ok");
+    }
+
+    /// The clients' ports of the nodes.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|(port, _)| *port).collect()
+    }
+
+    /// The bus URL: the server's, or the cluster's nodes comma-separated.
+    pub fn url(&self) -> String {
+        let scheme = match self.kind {
+            BusKind::Nats => "nats",
+            _ => "redis",
+        };
+        let urls: Vec<String> = self
+            .ports()
+            .iter()
+            .map(|port| format!("{scheme}://127.0.0.1:{port}"))
+            .collect();
+        urls.join(",")
     }
 
     /// The bus section that points an instance at this broker.
@@ -169,18 +260,22 @@ impl OwnBroker {
         bus(self.kind, &self.url())
     }
 
-    /// Kills the server: the bus is gone for every instance.
+    /// Kills the servers: the bus is gone for every instance.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for mut child in self.children.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// Starts the server again on the same port, empty.
+    /// Starts the servers again on the same ports: empty, or for a cluster, with the slots
+    /// each node had and no subscriptions.
     pub fn restart(&mut self) {
         self.stop();
         self.spawn().expect("the broker restarts");
+        if self.kind == BusKind::RedisCluster {
+            self.wait_cluster_ok();
+        }
     }
 }
 
