@@ -159,6 +159,80 @@ async fn redis_cluster_channels_live_on_their_slots_node_only() {
     );
 }
 
+/// The cluster moves a watched session's slot to another node: the old node drops the
+/// channel's subscribers, the instance subscribes again on the new owner, and the next upload
+/// still rings the watcher.
+#[tokio::test]
+async fn redis_cluster_a_session_whose_slot_moves_keeps_ringing() {
+    let Some(nodes) = OwnBroker::start(BusKind::RedisCluster) else {
+        return;
+    };
+    let apps = Cluster::start(2, |c| c.data.bus = nodes.bus()).await;
+    let (a, b) = (&apps[0], &apps[1]);
+    let (session, token) = a.create_session(1).await;
+    let id = session["identifier"].as_str().expect("identifier");
+    let channel = format!("qrupload:session:{id}");
+    let mut watcher = SseClient::watch(a, id, 1).await;
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.is_empty()))
+        .await;
+
+    let ports = nodes.ports();
+    let held = shard_channels(&nodes).await;
+    let from = held
+        .iter()
+        .position(|h| h.contains(&channel))
+        .expect("the channel is held by a node");
+    let to = (from + 1) % ports.len();
+    let mut source = node(ports[from]).await;
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(&channel)
+        .query_async(&mut source)
+        .await
+        .expect("keyslot");
+    let target_id: String = redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query_async(&mut node(ports[to]).await)
+        .await
+        .expect("myid");
+    // The slot holds no keys, so moving it is assigning it: to the target first, then the rest.
+    for port in std::iter::once(ports[to]).chain(ports.iter().copied().filter(|p| *p != ports[to]))
+    {
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("NODE")
+            .arg(&target_id)
+            .query_async(&mut node(port).await)
+            .await
+            .expect("setslot node");
+    }
+
+    // The instance resubscribes on the new owner.
+    let mut moved = false;
+    for _ in 0..200 {
+        let held = shard_channels(&nodes).await;
+        if held[to].contains(&channel) && !held[from].contains(&channel) {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        moved,
+        "the channel follows its slot: {:?}",
+        shard_channels(&nodes).await
+    );
+    let res = b
+        .upload(id, &token, vec![("a.jpg", jpeg(14, 14))], None)
+        .await;
+    assert_eq!(res.status(), 201);
+    watcher
+        .snapshot_where(|l| l.as_array().is_some_and(|a| a.len() == 1))
+        .await;
+}
+
 async fn node(port: u16) -> redis::aio::MultiplexedConnection {
     redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .expect("node url")
