@@ -31,7 +31,7 @@ use std::{
 use async_trait::async_trait;
 use futures::StreamExt;
 use redis::{
-    IntoConnectionInfo,
+    IntoConnectionInfo, RedisResult,
     aio::{ConnectionManager, PubSubSink, PubSubStream},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
@@ -292,29 +292,57 @@ async fn connect(
     interests: &Interests,
 ) -> redis::RedisResult<(PubSubSink, PubSubStream, HashSet<String>)> {
     let (sink, stream) = client.get_async_pubsub().await?.split();
-    let wanted = interests.all();
-    for chunk in wanted.chunks(BATCH) {
-        send_all(&sink, chunk, true).await?;
-    }
-    Ok((sink, stream, wanted.into_iter().collect()))
+    let subscribed = subscribe_wanted(&sink, interests).await?;
+    Ok((sink, stream, subscribed))
 }
 
-/// One command per channel, pipelined: each gets exactly one reply, so every confirmation
+/// What subscribes a channel: a server's pub/sub sink (`SUBSCRIBE`), or a cluster connection
+/// (`SSUBSCRIBE`, sent to the node owning the channel's slot). A clone sends over the same
+/// connection.
+pub(super) trait Channels: Clone + Send + Sync {
+    fn join(&mut self, channel: String) -> impl Future<Output = RedisResult<()>> + Send;
+    fn leave(&mut self, channel: String) -> impl Future<Output = RedisResult<()>> + Send;
+}
+
+impl Channels for PubSubSink {
+    async fn join(&mut self, channel: String) -> RedisResult<()> {
+        self.subscribe(channel).await
+    }
+
+    async fn leave(&mut self, channel: String) -> RedisResult<()> {
+        self.unsubscribe(channel).await
+    }
+}
+
+/// Subscribes every session wanted now, in batches; returns them.
+pub(super) async fn subscribe_wanted(
+    channels: &impl Channels,
+    interests: &Interests,
+) -> RedisResult<HashSet<String>> {
+    let wanted = interests.all();
+    for chunk in wanted.chunks(BATCH) {
+        send_all(channels, chunk, true).await?;
+    }
+    Ok(wanted.into_iter().collect())
+}
+
+/// One command per channel, side by side: each gets exactly one reply, so every confirmation
 /// belongs to its own command (a multi-channel SUBSCRIBE answers once per channel, and the
-/// extra replies would be taken for the next command's).
-async fn send_all(
-    sink: &PubSubSink,
+/// extra replies would be taken for the next command's; in a cluster, the channels of one
+/// command must also share a slot).
+pub(super) async fn send_all(
+    channels: &impl Channels,
     identifiers: &[String],
     subscribe: bool,
-) -> redis::RedisResult<()> {
+) -> RedisResult<()> {
     let sends = identifiers.iter().map(|id| {
-        let mut sink = sink.clone();
+        let mut channels = channels.clone();
         let channel = channel(id);
         async move {
             if subscribe {
-                sink.subscribe(channel).await
+                channels.join(channel).await
             } else {
-                sink.unsubscribe(channel).await
+                channels.leave(channel).await
             }
         }
     });

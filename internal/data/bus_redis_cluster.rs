@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::{
     bus_interest::{Command, Interests, drain},
-    bus_redis::{BATCH, CHANNEL_PREFIX, Plan, Shared, channel, pause},
+    bus_redis::{BATCH, CHANNEL_PREFIX, Channels, Plan, Shared, pause, send_all, subscribe_wanted},
 };
 
 /// A cluster client that gives up quickly: a node that is down fails a command within about
@@ -93,31 +93,18 @@ async fn connect(
         .push_sender(tx)
         .build()?;
     let conn = client.get_async_connection().await?;
-    let wanted = interests.all();
-    for chunk in wanted.chunks(BATCH) {
-        send_all(&conn, chunk, true).await?;
-    }
-    Ok((conn, pushes, wanted.into_iter().collect()))
+    let subscribed = subscribe_wanted(&conn, interests).await?;
+    Ok((conn, pushes, subscribed))
 }
 
-/// One command per channel, side by side: the connection sends each to its slot's node.
-async fn send_all(
-    conn: &ClusterConnection,
-    identifiers: &[String],
-    subscribe: bool,
-) -> RedisResult<()> {
-    let sends = identifiers.iter().map(|id| {
-        let mut conn = conn.clone();
-        let channel = channel(id);
-        async move {
-            if subscribe {
-                conn.ssubscribe(channel).await
-            } else {
-                conn.sunsubscribe(channel).await
-            }
-        }
-    });
-    futures::future::try_join_all(sends).await.map(|_| ())
+impl Channels for ClusterConnection {
+    async fn join(&mut self, channel: String) -> RedisResult<()> {
+        self.ssubscribe(channel).await
+    }
+
+    async fn leave(&mut self, channel: String) -> RedisResult<()> {
+        self.sunsubscribe(channel).await
+    }
 }
 
 struct Subscription {
