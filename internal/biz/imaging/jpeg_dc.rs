@@ -177,6 +177,21 @@ pub(super) fn decode_jpeg_dc_checked(
         });
     }
 
+    // The blocks of one MCU in scan order: each one's plane and place in the MCU, and its
+    // tables.
+    let mut blocks = Vec::new();
+    let mut tables = Vec::new();
+    for &index in &order {
+        let plane = planes.get(index)?;
+        for by in 0..plane.v {
+            for bx in 0..plane.h {
+                blocks.push((index, bx, by));
+                tables.push((plane.dc, plane.ac));
+            }
+        }
+    }
+    let mut diffs = vec![0i32; blocks.len()];
+
     let mut reader = BitReader::new(b, header.scan_start);
     let mut mcu = 0usize;
     let mut next_restart = 0u8;
@@ -189,18 +204,14 @@ pub(super) fn decode_jpeg_dc_checked(
                     plane.predictor = 0;
                 }
             }
-            for &index in &order {
+            reader.dc_of_mcu(&tables, &mut diffs)?;
+            for (&(index, bx, by), &diff) in blocks.iter().zip(&diffs) {
                 let plane = planes.get_mut(index)?;
-                for by in 0..plane.v {
-                    for bx in 0..plane.h {
-                        let diff = reader.dc_of_block(plane.dc, plane.ac)?;
-                        plane.predictor = plane.predictor.wrapping_add(diff);
-                        let dc = plane.predictor.wrapping_shl(dc_shift);
-                        let value = (dc.wrapping_mul(plane.quant).wrapping_add(1024)) >> 3;
-                        let at = (mcu_y * plane.v + by) * plane.stride + mcu_x * plane.h + bx;
-                        *plane.samples.get_mut(at)? = value.clamp(0, 255) as u8;
-                    }
-                }
+                plane.predictor = plane.predictor.wrapping_add(diff);
+                let dc = plane.predictor.wrapping_shl(dc_shift);
+                let value = (dc.wrapping_mul(plane.quant).wrapping_add(1024)) >> 3;
+                let at = (mcu_y * plane.v + by) * plane.stride + mcu_x * plane.h + bx;
+                *plane.samples.get_mut(at)? = value.clamp(0, 255) as u8;
             }
             mcu += 1;
         }

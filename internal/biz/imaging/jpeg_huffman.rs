@@ -245,10 +245,33 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    /// Decodes one block and returns its DC difference; AC values are skipped.
+    /// Decodes the blocks of one MCU, one per `(DC, AC)` table pair, and writes their DC
+    /// differences to `diffs`; AC values are skipped. The buffer stays in registers from one
+    /// block to the next: only the MCU's end writes it back.
+    pub(super) fn dc_of_mcu(
+        &mut self,
+        tables: &[(&Huffman, Option<&Huffman>)],
+        diffs: &mut [i32],
+    ) -> Option<()> {
+        let mut state = (self.acc, self.bits, self.pos);
+        for (&(dc, ac), diff) in tables.iter().zip(diffs.iter_mut()) {
+            let (value, next) = self.block(state, dc, ac)?;
+            *diff = value;
+            state = next;
+        }
+        (self.acc, self.bits, self.pos) = state;
+        Some(())
+    }
+
+    /// One block from the buffer state `(acc, bits, pos)`: its DC difference, and the state
+    /// after it.
     #[inline(always)]
-    pub(super) fn dc_of_block(&mut self, dc: &Huffman, ac: Option<&Huffman>) -> Option<i32> {
-        let (mut acc, mut bits, mut pos) = (self.acc, self.bits, self.pos);
+    fn block(
+        &mut self,
+        (mut acc, mut bits, mut pos): (u64, u32, usize),
+        dc: &Huffman,
+        ac: Option<&Huffman>,
+    ) -> Option<(i32, (u64, u32, usize))> {
         // Every step below takes at most 31 bits (a code and its value).
         macro_rules! fill {
             () => {
@@ -273,23 +296,17 @@ impl<'a> BitReader<'a> {
             consume!(len);
             u32::from(symbol)
         };
-        let diff = match size {
-            0 => 0,
-            1..=11 => {
-                fill!();
-                let v = i32::try_from(peek_bits(acc, size)).ok()?;
-                consume!(size);
-                if v < 1 << (size - 1) {
-                    v - (1 << size) + 1
-                } else {
-                    v
-                }
-            }
-            _ => return None,
-        };
+        // The code (at most 16 bits) and its value (at most 11) fit in what the top-up left,
+        // and a size of 0 reads no bits and gives 0: no branch on the size.
+        if size > 11 {
+            return None;
+        }
+        let v = ((acc >> 1) >> (63 - size)) as i32;
+        consume!(size);
+        let half = (1 << size) >> 1;
+        let diff = if v < half { v - (1 << size) + 1 } else { v };
         let Some(ac) = ac else {
-            (self.acc, self.bits, self.pos) = (acc, bits, pos);
-            return Some(diff);
+            return Some((diff, (acc, bits, pos)));
         };
         // The table itself, not the path to it: one load per step.
         let skip: &[u32; LOOKUP_SIZE] = &ac.skip;
@@ -334,7 +351,6 @@ impl<'a> BitReader<'a> {
                 }
             }
         }
-        (self.acc, self.bits, self.pos) = (acc, bits, pos);
-        Some(diff)
+        Some((diff, (acc, bits, pos)))
     }
 }
