@@ -6,9 +6,11 @@ use super::bytes::slice_at;
 const LOOKUP_BITS: u32 = 11;
 const LOOKUP_SIZE: usize = 1 << LOOKUP_BITS;
 
-/// Fields of a [`Huffman::skip`] entry, as (shift, width).
-const SINGLE_CONSUME: (u32, u32) = (0, 6);
-const STEP_CONSUME: (u32, u32) = (6, 6);
+/// Fields of a [`Huffman::skip`] entry, as (shift, width). The bits a step consumes come
+/// lowest, so that the shift between two lookups takes them with one mask (which x86's shift
+/// does by itself).
+const STEP_CONSUME: (u32, u32) = (0, 6);
+const SINGLE_CONSUME: (u32, u32) = (6, 6);
 const STEP_ADVANCE: (u32, u32) = (12, 7);
 const PAIR_FROM: (u32, u32) = (19, 7);
 
