@@ -90,6 +90,14 @@ impl Shared {
         })
     }
 
+    /// A (re)connected subscription holds every wanted session: the bus is ready, and
+    /// whatever was published while it was away is lost, so the hubs re-read instead.
+    pub(super) fn subscribed(&self, engine: &'static str, sessions: usize) {
+        self.connected.store(true, Ordering::Relaxed);
+        tracing::info!(engine, sessions, "event bus subscribed");
+        let _ = self.tx.send(BusMessage::Resync);
+    }
+
     /// Hands a message on the wire to the hubs; anything else is dropped.
     pub(super) fn deliver(&self, payload: &[u8]) {
         if let Some(message) = parse_message(payload) {
@@ -110,12 +118,12 @@ impl RedisBus {
         let client = redis::Client::open(url).map_err(RedisUrlError)?;
         let shared = Shared::new();
         let (interests, commands) = Interests::new();
-        let task = tokio::spawn(subscribe_forever(
-            client.clone(),
-            shared.clone(),
-            interests.clone(),
-            commands,
-        ));
+        let server = Server {
+            client: client.clone(),
+            shared: shared.clone(),
+            interests: interests.clone(),
+        };
+        let task = tokio::spawn(reconnect_forever(server, commands));
         Ok(RedisBus {
             publisher: Publisher::Server(client, tokio::sync::Mutex::new(None)),
             shared,
@@ -138,12 +146,12 @@ impl RedisBus {
             .map_err(RedisUrlError)?;
         let shared = Shared::new();
         let (interests, commands) = Interests::new();
-        let task = tokio::spawn(bus_redis_cluster::subscribe_forever(
+        let cluster = bus_redis_cluster::Cluster {
             nodes,
-            shared.clone(),
-            interests.clone(),
-            commands,
-        ));
+            shared: shared.clone(),
+            interests: interests.clone(),
+        };
+        let task = tokio::spawn(reconnect_forever(cluster, commands));
         Ok(RedisBus {
             publisher: Publisher::Cluster(client, tokio::sync::Mutex::new(None)),
             shared,
@@ -236,34 +244,74 @@ impl EventBus for RedisBus {
     }
 }
 
-async fn subscribe_forever(
-    client: redis::Client,
-    shared: Arc<Shared>,
-    interests: Arc<Interests>,
+/// What a subscription task runs on: one server, or a cluster.
+pub(super) trait Engine: Send {
+    const NAME: &'static str;
+
+    fn shared(&self) -> &Shared;
+
+    /// Connects, subscribes every wanted session (then calls [`Shared::subscribed`]) and
+    /// follows the connection until it is lost (`Ok(true)`) or the bus is dropped (`Ok(false)`).
+    fn attempt(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> impl Future<Output = RedisResult<bool>> + Send;
+}
+
+/// The life of a subscription task: an attempt that fails, or whose connection is lost, is
+/// made again after a backoff.
+pub(super) async fn reconnect_forever<E: Engine>(
+    mut engine: E,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match connect(&client, &interests).await {
-            Ok((sink, stream, subscribed)) => {
-                shared.connected.store(true, Ordering::Relaxed);
-                backoff = Duration::from_millis(100);
-                tracing::info!(sessions = subscribed.len(), "event bus subscribed to redis");
-                // Whatever was published while we were away is lost: re-read instead.
-                let _ = shared.tx.send(BusMessage::Resync);
-                let open =
-                    follow(sink, stream, subscribed, &shared, &interests, &mut commands).await;
-                shared.connected.store(false, Ordering::Relaxed);
-                if !open {
-                    return;
-                }
-                tracing::warn!("redis subscription lost; reconnecting");
-            }
-            Err(e) => tracing::warn!(error = %e, "redis subscribe failed"),
+        let result = engine.attempt(&mut commands).await;
+        let was_connected = engine.shared().connected.swap(false, Ordering::Relaxed);
+        let name = E::NAME;
+        match result {
+            Ok(false) => return,
+            Ok(true) => tracing::warn!(engine = name, "event bus subscription lost; reconnecting"),
+            Err(e) => tracing::warn!(engine = name, error = %e, "event bus subscribe failed"),
+        }
+        if was_connected {
+            backoff = Duration::from_millis(100);
         }
         if !pause(&mut backoff, &mut commands).await {
             return;
         }
+    }
+}
+
+/// The subscriber on one server: a pub/sub connection, with classic `SUBSCRIBE`.
+struct Server {
+    client: redis::Client,
+    shared: Arc<Shared>,
+    interests: Arc<Interests>,
+}
+
+impl Engine for Server {
+    const NAME: &'static str = "redis";
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    async fn attempt(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> RedisResult<bool> {
+        let (sink, stream, subscribed) = connect(&self.client, &self.interests).await?;
+        self.shared.subscribed(Self::NAME, subscribed.len());
+        Ok(follow(
+            sink,
+            stream,
+            subscribed,
+            &self.shared,
+            &self.interests,
+            commands,
+        )
+        .await)
     }
 }
 

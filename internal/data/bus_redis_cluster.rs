@@ -17,7 +17,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::atomic::Ordering,
+    sync::Arc,
     time::Duration,
 };
 
@@ -29,7 +29,9 @@ use tokio::sync::mpsc;
 
 use super::{
     bus_interest::{Command, Interests, drain},
-    bus_redis::{BATCH, CHANNEL_PREFIX, Channels, Plan, Shared, pause, send_all, subscribe_wanted},
+    bus_redis::{
+        BATCH, CHANNEL_PREFIX, Channels, Engine, Plan, Shared, send_all, subscribe_wanted,
+    },
 };
 
 /// A cluster client that gives up quickly: a node that is down fails a command within about
@@ -41,42 +43,34 @@ pub(super) fn builder(nodes: Vec<ConnectionInfo>) -> ClusterClientBuilder {
         .retries(2)
 }
 
-pub(super) async fn subscribe_forever(
-    nodes: Vec<ConnectionInfo>,
-    shared: std::sync::Arc<Shared>,
-    interests: std::sync::Arc<Interests>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match connect(&nodes, &interests).await {
-            Ok((conn, pushes, subscribed)) => {
-                shared.connected.store(true, Ordering::Relaxed);
-                backoff = Duration::from_millis(100);
-                tracing::info!(
-                    sessions = subscribed.len(),
-                    "event bus subscribed to the redis cluster"
-                );
-                let _ = shared.tx.send(crate::biz::BusMessage::Resync);
-                let mut subscription = Subscription {
-                    conn,
-                    subscribed,
-                    unsubscribing: HashMap::new(),
-                };
-                let open = subscription
-                    .follow(pushes, &shared, &interests, &mut commands)
-                    .await;
-                shared.connected.store(false, Ordering::Relaxed);
-                if !open {
-                    return;
-                }
-                tracing::warn!("redis cluster subscription lost; subscribing again");
-            }
-            Err(e) => tracing::warn!(error = %e, "redis cluster subscribe failed"),
-        }
-        if !pause(&mut backoff, &mut commands).await {
-            return;
-        }
+/// The subscriber on a cluster: a cluster connection, with sharded `SSUBSCRIBE`.
+pub(super) struct Cluster {
+    pub(super) nodes: Vec<ConnectionInfo>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) interests: Arc<Interests>,
+}
+
+impl Engine for Cluster {
+    const NAME: &'static str = "redis cluster";
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    async fn attempt(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> RedisResult<bool> {
+        let (conn, pushes, subscribed) = connect(&self.nodes, &self.interests).await?;
+        self.shared.subscribed(Self::NAME, subscribed.len());
+        let mut subscription = Subscription {
+            conn,
+            subscribed,
+            unsubscribing: HashMap::new(),
+        };
+        Ok(subscription
+            .follow(pushes, &self.shared, &self.interests, commands)
+            .await)
     }
 }
 
