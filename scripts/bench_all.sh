@@ -26,7 +26,7 @@ SHAPES="${SHAPES:-floor-1000x2 floor-100x100 1000x2 100x100 50x100 190x100 500x1
 # watchers), the same on PostgreSQL + Redis, 1,000×2 beside nchan, 1,000 uploads beside
 # 10,000 idle watchers, 3 instances on Redis and on NATS, and 19,000 idle watchers' memory.
 # Its lines go to docs/bench/issue13.jsonl (replaced), then to $OUT, and the table is printed.
-ISSUE13="i13-100x100-nchan i13-100x100-pg i13-1000x2-nchan i13-idle10k i13-300x1x3-redis i13-300x1x3-redis-cluster i13-300x1x3-nats i13-190x100"
+ISSUE13="i13-100x100-floor i13-100x100-nchan i13-100x100-pg i13-1000x2-nchan i13-idle10k i13-300x1x3-redis i13-300x1x3-redis-cluster i13-300x1x3-nats i13-190x100"
 if [ "$SHAPES" = issue13 ]; then
   SHAPES=$ISSUE13
   ISSUE_OUT=docs/bench/issue13.jsonl
@@ -107,6 +107,7 @@ for shape in $SHAPES; do
     1000x2-nchan)  run --beside-nchan --sessions 1000 --watchers 2 --rate 50 --uploads 1000 ;;
     300x1x3-nats)  run --instances 3 --bus nats --sessions 300 --watchers 1 --rate 50 --uploads 300 ;;
     # Issue 13 (SHAPES=issue13).
+    i13-100x100-floor) run --floor --sessions 100 --watchers 100 --rate 50 --uploads 1000 --label "i13 100x100 floor" ;;
     i13-100x100-nchan) run --beside-nchan --sessions 100 --watchers 100 --rate 50 --uploads 1000 --label "i13 100x100" ;;
     i13-100x100-pg)    run --pg-redis --sessions 100 --watchers 100 --rate 50 --uploads 1000 --label "i13 100x100 pg+redis" ;;
     i13-1000x2-nchan)  run --beside-nchan --sessions 1000 --watchers 2 --rate 50 --uploads 1000 --label "i13 1000x2" ;;

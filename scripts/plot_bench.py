@@ -105,6 +105,20 @@ def by_label(rows, label, mode="server"):
     return found[-1] if found else None
 
 
+def anchors(rows, label, nchan):
+    """The same run's CPU per delivered event of nchan (its publishes included) and of the
+    bench's echo server (`--floor`: a watch slot and a write per watcher, nothing else)."""
+    def cpu(r):
+        return r["server_cpu_us_per_delivered_event"]
+    found = []
+    if nchan:
+        found.append(f"nchan, its publishes included, {cpu(nchan)} µs")
+    floor = by_label(rows, f"{label} floor", "floor")
+    if floor:
+        found.append(f"the echo server {cpu(floor)} µs")
+    return "; " + "; ".join(found) if found else ""
+
+
 def issue13(rows):
     """Issue 13's table from one `SHAPES=issue13` run: before (the issue's), after, nchan."""
     def f(v):
@@ -165,7 +179,7 @@ def issue13(rows):
             print(f"| 3. server CPU per delivered event, excl. upload | {shape} | "
                   f"{ours.get('server_cpu_us_per_delivered_event_excl_upload')} µs "
                   f"(with the upload {ours['server_cpu_us_per_delivered_event']} µs; upload alone "
-                  f"{(ours.get('calibration') or {}).get('server_cpu_us_per_upload')} µs) | ≤ 3 µs |")
+                  f"{(ours.get('calibration') or {}).get('server_cpu_us_per_upload')} µs{anchors(rows, label, theirs)}) | ≤ 3 µs |")
     for label in ("i13 300x1 x3 redis", "i13 300x1 x3 redis cluster", "i13 300x1 x3 nats"):
         r = by_label(rows, label)
         if r:

@@ -3,8 +3,11 @@
 //! commits. Each blob is created under its own, new name (`O_EXCL`: a put never replaces a
 //! file) and written; then every sync it needs runs at once, one blocking thread each: the
 //! file's `fdatasync` and its folder's `fsync` (and the folders above it, when the put made the
-//! folder). An image and its thumbnail share the folder's sync. So a put costs one sync of
-//! latency, not a file sync followed by a folder sync.
+//! folder). An image and its thumbnail share the folder's sync. No sync waits for another to
+//! start, so a device that can flush for several syncs at once overlaps them. The benchmark
+//! machine's disk flushes one sync at a time (`scripts/disk_flushes.py` tells): there a put
+//! takes about three flushes, though less time than the same syncs in turn on one thread
+//! (docs/BENCHMARKS.md, "The upload's floor is the disk's flushes").
 //!
 //! No reader looks for a blob before a row names it, and the row commits only after the put
 //! returns: a crash during a put leaves at worst a partial file that no row names, which the
