@@ -46,20 +46,37 @@ fi
 # A Redis Cluster of three nodes of its own (no replicas), in $WORK, on free ports; prints its
 # nodes' URLs comma-separated. Stopped with the script.
 redis_cluster() {
-  local ports=() urls=() port
+  local ports=() urls=() port bus tries
   for _ in 1 2 3; do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # Two free ports: the node's and its cluster bus's (by default port + 10000, which is no
+    # port at all for a port above 55535).
+    read -r port bus < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))')
     ports+=("$port")
     mkdir -p "$WORK/redis-$port"
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --cluster-enabled yes \
-      --cluster-node-timeout 2000 --dir "$WORK/redis-$port" --daemonize yes \
+      --cluster-port "$bus" --cluster-node-timeout 2000 --dir "$WORK/redis-$port" --daemonize yes \
       --pidfile "$WORK/redis-$port/pid" >/dev/null
     urls+=("redis://127.0.0.1:$port")
   done
-  sleep 0.5
+  for port in "${ports[@]}"; do
+    tries=0
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do
+      tries=$((tries + 1))
+      [ "$tries" -lt 100 ] || { echo "redis cluster node on port $port did not start" >&2; return 1; }
+      sleep 0.1
+    done
+  done
   redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >/dev/null
   for port in "${ports[@]}"; do
-    until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+    tries=0
+    until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do
+      tries=$((tries + 1))
+      [ "$tries" -lt 300 ] || { echo "redis cluster on port $port never became ok" >&2; return 1; }
+      sleep 0.1
+    done
   done
   (IFS=,; echo "${urls[*]}")
 }
