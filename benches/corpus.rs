@@ -21,10 +21,8 @@ fn main() {
         eprintln!("usage: cargo bench --bench corpus -- FOLDER");
         std::process::exit(2);
     };
-    let limits = PixelLimits {
-        max_pixels: 100_000_000,
-        thumbnail_size: 320,
-    };
+    // The limits the service ships with (`configs/config.yaml` says the same).
+    let limits = PixelLimits::default();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&folder) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
